@@ -1,0 +1,237 @@
+"""The `odva` command: a thin layer over `onedva_codec.Codec` and `read_info`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__
+from .atomic import check_output_path
+from .codec import Codec, RateOptions
+from .container import read_info
+from .errors import InputError, OdvaError
+from .ratecontrol import parse_bitrate
+from .video_io import VideoReader, output_kind
+
+app = typer.Typer(
+    name="odva",
+    help="odva: neural video codec with adaptive bitrate (One-DVA).\n\n"
+         "Example: odva encode in.mp4 -o out.odva --quality 0.6 && odva decode out.odva -o rec.mp4 --steps 8",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(Text(f"odva: error: {message}"), style="red", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _user_errors(command: Callable) -> Callable:
+    """Turn every failure into one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except OdvaError as exc:
+            _fail(str(exc), 1)
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was written", 130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-line promise
+            if os.environ.get("ODVA_DEBUG"):
+                raise
+            if type(exc).__name__ == "OutOfMemoryError":
+                _fail("out of GPU memory; try a smaller --batch", 1)
+            _fail(f"internal error ({type(exc).__name__}: {exc}); set ODVA_DEBUG=1 to see where", 3)
+
+    return wrapper
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} frames/s" if speed else "", style="cyan")
+
+
+@contextmanager
+def _progress(description: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
+    if quiet:
+        yield lambda n: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"odva {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    pass
+
+
+WeightsOption = Annotated[Optional[Path], typer.Option(
+    "--weights", metavar="DIR", help="Model folder (safetensors + card.json); default: the shipped weights/. "
+                                     "e.g. --weights runs/s/export")]
+DeviceOption = Annotated[str, typer.Option(
+    help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N. e.g. --device cpu")]
+BatchOption = Annotated[Optional[int], typer.Option(
+    "--batch", min=1, help="Tiles per model call (default 16 on GPU, 4 on CPU). e.g. --batch 32")]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists. e.g. --force")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary. e.g. --quiet")]
+
+
+@app.command(epilog="Examples:  odva encode in.mp4 -o out.odva --quality 0.6  |  "
+                    "odva encode in.mkv -o out.odva --bitrate 300k  |  "
+                    "odva encode in.mp4 -o out.odva --quality 0.3 --no-adaptive --device cpu")
+@_user_errors
+def encode(
+    source: Annotated[Path, typer.Argument(metavar="INPUT", help="Video to encode (mp4, mkv, webm, avi, mov, y4m, ...).")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
+                                         help="The .odva file to write. e.g. -o out.odva")],
+    quality: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Mean share of 1D latent tokens kept, 0 (structure only) to 1 (all); "
+                               "default 0.5. e.g. --quality 0.6")] = None,
+    bitrate: Annotated[Optional[str], typer.Option(
+        help="Target bitrate of the whole file instead of a quality. e.g. --bitrate 300k")] = None,
+    adaptive: Annotated[bool, typer.Option(
+        "--adaptive/--no-adaptive", help="Spend more tokens on chunks with more motion. e.g. --no-adaptive")] = True,
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1,
+                                      help="Decoding seed stored in the file. e.g. --seed 7")] = 0,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch: BatchOption = None,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Encode a video into a compact .odva file."""
+    if quality is not None and bitrate is not None:
+        raise InputError("give --quality or --bitrate, not both")
+    rate = RateOptions(quality=0.5 if quality is None else quality,
+                       bitrate=parse_bitrate(bitrate) if bitrate is not None else None, adaptive=adaptive)
+    # Input and output problems are reported before the model is loaded.
+    VideoReader(source).close()
+    check_output_path(output, force)
+    codec = Codec(weights, device=device, batch_size=batch)
+    with _progress("encoding", None, quiet) as advance:
+        result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=advance)
+    for note in result.notes:
+        err.print(f"odva: note: {note}", style="yellow")
+    if not quiet:
+        err.print(f"wrote {output}: {result.frames} frames {result.width}x{result.height} @ "
+                  f"{float(result.fps):.3g} fps, {result.bytes / 1000:.1f} kB, {result.bitrate / 1000:.1f} kbit/s, "
+                  f"{result.bpp:.4f} bpp, {result.kept_share:.0%} of 1D tokens kept, "
+                  f"{result.frames / result.seconds:.1f} frames/s on {codec.device}")
+
+
+def _parse_range(text: str) -> tuple[int, int]:
+    try:
+        first, stop = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise InputError(f"cannot read frame range {text!r}; write it as START:END, e.g. 0:100") from None
+    return first, stop
+
+
+@app.command(epilog="Examples:  odva decode out.odva -o rec.mp4 --steps 8  |  "
+                    "odva decode out.odva -o rec.mkv --frames 0:100  |  odva decode out.odva -o rec.y4m --device cpu")
+@_user_errors
+def decode(
+    source: Annotated[Path, typer.Argument(metavar="INPUT", help="The .odva file to decode.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Video to write: .mp4 (H.264), .mkv (FFV1, lossless) or .y4m. e.g. -o rec.mp4")],
+    steps: Annotated[Optional[int], typer.Option(
+        min=1, help="Diffusion steps per chunk; more is slower and sharper (default: the model's). "
+                    "e.g. --steps 8")] = None,
+    frames: Annotated[Optional[str], typer.Option(
+        metavar="START:END", help="Decode only these frames (end exclusive). e.g. --frames 0:100")] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch: BatchOption = None,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Decode an .odva file back to a video by multi-step diffusion."""
+    frame_range = _parse_range(frames) if frames is not None else None
+    info = read_info(source)  # checks the whole file before any model work
+    output_kind(output)
+    check_output_path(output, force)
+    codec = Codec(weights, device=device, batch_size=batch)
+    first, stop = frame_range or (0, info.header.frames)
+    with _progress("decoding", stop - first, quiet) as advance:
+        result = codec.decode_file(source, output, steps=steps, frame_range=frame_range, force=force,
+                                   progress=advance)
+    for note in result.notes:
+        err.print(f"odva: note: {note}", style="yellow")
+    if not quiet:
+        err.print(f"wrote {output}: {result.frames} frames, {result.frames / result.seconds:.1f} frames/s "
+                  f"on {codec.device}")
+
+
+@app.command(epilog="Examples:  odva info out.odva  |  odva info out.odva --json")
+@_user_errors
+def info(
+    source: Annotated[Path, typer.Argument(metavar="INPUT", help="The .odva file to describe.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables. e.g. --json")] = False,
+) -> None:
+    """Show an .odva file's header and a per-chunk table (checks every record's CRC)."""
+    details = read_info(source)
+    h = details.header
+    summary = {
+        "file": str(details.path), "version": ".".join(map(str, details.version)), "bytes": details.file_size,
+        "model": f"{h.model_config}-{h.model_sha256[:16]}", "size": f"{h.width}x{h.height}",
+        "fps": f"{h.fps.numerator}/{h.fps.denominator}", "frames": h.frames, "duration_s": round(h.duration, 3),
+        "bitrate_kbps": round(details.bitrate / 1000, 2), "bpp": round(details.bpp, 5),
+        "chunks": h.chunk_count, "tiles_per_chunk": h.tile_count,
+        "tile": f"{h.tile_size} px, overlap {h.tile_overlap}", "latent": f"{h.structural_tokens} structural + "
+        f"up to {h.max_1d_tokens} 1D tokens x {h.latent_channels} channels",
+        "quantization": f"step {h.quant_step:g}, {h.entropy_coder}", "rate": h.rate, "seed": h.seed,
+        "audio": (f"{h.audio['codec']}, {h.audio['sample_rate']} Hz, {h.audio['channels']} ch, "
+                  f"{details.audio_bytes} bytes") if h.audio else "none",
+        "encoder": h.encoder,
+    }
+    if as_json:
+        summary["chunk_table"] = [vars(c) for c in details.chunks]
+        out.print_json(json.dumps(summary))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    out.print(table)
+    chunks = Table("chunk", "frames", "1D tokens kept", "bytes", "motion", title="chunks")
+    for c in details.chunks:
+        kept = str(c.kept[0]) if len(c.kept) == 1 else f"{sum(c.kept) / len(c.kept):.1f} (mean of {len(c.kept)})"
+        motion = sum(c.motion) / len(c.motion)
+        chunks.add_row(str(c.index), str(c.frames), kept, str(c.bytes), f"{motion:.3f}")
+    out.print(chunks)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""The .odva file: a preamble, CRC-checked records, and a trailer that finds the index.
+
+    preamble   "ODVA", u8 major, u8 minor, u16 flags (0)
+    record H   msgpack header (FileHeader)
+    record C   one per chunk, in order (ChunkRecord)
+    record A   optional: the audio track, as Matroska
+    record X   index: u64 offset of each chunk record, then u64 offset of record A or 0
+    trailer    u64 offset of record X, "ODVX"
+
+    record     u8 kind, u32 payload length, payload, u32 CRC-32 of kind + length + payload
+               (for record H, of preamble + kind + length + payload)
+
+All integers are little-endian. docs/format.md is the specification; this module
+is its reference implementation.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import msgpack
+
+from .errors import FormatError, InputError
+
+MAGIC = b"ODVA"
+TRAILER_MAGIC = b"ODVX"
+VERSION = (1, 0)
+KIND_HEADER, KIND_CHUNK, KIND_AUDIO, KIND_INDEX = b"H", b"C", b"A", b"X"
+
+_PREAMBLE = struct.Struct("<4sBBH")
+_RECORD_HEAD = struct.Struct("<cI")
+_CRC = struct.Struct("<I")
+_TRAILER = struct.Struct("<Q4s")
+_CHUNK_HEAD = struct.Struct("<IHH")  # chunk index, real frames, tile count
+_TILE_ENTRY = struct.Struct("<HeI")  # kept 1D tokens, motion score (float16), data bytes
+_OFFSET = struct.Struct("<Q")
+
+RECORD_OVERHEAD = _RECORD_HEAD.size + _CRC.size
+
+
+@dataclass
+class FileHeader:
+    """Everything a decoder needs besides the weights; field by field in docs/format.md."""
+
+    model_config: str
+    model_sha256: str
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    chunk_frames: int
+    tile_size: int
+    tile_overlap: int
+    tile_ys: list[int]
+    tile_xs: list[int]
+    latent_channels: int
+    structural_tokens: int
+    max_1d_tokens: int
+    quant_step: float
+    quant_mean: list[float]
+    quant_std: list[float]
+    entropy_coder: str
+    seed: int
+    rate: dict = field(default_factory=dict)  # how the encoder was asked to spend bits
+    audio: dict | None = None  # codec, sample_rate, channels
+    encoder: str = ""
+
+    def to_bytes(self) -> bytes:
+        values = asdict(self)
+        values["fps"] = [self.fps.numerator, self.fps.denominator]
+        return msgpack.packb(values)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "FileHeader":
+        try:
+            values = msgpack.unpackb(data)
+            values["fps"] = Fraction(*values["fps"])
+            known = set(cls.__dataclass_fields__)
+            # Newer minor versions may add fields; a reader ignores what it does not know.
+            header = cls(**{k: v for k, v in values.items() if k in known})
+        except (ValueError, TypeError, KeyError, ZeroDivisionError, msgpack.UnpackException) as exc:
+            raise FormatError(f"the file header is malformed ({exc})") from None
+        if header.frames <= 0 or header.width <= 0 or header.height <= 0 or header.fps <= 0:
+            raise FormatError("the file header describes an empty video")
+        return header
+
+    @property
+    def chunk_count(self) -> int:
+        return -(-self.frames // self.chunk_frames)
+
+    @property
+    def tile_count(self) -> int:
+        return len(self.tile_ys) * len(self.tile_xs)
+
+    @property
+    def duration(self) -> float:
+        return float(self.frames / self.fps)
+
+
+@dataclass
+class TileRecord:
+    kept: int  # 1D tokens kept
+    motion: float  # normalised motion score, as rate control saw it
+    data: bytes  # zstd frame of int8 symbols
+
+
+@dataclass
+class ChunkRecord:
+    index: int
+    frames: int  # real frames, <= chunk_frames for the last chunk
+    tiles: list[TileRecord]
+
+    def to_bytes(self) -> bytes:
+        parts = [_CHUNK_HEAD.pack(self.index, self.frames, len(self.tiles))]
+        parts += [_TILE_ENTRY.pack(t.kept, t.motion, len(t.data)) for t in self.tiles]
+        parts += [t.data for t in self.tiles]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ChunkRecord":
+        try:
+            index, frames, count = _CHUNK_HEAD.unpack_from(data)
+            entries = [_TILE_ENTRY.unpack_from(data, _CHUNK_HEAD.size + i * _TILE_ENTRY.size) for i in range(count)]
+        except struct.error:
+            raise FormatError("a chunk record is malformed") from None
+        pos = _CHUNK_HEAD.size + count * _TILE_ENTRY.size
+        tiles = []
+        for kept, motion, size in entries:
+            tiles.append(TileRecord(kept, float(motion), data[pos:pos + size]))
+            pos += size
+        if pos != len(data):
+            raise FormatError("a chunk record's tile sizes do not add up")
+        return cls(index, frames, tiles)
+
+    @staticmethod
+    def overhead(tiles: int) -> int:
+        """Bytes a chunk costs in the file besides its tiles' latent data."""
+        return RECORD_OVERHEAD + _CHUNK_HEAD.size + tiles * _TILE_ENTRY.size
+
+
+def container_overhead(header: FileHeader, audio_bytes: int) -> int:
+    """Bytes of everything in a file except the chunk records."""
+    audio = RECORD_OVERHEAD + audio_bytes if header.audio is not None else 0
+    index = RECORD_OVERHEAD + _OFFSET.size * (header.chunk_count + 1)
+    return _PREAMBLE.size + RECORD_OVERHEAD + len(header.to_bytes()) + audio + index + _TRAILER.size
+
+
+def _record(kind: bytes, payload: bytes, covered: bytes = b"") -> bytes:
+    """A record; its CRC also covers `covered`, the bytes just before it."""
+    head = _RECORD_HEAD.pack(kind, len(payload))
+    return head + payload + _CRC.pack(zlib.crc32(payload, zlib.crc32(covered + head)))
+
+
+class OdvaWriter:
+    """Writes a file record by record; `finish` appends the index and trailer."""
+
+    def __init__(self, out: BinaryIO, header: FileHeader):
+        self._out = out
+        self._header = header
+        self._chunk_offsets: list[int] = []
+        self._audio_offset = 0
+        preamble = _PREAMBLE.pack(MAGIC, *VERSION, 0)
+        out.write(preamble)
+        out.write(_record(KIND_HEADER, header.to_bytes(), covered=preamble))
+
+    def write_chunk(self, chunk: ChunkRecord) -> None:
+        if chunk.index != len(self._chunk_offsets):
+            raise ValueError(f"chunk {chunk.index} written out of order")
+        self._chunk_offsets.append(self._out.tell())
+        self._out.write(_record(KIND_CHUNK, chunk.to_bytes()))
+
+    def write_audio(self, audio: bytes) -> None:
+        self._audio_offset = self._out.tell()
+        self._out.write(_record(KIND_AUDIO, audio))
+
+    def finish(self) -> None:
+        if len(self._chunk_offsets) != self._header.chunk_count:
+            raise ValueError(f"{len(self._chunk_offsets)} chunks written, header promises {self._header.chunk_count}")
+        index_offset = self._out.tell()
+        offsets = self._chunk_offsets + [self._audio_offset]
+        self._out.write(_record(KIND_INDEX, b"".join(_OFFSET.pack(o) for o in offsets)))
+        self._out.write(_TRAILER.pack(index_offset, TRAILER_MAGIC))
+
+
+class OdvaReader:
+    """Random access to the records of an .odva file; every record's CRC is checked on read."""
+
+    def __init__(self, source: str | Path | bytes):
+        if isinstance(source, bytes):
+            self.path, self._file = Path("<bytes>"), io.BytesIO(source)
+        else:
+            self.path = Path(source)
+            if not self.path.is_file():
+                raise InputError(f"{self.path} does not exist" if not self.path.exists()
+                                 else f"{self.path} is not a file")
+            self._file = open(self.path, "rb")
+        try:
+            self._parse()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _parse(self) -> None:
+        preamble = self._file.read(_PREAMBLE.size)
+        if len(preamble) < _PREAMBLE.size or preamble[:4] != MAGIC:
+            raise FormatError(f"{self.path} is not an .odva file")
+        _, major, minor, flags = _PREAMBLE.unpack(preamble)
+        if major != VERSION[0]:
+            raise FormatError(f"{self.path} is .odva version {major}.{minor}; this odva reads version "
+                              f"{VERSION[0]}.x only")
+        if flags:
+            raise FormatError(f"{self.path} uses features this odva does not know (flags {flags:#06x})")
+        self.version = (major, minor)
+        size = self._file.seek(0, io.SEEK_END)
+        if size < _PREAMBLE.size + _TRAILER.size:
+            raise FormatError(f"{self.path} is truncated")
+        self._file.seek(size - _TRAILER.size)
+        index_offset, trailer_magic = _TRAILER.unpack(self._file.read(_TRAILER.size))
+        if trailer_magic != TRAILER_MAGIC or index_offset >= size:
+            raise FormatError(f"{self.path} is truncated or damaged: its index is missing")
+        self.header = FileHeader.from_bytes(self._read_record(_PREAMBLE.size, KIND_HEADER, covered=preamble))
+        index = self._read_record(index_offset, KIND_INDEX)
+        count = self.header.chunk_count
+        if len(index) != _OFFSET.size * (count + 1):
+            raise FormatError(f"{self.path} is damaged: its index does not match its header")
+        offsets = [o for (o,) in _OFFSET.iter_unpack(index)]
+        self._chunk_offsets, self._audio_offset = offsets[:count], offsets[count]
+        self.file_size = size
+
+    def _read_record(self, offset: int, kind: bytes, covered: bytes = b"") -> bytes:
+        self._file.seek(offset)
+        head = self._file.read(_RECORD_HEAD.size)
+        if len(head) < _RECORD_HEAD.size:
+            raise FormatError(f"{self.path} is truncated")
+        found, length = _RECORD_HEAD.unpack(head)
+        if found != kind:
+            raise FormatError(f"{self.path} is damaged: expected a {kind.decode()} record at byte {offset}")
+        payload = self._file.read(length)
+        crc = self._file.read(_CRC.size)
+        if len(payload) < length or len(crc) < _CRC.size:
+            raise FormatError(f"{self.path} is truncated")
+        if _CRC.unpack(crc)[0] != zlib.crc32(payload, zlib.crc32(covered + head)):
+            raise FormatError(f"{self.path} is damaged: CRC mismatch in the record at byte {offset}")
+        return payload
+
+    def read_chunk(self, index: int) -> ChunkRecord:
+        chunk = ChunkRecord.from_bytes(self._read_record(self._chunk_offsets[index], KIND_CHUNK))
+        expected_frames = min(self.header.chunk_frames, self.header.frames - index * self.header.chunk_frames)
+        if chunk.index != index or chunk.frames != expected_frames or len(chunk.tiles) != self.header.tile_count:
+            raise FormatError(f"{self.path} is damaged: chunk {index} does not match the header")
+        return chunk
+
+    def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[ChunkRecord]:
+        for index in range(start, self.header.chunk_count if stop is None else stop):
+            yield self.read_chunk(index)
+
+    def read_audio(self) -> bytes | None:
+        if self.header.audio is None:
+            return None
+        if not self._audio_offset:
+            raise FormatError(f"{self.path} is damaged: its header promises audio the index does not hold")
+        return self._read_record(self._audio_offset, KIND_AUDIO)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "OdvaReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class ChunkInfo:
+    index: int
+    frames: int
+    kept: list[int]  # 1D tokens kept, per tile
+    motion: list[float]  # normalised motion score, per tile
+    bytes: int  # the whole record
+
+
+@dataclass
+class FileInfo:
+    path: Path
+    version: tuple[int, int]
+    header: FileHeader
+    file_size: int
+    chunks: list[ChunkInfo]
+    audio_bytes: int
+
+    @property
+    def bitrate(self) -> float:
+        return self.file_size * 8 / self.header.duration
+
+    @property
+    def bpp(self) -> float:
+        h = self.header
+        return self.file_size * 8 / (h.frames * h.width * h.height)
+
+
+def read_info(source: str | Path | bytes) -> FileInfo:
+    """Read and check every record of a file (no model needed)."""
+    with OdvaReader(source) as reader:
+        chunks = []
+        for chunk in reader.chunks():
+            size = RECORD_OVERHEAD + len(chunk.to_bytes())
+            chunks.append(ChunkInfo(chunk.index, chunk.frames, [t.kept for t in chunk.tiles],
+                                    [t.motion for t in chunk.tiles], size))
+        audio = reader.read_audio()
+        return FileInfo(reader.path, reader.version, reader.header, reader.file_size, chunks,
+                        len(audio) if audio is not None else 0)

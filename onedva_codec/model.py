@@ -1,0 +1,372 @@
+"""One-DVA: a query-based ViT encoder and a pixel-space DiT decoder.
+
+Video tensors are (B, 3, T, H, W) in [-1, 1] with T = config.frames and
+H = W = config.tile. Latents are (B, tokens, C).
+
+Encoder: spatiotemporal patches plus N learnable queries plus five geometry
+tokens (height, width, length, size, aspect ratio of the real content) go through
+plain pre-norm transformer blocks. The patch features, averaged over time, give
+the structural latent (one token per spatial position); the queries give the 1D
+latents. Both are KL posteriors (mean, log-variance).
+
+Decoder: a DiT over [noisy patches | structural tokens | 1D tokens], conditioned
+on the flow-matching time t through adaLN-Zero. The structural latent is also
+added to the noisy patch tokens at its spatial position in every temporal group,
+which ties the decoder to the layout from the first step. Dropped 1D latents are
+replaced by one learned padding token, so the decoder always sees N slots and
+learns what "absent" means. The noisy positions are unpatchified with a long
+skip from their input embedding, a linear layer, a pixel shuffle and a 3x3 conv.
+
+The decoder network outputs a clean-video estimate x0; `OneDVA.velocity` turns it
+into the flow-matching velocity v = (x_t - x0) / t. Predicting x0 rather than v
+keeps the network's output on the image manifold, which matters here because a
+patch (2 x 16 x 16 x 3 = 1536 values) is wider than the transformer; the loss is
+still taken on v.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+try:  # optional GPU extra
+    from flash_attn import flash_attn_func as _flash_attn_func
+except ImportError:
+    _flash_attn_func = None
+
+GEOMETRY_TOKENS = 5  # height, width, length, size, aspect ratio
+MIN_T = 0.05  # v = (x_t - x0) / t is clamped here so that t -> 0 stays finite
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Full bidirectional attention over (B, heads, L, head_dim) tensors."""
+    if _flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        out = _flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+# ----------------------------------------------------------------------------
+# Embeddings
+
+
+def sincos_1d(positions: Tensor, dim: int) -> Tensor:
+    """(N,) float positions -> (N, dim) fixed sine-cosine features."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64, device=positions.device) / half)
+    angles = positions.double()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1).float()
+
+
+def sincos_grid(shape: tuple[int, ...], dim: int) -> Tensor:
+    """Fixed sine-cosine position features for a 2D or 3D grid, flattened row-major.
+
+    The first axis of a 3D grid (time) gets a quarter of the channels, the spatial
+    axes share the rest; channels that do not divide evenly stay zero.
+    """
+    if len(shape) == 2:
+        dims = [2 * (dim // 4)] * 2
+    else:
+        dt = 2 * (dim // 8)
+        dims = [dt] + [2 * ((dim - dt) // 4)] * 2
+    coords = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
+    parts = [sincos_1d(c.flatten(), d) for c, d in zip(coords, dims)]
+    emb = torch.cat(parts, dim=1)
+    return F.pad(emb, (0, dim - emb.shape[1]))
+
+
+class ScalarEmbedder(nn.Module):
+    """Scalar -> sinusoidal features -> MLP, as DiT embeds its timestep."""
+
+    def __init__(self, dim: int, freq_dim: int = 256, scale: float = 1000.0):
+        super().__init__()
+        self.freq_dim, self.scale = freq_dim, scale
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, values: Tensor) -> Tensor:
+        shape = values.shape
+        feats = sincos_1d(values.flatten().float() * self.scale, self.freq_dim)
+        return self.mlp(feats).reshape(*shape, -1)
+
+
+# ----------------------------------------------------------------------------
+# Patches
+
+
+def patchify(video: Tensor, tp: int, p: int) -> Tensor:
+    """(B, C, T, H, W) -> (B, T/tp * H/p * W/p, tp * p * p * C)."""
+    b, c, t, h, w = video.shape
+    x = video.reshape(b, c, t // tp, tp, h // p, p, w // p, p)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # B, t, h, w, tp, p, p, C
+    return x.reshape(b, (t // tp) * (h // p) * (w // p), tp * p * p * c)
+
+
+def unpatchify(tokens: Tensor, tp: int, p: int, t: int, h: int, w: int) -> Tensor:
+    """Inverse of `patchify`: (B, L, tp * p * p * C) -> (B, C, T, H, W)."""
+    b = tokens.shape[0]
+    c = tokens.shape[-1] // (tp * p * p)
+    x = tokens.reshape(b, t // tp, h // p, w // p, tp, p, p, c)
+    x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # B, C, t, tp, h, p, w, p
+    return x.reshape(b, c, t, h, w)
+
+
+def replicate_first_frame(video: Tensor, extra: int) -> Tensor:
+    """Prepend `extra` copies of frame 0 so that 1 + 16 frames split into whole temporal patches."""
+    if extra == 0:
+        return video
+    return torch.cat([video[:, :, :1].expand(-1, -1, extra, -1, -1), video], dim=2)
+
+
+# ----------------------------------------------------------------------------
+# Transformer blocks
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        # Normalising queries and keys keeps attention logits bounded under bf16.
+        self.q_norm = nn.RMSNorm(dim // heads)
+        self.k_norm = nn.RMSNorm(dim // heads)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = attention(self.q_norm(q).to(v.dtype), self.k_norm(k).to(v.dtype), v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, ratio: float):
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim), Mlp(dim, mlp_ratio)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class DiTBlock(nn.Module):
+    """Transformer block with adaLN-Zero conditioning: starts as the identity."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, mlp_ratio)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=1)
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.linear = nn.Linear(dim, out_dim)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+# ----------------------------------------------------------------------------
+# Encoder and decoder
+
+
+@dataclass
+class Posterior:
+    """Diagonal Gaussian over the latents; the codec transmits the mean."""
+
+    structural_mean: Tensor  # (B, S, C)
+    structural_logvar: Tensor
+    tokens_1d_mean: Tensor  # (B, N, C)
+    tokens_1d_logvar: Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        def draw(mean: Tensor, logvar: Tensor) -> Tensor:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            return mean + torch.exp(0.5 * logvar) * noise
+
+        return (draw(self.structural_mean, self.structural_logvar),
+                draw(self.tokens_1d_mean, self.tokens_1d_logvar))
+
+    def kl(self) -> Tensor:
+        """KL to N(0, I), averaged over every latent value."""
+        def kl_part(mean: Tensor, logvar: Tensor) -> Tensor:
+            return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+
+        parts = [kl_part(self.structural_mean, self.structural_logvar),
+                 kl_part(self.tokens_1d_mean, self.tokens_1d_logvar)]
+        return torch.cat([p.flatten(1) for p in parts], dim=1).mean()
+
+
+@dataclass
+class Latents:
+    """What the decoder is conditioned on."""
+
+    structural: Tensor  # (B, S, C)
+    tokens_1d: Tensor  # (B, N, C); entries where `keep` is False are ignored
+    keep: Tensor  # (B, N) bool, a prefix of True per row
+
+    @staticmethod
+    def keep_mask(lengths: Tensor, n_max: int) -> Tensor:
+        """(B,) kept lengths -> (B, n_max) prefix mask."""
+        return torch.arange(n_max, device=lengths.device)[None] < lengths[:, None]
+
+
+def geometry_features(height: Tensor, width: Tensor, length: Tensor, cfg: ModelConfig) -> Tensor:
+    """Normalised (B, 5) description of the real content inside a padded tile and chunk."""
+    h, w, n = height.float(), width.float(), length.float()
+    return torch.stack([h / cfg.tile, w / cfg.tile, n / cfg.frames,
+                        h * w / cfg.tile**2, torch.log(w / h)], dim=1)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, tp, p = cfg.enc_width, cfg.enc_temporal_patch, cfg.patch
+        groups = (cfg.frames - 1) // tp + 1
+        self.patch_embed = nn.Linear(3 * tp * p * p, d)
+        self.register_buffer("patch_pos", sincos_grid((groups, cfg.grid, cfg.grid), d), persistent=False)
+        # One learned vector per query; it is at once the query and its position.
+        self.queries = nn.Parameter(torch.randn(cfg.max_1d_tokens, d) * 0.02)
+        self.geometry_embed = ScalarEmbedder(d, scale=100.0)
+        self.geometry_kind = nn.Parameter(torch.randn(GEOMETRY_TOKENS, d) * 0.02)
+        self.blocks = nn.ModuleList(EncoderBlock(d, cfg.enc_heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
+        self.norm = nn.LayerNorm(d)
+        self.to_structural = nn.Linear(d, 2 * cfg.latent_channels)
+        self.to_1d = nn.Linear(d, 2 * cfg.latent_channels)
+
+    def forward(self, video: Tensor, geometry: Tensor) -> Posterior:
+        cfg = self.cfg
+        b = video.shape[0]
+        x = replicate_first_frame(video, cfg.enc_temporal_patch - 1)
+        patches = self.patch_embed(patchify(x, cfg.enc_temporal_patch, cfg.patch)) + self.patch_pos
+        geo = self.geometry_embed(geometry) + self.geometry_kind
+        tokens = torch.cat([geo, patches, self.queries.expand(b, -1, -1)], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        tokens = self.norm(tokens)
+
+        n_patches = patches.shape[1]
+        patch_feats = tokens[:, GEOMETRY_TOKENS:GEOMETRY_TOKENS + n_patches]
+        structural = patch_feats.reshape(b, -1, cfg.structural_tokens, patch_feats.shape[-1]).mean(dim=1)
+        s_mean, s_logvar = self.to_structural(structural).chunk(2, dim=-1)
+        q_mean, q_logvar = self.to_1d(tokens[:, GEOMETRY_TOKENS + n_patches:]).chunk(2, dim=-1)
+        return Posterior(s_mean, s_logvar.clamp(-30, 20), q_mean, q_logvar.clamp(-30, 20))
+
+
+class Decoder(nn.Module):
+    """Predicts the clean chunk from a noisy one and the latents."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, tp, p, c = cfg.dec_width, cfg.dec_temporal_patch, cfg.patch, cfg.latent_channels
+        self.groups = (cfg.frames - 1) // tp + 1
+        self.patch_embed = nn.Linear(3 * tp * p * p, d)
+        self.register_buffer("patch_pos", sincos_grid((self.groups, cfg.grid, cfg.grid), d), persistent=False)
+        self.structural_embed = nn.Linear(c, d)
+        self.structural_to_patches = nn.Linear(c, d)
+        self.register_buffer("structural_pos", sincos_grid((cfg.grid, cfg.grid), d), persistent=False)
+        self.tokens_1d_embed = nn.Linear(c, d)
+        self.tokens_1d_pos = nn.Parameter(torch.randn(cfg.max_1d_tokens, d) * 0.02)
+        self.pad_token = nn.Parameter(torch.randn(d) * 0.02)
+        self.t_embed = ScalarEmbedder(d)
+        self.blocks = nn.ModuleList(DiTBlock(d, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
+        self.final = FinalLayer(d, tp * p * p * cfg.head_channels)
+        self.out_conv = nn.Conv2d(cfg.head_channels, 3, kernel_size=3, padding=1)
+
+    def forward(self, x_t: Tensor, t: Tensor, latents: Latents) -> Tensor:
+        cfg = self.cfg
+        tp, p = cfg.dec_temporal_patch, cfg.patch
+        b, _, frames, h, w = x_t.shape
+        x = replicate_first_frame(x_t, tp - 1)
+
+        patches = self.patch_embed(patchify(x, tp, p)) + self.patch_pos
+        # Structural latent at its spatial position in every temporal group.
+        s_add = self.structural_to_patches(latents.structural)
+        patches = (patches.reshape(b, self.groups, cfg.structural_tokens, -1) + s_add[:, None]).flatten(1, 2)
+        structural = self.structural_embed(latents.structural) + self.structural_pos
+        tokens_1d = self.tokens_1d_embed(latents.tokens_1d)
+        tokens_1d = torch.where(latents.keep[..., None], tokens_1d, self.pad_token.to(tokens_1d.dtype))
+        tokens_1d = tokens_1d + self.tokens_1d_pos
+
+        c = self.t_embed(t)
+        tokens = torch.cat([patches, structural, tokens_1d], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens, c)
+
+        out = self.final(tokens[:, : patches.shape[1]] + patches, c)  # long skip
+        feats = unpatchify(out, tp, p, x.shape[2], h, w)  # pixel shuffle: (B, hc, T', H, W)
+        feats = feats.transpose(1, 2).reshape(-1, cfg.head_channels, h, w)
+        frames_out = self.out_conv(feats).reshape(b, -1, 3, h, w).transpose(1, 2)
+        return frames_out[:, :, tp - 1:]
+
+
+class OneDVA(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.apply(_init_weights)
+        for block in self.decoder.blocks:
+            nn.init.zeros_(block.modulation[-1].weight)
+            nn.init.zeros_(block.modulation[-1].bias)
+        nn.init.zeros_(self.decoder.final.modulation[-1].weight)
+        nn.init.zeros_(self.decoder.final.modulation[-1].bias)
+        nn.init.zeros_(self.decoder.final.linear.weight)
+        nn.init.zeros_(self.decoder.final.linear.bias)
+
+    def encode(self, video: Tensor, geometry: Tensor) -> Posterior:
+        return self.encoder(video, geometry)
+
+    def predict_clean(self, x_t: Tensor, t: Tensor, latents: Latents) -> Tensor:
+        return self.decoder(x_t, t, latents)
+
+    def velocity(self, x_t: Tensor, t: Tensor, latents: Latents) -> Tensor:
+        """Flow-matching velocity v = eps - x0 for x_t = (1 - t) x0 + t eps."""
+        x0 = self.predict_clean(x_t, t, latents)
+        return (x_t - x0) / t.clamp(min=MIN_T).view(-1, 1, 1, 1, 1).to(x0.dtype)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

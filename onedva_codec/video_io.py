@@ -1,0 +1,236 @@
+"""Reading and writing video with PyAV, one frame at a time.
+
+Frames are (H, W, 3) uint8 RGB arrays. The reader never holds more than the frame
+it yields, so memory does not grow with the length of a video. Audio is carried
+through untouched: at encode time its packets are remuxed into a Matroska
+stream, which the writer remuxes into the output (or, for an MP4 that cannot
+hold the codec, transcodes to AAC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import av
+import numpy as np
+
+from .errors import InputError
+
+# Output kinds by extension: (container format, video codec, codec options).
+OUTPUT_FORMATS = {
+    ".mp4": ("mp4", "libx264", {"crf": "12", "preset": "medium"}),  # visually lossless H.264
+    ".mkv": ("matroska", "ffv1", {}),  # lossless
+    ".y4m": ("yuv4mpegpipe", "rawvideo", {}),  # raw frames, no audio
+}
+_MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"}
+_AUDIO_FALLBACK = ("aac", 192_000)
+
+
+def output_kind(path: Path) -> str:
+    """The extension that picks the output format, checked."""
+    kind = path.suffix.lower()
+    if kind not in OUTPUT_FORMATS:
+        raise InputError(f"cannot write {path.name}: use a .mp4, .mkv or .y4m output")
+    return kind
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a video file")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: not a video file ({_first_line(exc)})") from None
+
+
+class VideoReader:
+    """Streams the first video track of a file as RGB frames."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._container = _open_input(self.path)
+        if not self._container.streams.video:
+            self._container.close()
+            raise InputError(f"{self.path} has no video track")
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not rate or rate <= 0:
+            self._container.close()
+            raise InputError(f"cannot tell the frame rate of {self.path}")
+        if width <= 0 or height <= 0:
+            self._container.close()
+            raise InputError(f"{self.path} has a video track with no frame size")
+        self._stream = stream
+        self.info = VideoInfo(width, height, Fraction(rate), bool(self._container.streams.audio))
+
+    def frames(self) -> Iterator[np.ndarray]:
+        index = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                if (frame.width, frame.height) != (self.info.width, self.info.height):
+                    frame = frame.reformat(width=self.info.width, height=self.info.height)
+                yield frame.to_ndarray(format="rgb24")
+                index += 1
+        except av.FFmpegError as exc:
+            raise InputError(f"cannot decode frame {index} of {self.path}: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def extract_audio(path: str | Path, out: BinaryIO) -> AudioInfo | None:
+    """Remux the first audio track of `path` into Matroska on `out`; None if there is none."""
+    with _open_input(Path(path)) as container:
+        if not container.streams.audio:
+            return None
+        source = container.streams.audio[0]
+        ctx = source.codec_context
+        info = AudioInfo(ctx.name, ctx.sample_rate, ctx.channels)
+        try:
+            with av.open(out, "w", format="matroska") as sink:
+                target = sink.add_stream_from_template(source)
+                for packet in container.demux(source):
+                    if packet.dts is None:  # demuxer flush packet
+                        continue
+                    packet.stream = target
+                    sink.mux(packet)
+        except av.FFmpegError as exc:
+            raise InputError(f"cannot carry the audio of {path}: {_first_line(exc)}") from None
+        return info
+
+
+class _AudioTrack:
+    """Feeds audio packets from a Matroska source into an output, in step with the video."""
+
+    def __init__(self, source: BinaryIO, sink: av.container.OutputContainer, start: float, end: float | None):
+        self._container = av.open(source, "r", format="matroska")
+        self._source = self._container.streams.audio[0]
+        self._packets = (p for p in self._container.demux(self._source) if p.dts is not None)
+        self._start, self._end = start, end
+        self._transcode = sink.format.name == "mp4" and self._source.codec_context.name not in _MP4_AUDIO_CODECS
+        if self._transcode:
+            codec, bit_rate = _AUDIO_FALLBACK
+            self._target = sink.add_stream(codec, rate=self._source.codec_context.sample_rate)
+            self._target.layout = self._source.codec_context.layout
+            self._target.bit_rate = bit_rate
+            self._resampler = av.AudioResampler(format="fltp", layout=self._target.layout,
+                                                rate=self._target.rate)
+        else:
+            self._target = sink.add_stream_from_template(self._source)
+        self._sink = sink
+        self._pending: av.Packet | None = None
+        self._offset = round(start / self._source.time_base)
+
+    def write_until(self, seconds: float | None) -> None:
+        """Mux packets that start before `seconds` of output time (None: all that remain)."""
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            time = float(packet.pts * packet.time_base) - self._start
+            if self._end is not None and time >= self._end - self._start:
+                return
+            if seconds is not None and time >= seconds:
+                self._pending = packet
+                return
+            if time < 0:
+                continue
+            if self._transcode:
+                for frame in self._source.codec_context.decode(packet):
+                    frame.pts = None
+                    for resampled in self._resampler.resample(frame):
+                        self._sink.mux(self._target.encode(resampled))
+            else:
+                packet.pts -= self._offset
+                packet.dts -= self._offset
+                packet.stream = self._target
+                self._sink.mux(packet)
+
+    def finish(self) -> None:
+        self.write_until(None)
+        if self._transcode:
+            for resampled in self._resampler.resample(None):
+                self._sink.mux(self._target.encode(resampled))
+            self._sink.mux(self._target.encode(None))
+        self._container.close()
+
+
+class VideoWriter:
+    """Writes RGB frames to `path` in the format its extension names.
+
+    `kind` is the extension that picks the format (the path itself may be a temp
+    file). `audio` is a Matroska audio stream as made by `extract_audio`; `start`
+    and `end` (seconds) cut it to the frames written.
+    """
+
+    def __init__(self, path: str | Path, kind: str, width: int, height: int, fps: Fraction,
+                 audio: BinaryIO | None = None, start: float = 0.0, end: float | None = None):
+        fmt, codec, options = OUTPUT_FORMATS[kind]
+        self._container = av.open(str(path), "w", format=fmt)
+        self._stream = self._container.add_stream(codec, rate=fps, options=options)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = _pixel_format(kind, width, height)
+        self._fps = fps
+        self._audio = _AudioTrack(audio, self._container, start, end) if audio is not None else None
+        self._count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._audio is not None:
+            self._audio.write_until(float((self._count + 1) / self._fps))
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame.pts = self._count
+        video_frame.time_base = 1 / self._fps
+        self._container.mux(self._stream.encode(video_frame))
+        self._count += 1
+
+    def close(self) -> None:
+        self._container.mux(self._stream.encode(None))
+        if self._audio is not None:
+            self._audio.finish()
+        self._container.close()
+
+    def abort(self) -> None:
+        """Close without flushing, after an error; the caller discards the file."""
+        self._container.close()
+
+
+def _pixel_format(kind: str, width: int, height: int) -> str:
+    if kind == ".mkv":
+        return "bgr0"  # FFV1 stores this losslessly; its planar RGB refuses our sizes
+    if kind == ".y4m":
+        return "yuv444p"
+    return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"  # 4:2:0 needs even sizes

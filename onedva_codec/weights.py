@@ -1,0 +1,148 @@
+"""A model is a folder: `model.safetensors` (bf16) plus `card.json`.
+
+The card names the config and its values, the SHA-256 of the weights file (which
+every .odva file records, so that a file is never decoded by a model it was not
+encoded with), the latent statistics used to normalise latents before
+quantization, the motion-score statistics used by rate control, the quantization
+step and the default number of decoding steps. Anything else a training run wants
+to keep (stages, losses, data) goes under "training" and is carried verbatim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_output
+from .config import ModelConfig
+from .errors import WeightsError
+from .model import OneDVA
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "card.json"
+CARD_FORMAT = "odva-model"
+CARD_VERSION = 1
+
+
+@dataclass
+class ModelCard:
+    config: ModelConfig
+    latent_mean: list[float]
+    latent_std: list[float]
+    motion_mu: float
+    motion_sigma: float
+    quant_step: float = 0.5
+    default_steps: int = 8
+    weights_sha256: str = ""
+    training: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "format": CARD_FORMAT,
+            "format_version": CARD_VERSION,
+            "config": self.config.to_dict(),
+            "weights_file": WEIGHTS_FILE,
+            "weights_sha256": self.weights_sha256,
+            "latent_stats": {"mean": self.latent_mean, "std": self.latent_std},
+            "motion_stats": {"mu": self.motion_mu, "sigma": self.motion_sigma},
+            "quantization": {"step": self.quant_step},
+            "sampling": {"default_steps": self.default_steps},
+            "training": self.training,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModelCard":
+        if data.get("format") != CARD_FORMAT or data.get("format_version") != CARD_VERSION:
+            raise ValueError(f"not an {CARD_FORMAT} v{CARD_VERSION} card")
+        return cls(
+            config=ModelConfig.from_dict(data["config"]),
+            latent_mean=[float(v) for v in data["latent_stats"]["mean"]],
+            latent_std=[float(v) for v in data["latent_stats"]["std"]],
+            motion_mu=float(data["motion_stats"]["mu"]),
+            motion_sigma=float(data["motion_stats"]["sigma"]),
+            quant_step=float(data["quantization"]["step"]),
+            default_steps=int(data["sampling"]["default_steps"]),
+            weights_sha256=str(data["weights_sha256"]),
+            training=dict(data.get("training", {})),
+        )
+
+
+@dataclass
+class LoadedModel:
+    model: OneDVA
+    card: ModelCard
+    path: Path
+
+    @property
+    def model_id(self) -> str:
+        """What a file records and a decoder checks: config name and weights hash."""
+        return f"{self.card.config.name}-{self.card.weights_sha256[:16]}"
+
+
+def default_weights_dir() -> Path:
+    """$ODVA_WEIGHTS if set, else the weights/ folder that ships with the package.
+
+    A wheel carries that folder inside the package (pyproject.toml maps it there);
+    a source checkout or editable install finds it beside the package.
+    """
+    if os.environ.get("ODVA_WEIGHTS"):
+        return Path(os.environ["ODVA_WEIGHTS"])
+    package = Path(__file__).resolve().parent
+    bundled = package / "shipped_weights"
+    return bundled if bundled.is_dir() else package.parent / "weights"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(model: OneDVA, card: ModelCard, folder: str | Path) -> ModelCard:
+    """Write `model` in bf16 and its card to `folder`; returns the card with the hash filled in."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_output(folder / WEIGHTS_FILE, force=True) as tmp:
+        save_file(tensors, str(tmp), metadata={"config": card.config.name})
+    card.weights_sha256 = file_sha256(folder / WEIGHTS_FILE)
+    card.config = model.cfg
+    with atomic_output(folder / CARD_FILE, force=True) as tmp:
+        tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
+    return card
+
+
+def load_model(folder: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model folder (default: `default_weights_dir()`), checking the weights against the card."""
+    is_default = folder is None
+    folder = default_weights_dir() if folder is None else Path(folder)
+    card_path, weights_path = folder / CARD_FILE, folder / WEIGHTS_FILE
+    if not card_path.is_file() or not weights_path.is_file():
+        if is_default:
+            raise WeightsError(f"no trained weights in {folder} yet ({WEIGHTS_FILE} and {CARD_FILE} are missing); "
+                               "pass --weights DIR to use another model")
+        raise WeightsError(f"{folder} is not a model folder: it needs {WEIGHTS_FILE} and {CARD_FILE}")
+    try:
+        card = ModelCard.from_json(json.loads(card_path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{card_path} is not a valid model card: {exc}") from None
+    actual = file_sha256(weights_path)
+    if actual != card.weights_sha256:
+        raise WeightsError(f"{weights_path} does not match its card (sha256 {actual[:16]}, card says "
+                           f"{card.weights_sha256[:16]}); the model folder is damaged")
+    model = OneDVA(card.config)
+    try:
+        state = load_file(str(weights_path))
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except (RuntimeError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"{weights_path} does not fit config {card.config.name!r}: {first_line}") from None
+    return LoadedModel(model.to(device).eval(), card, folder)

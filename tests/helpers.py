@@ -1,0 +1,81 @@
+"""Synthetic test videos and a tiny model, made deterministically."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from onedva_codec.config import CONFIGS
+from onedva_codec.model import OneDVA
+from onedva_codec.weights import ModelCard, save_model
+
+DATA = Path(__file__).parent / "data"
+TINY_MODEL = DATA / "tiny_model"
+
+
+def synthetic_clip(frames: int, height: int, width: int, seed: int = 0, speed: float = 1.0) -> np.ndarray:
+    """A gradient background, a textured square moving across it, and a little noise."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    texture = rng.integers(0, 255, (16, 16, 3)).astype(np.float32)
+    out = np.empty((frames, height, width, 3), dtype=np.uint8)
+    for t in range(frames):
+        frame = np.stack([xs / width * 200, ys / height * 200, np.full_like(xs, 90 + 40 * np.sin(t / 5))], -1)
+        y0 = int((height - 16) * (0.5 + 0.4 * np.sin(speed * t / 7)))
+        x0 = int((width - 16) * (0.5 + 0.4 * np.cos(speed * t / 9)))
+        frame[y0:y0 + 16, x0:x0 + 16] = texture
+        frame += rng.normal(0, 4, frame.shape)
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return out
+
+
+def write_video(path: Path, frames: np.ndarray, fps: Fraction = Fraction(25), audio: bool = False,
+                codec: str = "libx264") -> Path:
+    """Write frames (and optionally a 440 Hz tone of the same length) with PyAV."""
+    options = {"crf": "10"} if codec == "libx264" else {}
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=fps, options=options)
+        video.height, video.width = frames.shape[1:3]
+        video.pix_fmt = "yuv420p" if codec != "ffv1" else "bgr0"
+        if frames.shape[1] % 2 or frames.shape[2] % 2:
+            video.pix_fmt = "yuv444p" if codec == "libx264" else video.pix_fmt
+        sound = None
+        if audio:
+            sound = container.add_stream("aac", rate=44100)
+            sound.layout = "stereo"
+        for frame in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode(None))
+        if sound is not None:
+            samples = int(len(frames) / fps * 44100)
+            for start in range(0, samples, 1024):
+                t = (np.arange(start, min(start + 1024, samples)) / 44100).astype(np.float32)
+                tone = np.stack([np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
+                chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="stereo")
+                chunk.sample_rate, chunk.pts = 44100, start
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))
+    return path
+
+
+def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
+    """A tiny model with random weights: enough to exercise every path of the codec.
+
+    Zero-initialised layers (adaLN-Zero) are randomised too; otherwise every decoder
+    block would be the identity and the 1D latents would not reach the output.
+    """
+    torch.manual_seed(seed)
+    cfg = CONFIGS["tiny"]
+    model = OneDVA(cfg)
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.any():
+                param.normal_(std=0.1)
+    card = ModelCard(cfg, latent_mean=[0.0] * cfg.latent_channels, latent_std=[1.0] * cfg.latent_channels,
+                     motion_mu=0.03, motion_sigma=0.02, quant_step=0.25, default_steps=2,
+                     training={"note": "random weights, for tests"})
+    return save_model(model, card, folder)

@@ -1,0 +1,35 @@
+"""Regenerate the pinned test fixtures in tests/data.
+
+Run this only when the bitstream or the decoder changes on purpose, and say so in
+the commit: the regression tests exist to catch changes nobody meant to make.
+
+    python tests/make_reference.py
+"""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+
+import numpy as np
+
+from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip
+from onedva_codec import Codec, RateOptions
+
+REFERENCE_CLIP = dict(frames=20, height=40, width=48, seed=1)
+REFERENCE_RATE = RateOptions(quality=0.5)
+REFERENCE_STEPS = 2
+
+
+def main() -> None:
+    shutil.rmtree(TINY_MODEL, ignore_errors=True)
+    make_tiny_model(TINY_MODEL)
+    codec = Codec(TINY_MODEL, device="cpu")
+    data = codec.encode_array(synthetic_clip(**REFERENCE_CLIP), Fraction(25), REFERENCE_RATE, seed=3)
+    (DATA / "reference.odva").write_bytes(data)
+    np.save(DATA / "reference_frames.npy", codec.decode_array(data, steps=REFERENCE_STEPS))
+    print(f"wrote {TINY_MODEL}, reference.odva ({len(data)} bytes), reference_frames.npy")
+
+
+if __name__ == "__main__":
+    main()

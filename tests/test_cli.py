@@ -1,0 +1,159 @@
+"""The command line as a user meets it: help, output, and one clear line per failure."""
+
+import subprocess
+import sys
+
+import av
+import pytest
+
+from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip, write_video
+
+COMMAND_OPTIONS = {
+    "encode": ["--output", "--quality", "--bitrate", "--adaptive", "--seed", "--weights", "--device", "--batch",
+               "--force", "--quiet"],
+    "decode": ["--output", "--steps", "--frames", "--weights", "--device", "--batch", "--force", "--quiet"],
+    "info": ["--json"],
+}
+
+
+def _one_line_error(result, pattern: str, code: int = 1):
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("odva: error:"), result.stderr
+    assert pattern in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", COMMAND_OPTIONS)
+def test_help_shows_every_option_with_an_example(cli, command):
+    result = cli(command, "--help")
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout
+    for option in COMMAND_OPTIONS[command]:
+        assert option in result.stdout, option
+    # Every option's own help carries an example of its use.
+    assert result.stdout.count("e.g.") >= len(COMMAND_OPTIONS[command])
+
+
+def test_encode_info_decode(cli, clip_with_audio, tmp_path):
+    coded, rec = tmp_path / "c.odva", tmp_path / "rec.mp4"
+    result = cli("encode", clip_with_audio, "-o", coded, "--quality", "0.6")
+    assert result.exit_code == 0, result.output
+    assert "kbit/s" in result.stderr and "frames/s" in result.stderr
+    info = cli("info", coded)
+    assert info.exit_code == 0
+    for field in ("model", "56x40", "25/1", "1D tokens kept", "motion", "aac"):
+        assert field in info.stdout, field
+    result = cli("decode", coded, "-o", rec, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    with av.open(str(rec)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 50
+
+
+def test_info_json(cli):
+    import json
+    result = cli("info", DATA / "reference.odva", "--json")
+    data = json.loads(result.stdout)
+    assert data["frames"] == 20 and len(data["chunk_table"]) == 2
+
+
+def test_truncated_file(cli, tmp_path):
+    damaged = tmp_path / "t.odva"
+    damaged.write_bytes((DATA / "reference.odva").read_bytes()[:-40])
+    _one_line_error(cli("decode", damaged, "-o", tmp_path / "r.mp4"), "truncated")
+    assert not (tmp_path / "r.mp4").exists()
+
+
+def test_bit_flipped_file(cli, tmp_path):
+    data = bytearray((DATA / "reference.odva").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    damaged = tmp_path / "f.odva"
+    damaged.write_bytes(bytes(data))
+    _one_line_error(cli("info", damaged), "damaged")
+    _one_line_error(cli("decode", damaged, "-o", tmp_path / "r.mp4"), "damaged")
+    assert list(tmp_path.iterdir()) == [damaged]
+
+
+def test_unknown_version(cli, tmp_path):
+    data = bytearray((DATA / "reference.odva").read_bytes())
+    data[4] = 9
+    (tmp_path / "v.odva").write_bytes(bytes(data))
+    _one_line_error(cli("decode", tmp_path / "v.odva", "-o", tmp_path / "r.mp4"), "version 9")
+
+
+def test_non_video_input(cli, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a video\n" * 10)
+    _one_line_error(cli("encode", tmp_path / "notes.txt", "-o", tmp_path / "o.odva"), "not a video")
+    _one_line_error(cli("encode", tmp_path / "missing.mp4", "-o", tmp_path / "o.odva"), "does not exist")
+    assert not (tmp_path / "o.odva").exists()
+
+
+def test_zero_frames(cli, tmp_path):
+    empty = tmp_path / "empty.y4m"  # a valid header and no frame
+    with av.open(str(empty), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("rawvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        container.start_encoding()
+    _one_line_error(cli("encode", empty, "-o", tmp_path / "o.odva"), "no frames")
+    assert not (tmp_path / "o.odva").exists()
+
+
+def test_wrong_model(cli, tmp_path):
+    other = tmp_path / "other_model"
+    make_tiny_model(other, seed=1)
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.mp4", "--weights", other),
+                    "encoded with model tiny-")
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.mp4", "--weights", tmp_path),
+                    "not a model folder")
+    assert not (tmp_path / "r.mp4").exists()
+
+
+def test_missing_default_weights_say_so(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("ODVA_WEIGHTS", str(tmp_path / "nothing"))
+    clip = write_video(tmp_path / "c.mp4", synthetic_clip(5, 32, 32))
+    _one_line_error(cli("encode", clip, "-o", tmp_path / "o.odva"), "no trained weights in")
+
+
+def test_existing_output_needs_force(cli, tmp_path):
+    target = tmp_path / "rec.mp4"
+    target.write_bytes(b"precious")
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", target), "--force")
+    assert target.read_bytes() == b"precious"
+    assert cli("decode", DATA / "reference.odva", "-o", target, "--force", "-q").exit_code == 0
+    assert target.stat().st_size > 8
+
+
+def test_bad_options(cli, tmp_path):
+    clip = write_video(tmp_path / "c.mp4", synthetic_clip(5, 32, 32))
+    _one_line_error(cli("encode", clip, "-o", tmp_path / "o.odva", "--bitrate", "fast"), "cannot read bitrate")
+    _one_line_error(cli("encode", clip, "-o", tmp_path / "o.odva", "--bitrate", "1k", "--quality", "0.5"),
+                    "not both")
+    _one_line_error(cli("encode", clip, "-o", tmp_path / "o.odva", "--bitrate", "1k"), "bitrate too low")
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.avi"), "use a .mp4, .mkv or .y4m")
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.mp4", "--frames", "5:500"),
+                    "outside the video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+
+
+def test_interrupt_leaves_no_output(cli, monkeypatch, tmp_path):
+    from onedva_codec.codec import Codec
+
+    def interrupted(self, reader, *args):
+        yield next(iter(()), None) or (_ for _ in ()).throw(KeyboardInterrupt)
+
+    monkeypatch.setattr(Codec, "_decode_frames", interrupted)
+    result = cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.mp4")
+    _one_line_error(result, "interrupted", code=130)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_installed_command_runs_without_traceback(tmp_path):
+    """The real entry point, in a subprocess, as a shell user runs it."""
+    env = {"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"}
+    odva = [sys.executable, "-m", "onedva_codec.cli"]
+    ok = subprocess.run(odva + ["info", str(DATA / "reference.odva")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "chunks" in ok.stdout
+    bad = subprocess.run(odva + ["decode", str(tmp_path / "nope.odva"), "-o", str(tmp_path / "r.mp4")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == f"odva: error: {tmp_path / 'nope.odva'} does not exist"

@@ -1,0 +1,76 @@
+"""Round trips through real video files, as the library API does them."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from helpers import synthetic_clip, write_video
+from onedva_codec import OutputExistsError, RateOptions, read_info
+
+
+def _probe(path):
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        return frames, video.codec_context.width, video.codec_context.height, video.average_rate, audio
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".y4m"])
+def test_round_trip_keeps_frames_size_and_rate(codec, clip_with_audio, tmp_path, suffix):
+    coded, rec = tmp_path / "clip.odva", tmp_path / f"rec{suffix}"
+    codec.encode_file(clip_with_audio, coded, RateOptions(quality=0.6))
+    result = codec.decode_file(coded, rec)
+    frames, width, height, fps, audio = _probe(rec)
+    assert (frames, width, height, fps) == (50, 56, 40, Fraction(25))
+    assert result.frames == 50
+    # Audio is carried through everywhere but in y4m, which cannot hold it.
+    assert audio == (None if suffix == ".y4m" else "aac")
+
+
+def test_odd_sizes_and_rational_frame_rates(codec, tmp_path):
+    source = write_video(tmp_path / "odd.mp4", synthetic_clip(20, 37, 45), Fraction(30000, 1001))
+    codec.encode_file(source, tmp_path / "odd.odva")
+    assert read_info(tmp_path / "odd.odva").header.fps == Fraction(30000, 1001)
+    codec.decode_file(tmp_path / "odd.odva", tmp_path / "odd.mp4.mp4")
+    assert _probe(tmp_path / "odd.mp4.mp4")[:4] == (20, 45, 37, Fraction(30000, 1001))
+
+
+def test_lossless_output_holds_exactly_what_was_decoded(codec, tmp_path):
+    data = codec.encode_array(synthetic_clip(10, 32, 40), 25)
+    (tmp_path / "a.odva").write_bytes(data)
+    codec.decode_file(tmp_path / "a.odva", tmp_path / "a.mkv")
+    with av.open(str(tmp_path / "a.mkv")) as container:
+        written = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    assert np.array_equal(written, codec.decode_array(data))
+
+
+@pytest.mark.parametrize("position", [0.2, 0.5, 0.8])
+def test_bitrate_lands_within_5_percent(codec, tmp_path, position):
+    """A 3-second clip with audio; the whole file counts. Targets sit inside the clip's rate range."""
+    source = write_video(tmp_path / "three_s.mp4", synthetic_clip(75, 64, 80, seed=4), Fraction(25), audio=True)
+    lowest = codec.encode_file(source, tmp_path / "q0.odva", RateOptions(quality=0.0)).bitrate
+    highest = codec.encode_file(source, tmp_path / "q1.odva", RateOptions(quality=1.0)).bitrate
+    target = lowest + position * (highest - lowest)
+    result = codec.encode_file(source, tmp_path / "b.odva", RateOptions(bitrate=target))
+    actual = (tmp_path / "b.odva").stat().st_size * 8 / 3.0
+    assert abs(actual - target) / target < 0.05
+    assert result.bitrate == pytest.approx(actual)
+
+
+def test_higher_quality_keeps_more_tokens_and_bytes(codec):
+    clip = synthetic_clip(34, 40, 48)
+    sizes = [len(codec.encode_array(clip, 25, RateOptions(quality=q))) for q in (0.0, 0.5, 1.0)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_existing_output_is_refused_without_force(codec, clip_with_audio, tmp_path):
+    target = tmp_path / "x.odva"
+    target.write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError):
+        codec.encode_file(clip_with_audio, target)
+    assert target.read_bytes() == b"keep me"
+    codec.encode_file(clip_with_audio, target, force=True)
+    assert read_info(target).header.frames == 50

@@ -1,0 +1,97 @@
+"""The .odva bitstream: pinned bytes, every record checked, every damage reported."""
+
+import hashlib
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import DATA, synthetic_clip
+from make_reference import REFERENCE_CLIP, REFERENCE_RATE, REFERENCE_STEPS
+from onedva_codec import FormatError, read_info
+from onedva_codec.container import ChunkRecord, TileRecord
+from onedva_codec.latent_coding import Quantizer, pack_tile, unpack_tile
+
+REFERENCE = DATA / "reference.odva"
+
+
+def test_bitstream_is_pinned(codec):
+    """Encoding the reference clip reproduces the committed file byte for byte.
+
+    If this fails, the format or the encoder changed. If that was meant, bump the
+    format version where old files can no longer be read, regenerate the fixtures
+    with tests/make_reference.py, and say so in the commit.
+    """
+    data = codec.encode_array(synthetic_clip(**REFERENCE_CLIP), Fraction(25), REFERENCE_RATE, seed=3)
+    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(REFERENCE.read_bytes()).hexdigest()
+
+
+def test_decoded_output_is_pinned(codec):
+    expected = np.load(DATA / "reference_frames.npy")
+    decoded = codec.decode_array(REFERENCE.read_bytes(), steps=REFERENCE_STEPS)
+    assert decoded.shape == expected.shape
+    diff = np.abs(decoded.astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.01  # float rounding may move a value by one level
+
+
+def test_decoding_twice_gives_identical_frames(codec):
+    data = REFERENCE.read_bytes()
+    assert np.array_equal(codec.decode_array(data, steps=3), codec.decode_array(data, steps=3))
+
+
+def test_random_access_equals_the_slice_of_a_full_decode(codec):
+    data = REFERENCE.read_bytes()
+    full = codec.decode_array(data)
+    assert np.array_equal(codec.decode_array(data, frame_range=(15, 19)), full[15:19])
+
+
+def test_info_reads_header_and_chunks():
+    info = read_info(REFERENCE)
+    h = info.header
+    assert (h.width, h.height, h.frames, h.fps) == (48, 40, 20, Fraction(25))
+    assert [c.frames for c in info.chunks] == [17, 3]
+    assert sum(c.bytes for c in info.chunks) < info.file_size
+    assert h.rate == {"mode": "quality", "quality": 0.5, "adaptive": True}
+
+
+def test_every_truncation_is_reported():
+    data = REFERENCE.read_bytes()
+    for length in range(0, len(data), 7):
+        with pytest.raises(FormatError):
+            read_info(data[:length])
+
+
+def test_every_flipped_byte_is_reported():
+    data = bytearray(REFERENCE.read_bytes())
+    for position in range(len(data)):
+        damaged = data.copy()
+        damaged[position] ^= 0x10
+        with pytest.raises(FormatError):
+            read_info(bytes(damaged))
+
+
+def test_unknown_major_version_is_refused():
+    data = bytearray(REFERENCE.read_bytes())
+    data[4] = 2
+    with pytest.raises(FormatError, match="version 2.0"):
+        read_info(bytes(data))
+
+
+def test_chunk_record_round_trip():
+    chunk = ChunkRecord(3, 12, [TileRecord(5, 0.25, b"abc"), TileRecord(0, 1.5, b"")])
+    assert ChunkRecord.from_bytes(chunk.to_bytes()) == chunk
+
+
+def test_quantization_error_is_at_most_half_a_step():
+    quant = Quantizer(0.5, (0.1, -0.2), (1.0, 2.0))
+    latents = torch.randn(100, 2)
+    restored = quant.dequantize(quant.quantize(latents))
+    assert ((restored - latents).abs() <= torch.tensor([0.25, 0.5]) + 1e-6).all()
+
+
+def test_tile_symbols_round_trip():
+    symbols = np.random.default_rng(0).integers(-127, 128, (80, 4)).astype(np.int8)
+    assert np.array_equal(unpack_tile(pack_tile(symbols), 80, 4), symbols)
+    with pytest.raises(FormatError):
+        unpack_tile(pack_tile(symbols), 79, 4)
