@@ -1,0 +1,75 @@
+"""Video in and out: common containers, streaming with bounded memory."""
+
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from helpers import TINY_MODEL, synthetic_clip
+from onedva_codec.video_io import VideoReader
+
+INPUTS = [  # (extension, container format, codec, pixel format)
+    (".mp4", "mp4", "libx264", "yuv420p"),
+    (".mkv", "matroska", "ffv1", "bgr0"),
+    (".webm", "webm", "libvpx-vp9", "yuv420p"),
+    (".avi", "avi", "mpeg4", "yuv420p"),
+    (".mov", "mov", "libx264", "yuv420p"),
+    (".y4m", "yuv4mpegpipe", "rawvideo", "yuv420p"),
+]
+
+
+def _write_raw(path, frames, fps, fmt, codec, pix_fmt):
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = pix_fmt
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("ext,fmt,codec,pix_fmt", INPUTS)
+def test_common_inputs_are_read(tmp_path, ext, fmt, codec, pix_fmt):
+    clip = synthetic_clip(12, 48, 64)
+    path = _write_raw(tmp_path / f"clip{ext}", clip, Fraction(24), fmt, codec, pix_fmt)
+    with VideoReader(path) as reader:
+        frames = np.stack(list(reader.frames()))
+        assert (reader.info.width, reader.info.height, reader.info.fps) == (64, 48, Fraction(24))
+    assert frames.shape == clip.shape
+    assert np.abs(frames.astype(int) - clip.astype(int)).mean() < 12  # lossy codecs stay close
+
+
+def _long_y4m(path, frames: int):
+    clip = synthetic_clip(17, 64, 64)
+    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("rawvideo", rate=25)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(clip[i % 17], format="rgb24")))
+    return path
+
+
+def test_encode_and_decode_memory_does_not_grow_with_length(tmp_path):
+    """Peak RSS of a whole `odva encode` + `odva decode`, for 200 and for 3000 frames."""
+    script = textwrap.dedent("""
+        import resource, sys
+        from onedva_codec import Codec
+        codec = Codec(sys.argv[1], device="cpu")
+        codec.encode_file(sys.argv[2], sys.argv[3])
+        codec.decode_file(sys.argv[3], sys.argv[4], steps=1)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB
+    """)
+    peaks = []
+    for frames in (200, 3000):  # 3000 frames of 64 x 64 RGB are 35 MiB
+        source = _long_y4m(tmp_path / f"v{frames}.y4m", frames)
+        run = subprocess.run([sys.executable, "-c", script, str(TINY_MODEL), str(source),
+                              str(tmp_path / f"v{frames}.odva"), str(tmp_path / f"v{frames}.mkv")],
+                             capture_output=True, text=True, check=True)
+        peaks.append(int(run.stdout.split()[-1]) / 1024)
+    assert peaks[1] < peaks[0] + 15, f"peak RSS {peaks[0]:.0f} MiB -> {peaks[1]:.0f} MiB"
