@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ from .video_io import VideoReader, VideoWriter, extract_audio, output_kind
 from .weights import LoadedModel, load_model
 
 Progress = Callable[[int], None]  # called with the number of frames just done
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,47 @@ def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...]) -> Tens
     digest = hashlib.blake2b(f"{seed}:{chunk}:{tile}".encode(), digest_size=8).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
     return torch.randn(shape, generator=generator)
+
+
+def _prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Produce `items` in a background thread, at most `depth` ahead of the consumer.
+
+    CPU work (demuxing and converting frames, unpacking latents, drawing noise) then
+    overlaps with model work on the GPU; the bounded queue keeps memory bounded.
+    An exception in the producer is re-raised in the consumer.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            slots.put((done, exc))
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _to_model_range(frames: np.ndarray, device: torch.device) -> Tensor:
@@ -224,7 +268,7 @@ class Codec:
             pending_tiles.clear()
             pending_units.clear()
 
-        for index, (chunk, real) in enumerate(chunk_frames(frames, cfg.frames)):
+        for index, (chunk, real) in enumerate(_prefetch(chunk_frames(frames, cfg.frames))):
             tiles = grid.split(_to_model_range(chunk, self.device))
             for t, tile in enumerate(tiles):
                 pending_tiles.append(tile)
@@ -395,45 +439,56 @@ class Codec:
     def _decode_chunks(self, chunks: Iterable[ChunkRecord], grid: TileGrid, quantizer: Quantizer, steps: int,
                        seed: int) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
         """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks."""
-        cfg = self.cfg
-        shape = (3, cfg.frames, cfg.tile, cfg.tile)
+        n_max = self.cfg.max_1d_tokens
         open_chunks: dict[int, tuple[ChunkRecord, list[Tensor | None]]] = {}
-        pending: list[tuple[int, int, TileRecord]] = []
-
-        def run_batch() -> Iterator[tuple[ChunkRecord, np.ndarray]]:
-            latents = self._latents_of([tile for _, _, tile in pending], quantizer)
-            noise = torch.stack([unit_noise(seed, c, t, shape) for c, t, _ in pending]).to(self.device)
+        for batch in _prefetch(self._unit_batches(chunks, seed)):
+            values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(self.device))
+            s = self.cfg.structural_tokens
+            keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(self.device), n_max)
+            latents = Latents(values[:, :s], values[:, s:], keep)
+            noise = batch.noise.to(self.device)
             with torch.no_grad(), self._autocast():
                 decoded = euler_sample(lambda x, t: self.loaded.model.velocity(x, t, latents), noise, steps)
-            for (c, t, _), tile in zip(pending, decoded):
-                open_chunks[c][1][t] = tile
-            pending.clear()
-            for c in sorted(open_chunks):
-                record, tiles = open_chunks[c]
+            for (record, t), tile in zip(batch.units, decoded):
+                open_chunks.setdefault(record.index, (record, [None] * len(record.tiles)))[1][t] = tile
+            for index in sorted(open_chunks):
+                record, tiles = open_chunks[index]
                 if any(tile is None for tile in tiles):
                     break
-                del open_chunks[c]
+                del open_chunks[index]
                 yield record, _to_uint8(grid.merge(torch.stack(tiles)))
 
-        for record in chunks:
-            open_chunks[record.index] = (record, [None] * len(record.tiles))
-            for t, tile in enumerate(record.tiles):
-                pending.append((record.index, t, tile))
-                if len(pending) == self.batch_size:
-                    yield from run_batch()
-        if pending:
-            yield from run_batch()
-
-    def _latents_of(self, tiles: list[TileRecord], quantizer: Quantizer) -> Latents:
+    def _unit_batches(self, chunks: Iterable[ChunkRecord], seed: int) -> Iterator["_UnitBatch"]:
+        """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work)."""
         cfg = self.cfg
         s, n_max, c = cfg.structural_tokens, cfg.max_1d_tokens, cfg.latent_channels
-        full = np.zeros((len(tiles), s + n_max, c), dtype=np.int8)
-        kept = []
-        for row, tile in zip(full, tiles):
-            if tile.kept > n_max:
-                raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
-            row[: s + tile.kept] = unpack_tile(tile.data, s + tile.kept, c)
-            kept.append(tile.kept)
-        values = quantizer.dequantize(torch.from_numpy(full).to(self.device))
-        lengths = torch.tensor(kept, device=self.device)
-        return Latents(values[:, :s], values[:, s:], Latents.keep_mask(lengths, n_max))
+        shape = (3, cfg.frames, cfg.tile, cfg.tile)
+        units: list[tuple[ChunkRecord, int]] = []
+
+        def batch() -> _UnitBatch:
+            symbols = np.zeros((len(units), s + n_max, c), dtype=np.int8)
+            for row, (record, t) in zip(symbols, units):
+                tile = record.tiles[t]
+                if tile.kept > n_max:
+                    raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
+                row[: s + tile.kept] = unpack_tile(tile.data, s + tile.kept, c)
+            kept = np.array([record.tiles[t].kept for record, t in units])
+            noise = torch.stack([unit_noise(seed, record.index, t, shape) for record, t in units])
+            return _UnitBatch(list(units), symbols, kept, noise)
+
+        for record in chunks:
+            for t in range(len(record.tiles)):
+                units.append((record, t))
+                if len(units) == self.batch_size:
+                    yield batch()
+                    units.clear()
+        if units:
+            yield batch()
+
+
+@dataclass
+class _UnitBatch:
+    units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
+    symbols: np.ndarray  # (B, S + N, C) int8, zeros past each unit's kept length
+    kept: np.ndarray  # (B,)
+    noise: Tensor  # (B, 3, T, tile, tile), on the CPU
