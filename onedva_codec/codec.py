@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import queue
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -374,7 +376,9 @@ class Codec:
                                      start=float(first / fps), end=float(stop / fps))
                 count = 0
                 try:
-                    for frame in self._decode_frames(reader, steps, first, stop):
+                    # The model runs in the background while this thread compresses and writes.
+                    frames = self._decode_frames(reader, steps, first, stop)
+                    for frame in _prefetch(frames, depth=2 * header.chunk_frames):
                         writer.write(frame)
                         count += 1
                         if progress:
@@ -473,17 +477,19 @@ class Codec:
                     raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
                 row[: s + tile.kept] = unpack_tile(tile.data, s + tile.kept, c)
             kept = np.array([record.tiles[t].kept for record, t in units])
-            noise = torch.stack([unit_noise(seed, record.index, t, shape) for record, t in units])
+            noise = torch.stack(list(pool.map(lambda unit: unit_noise(seed, unit[0].index, unit[1], shape), units)))
             return _UnitBatch(list(units), symbols, kept, noise)
 
-        for record in chunks:
-            for t in range(len(record.tiles)):
-                units.append((record, t))
-                if len(units) == self.batch_size:
-                    yield batch()
-                    units.clear()
-        if units:
-            yield batch()
+        # Drawing noise is the largest CPU cost of decoding; torch releases the GIL while it draws.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for record in chunks:
+                for t in range(len(record.tiles)):
+                    units.append((record, t))
+                    if len(units) == self.batch_size:
+                        yield batch()
+                        units.clear()
+            if units:
+                yield batch()
 
 
 @dataclass
