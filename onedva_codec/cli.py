@@ -33,12 +33,12 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
 out = Console()
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(Text(f"odva: error: {message}"), style="red", soft_wrap=True)
+    err.print(Text(f"odva: error: {message}"), style="red")
     raise typer.Exit(code)
 
 
@@ -71,7 +71,7 @@ class _RateColumn(ProgressColumn):
 
 @contextmanager
 def _progress(description: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
-    if quiet:
+    if quiet or not err.is_terminal:  # a log file gets the summary line only
         yield lambda n: None
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
@@ -133,10 +133,11 @@ def encode(
     rate = RateOptions(quality=0.5 if quality is None else quality,
                        bitrate=parse_bitrate(bitrate) if bitrate is not None else None, adaptive=adaptive)
     # Input and output problems are reported before the model is loaded.
-    VideoReader(source).close()
+    with VideoReader(source) as reader:
+        expected_frames = reader.info.frames_hint
     check_output_path(output, force)
     codec = Codec(weights, device=device, batch_size=batch)
-    with _progress("encoding", None, quiet) as advance:
+    with _progress("encoding", expected_frames, quiet) as advance:
         result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=advance)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")

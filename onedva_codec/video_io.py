@@ -43,6 +43,7 @@ class VideoInfo:
     height: int
     fps: Fraction
     has_audio: bool
+    frames_hint: int | None  # what the container declares, if anything; only for progress display
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class VideoReader:
             self._container.close()
             raise InputError(f"{self.path} has a video track with no frame size")
         self._stream = stream
-        self.info = VideoInfo(width, height, Fraction(rate), bool(self._container.streams.audio))
+        self.info = VideoInfo(width, height, Fraction(rate), bool(self._container.streams.audio),
+                              stream.frames or None)
 
     def frames(self) -> Iterator[np.ndarray]:
         index = 0
