@@ -164,21 +164,17 @@ def _to_uint8(video: Tensor) -> np.ndarray:
 
 
 @dataclass
-class _Unit:
-    chunk: int
-    tile: int
-    real_frames: int
-
-
-@dataclass
 class _Analysis:
     """What the first pass learns: per-unit facts plus the spooled symbols."""
 
-    frames: int
     motion: np.ndarray  # normalised, per unit
     sizes: np.ndarray | None  # coded bytes per unit per length_grid entry (--bitrate only)
     real_frames: list[int]  # per chunk
     spool: BinaryIO
+
+    @property
+    def frames(self) -> int:
+        return sum(self.real_frames)
 
 
 class Codec:
@@ -210,7 +206,7 @@ class Codec:
                                     audio.getvalue() if audio_info else None,
                                     vars(audio_info) if audio_info else None, progress)
 
-    def encode_array(self, frames: np.ndarray | Iterable[np.ndarray], fps: Fraction | float,
+    def encode_array(self, frames: np.ndarray, fps: Fraction | float,
                      rate: RateOptions = RateOptions(), seed: int = 0) -> bytes:
         """Encode (T, H, W, 3) uint8 RGB frames; returns the .odva file's bytes."""
         frames = np.asarray(frames)
@@ -238,7 +234,7 @@ class Codec:
                 lengths = lengths_for_quality(analysis.motion, rate.quality, n_max, rate.adaptive)
             written = self._write(out, header, analysis, lengths, grid.count, audio)
         return EncodeResult(analysis.frames, width, height, fps, written, time.perf_counter() - started,
-                            float(lengths.mean() / n_max) if n_max else 0.0, notes)
+                            float(lengths.mean() / n_max), notes)
 
     def _analyse(self, frames: Iterator[np.ndarray], grid: TileGrid, spool: BinaryIO, with_sizes: bool,
                  progress: Progress | None) -> _Analysis:
@@ -250,12 +246,11 @@ class Codec:
         sizes: list[list[int]] = []
         real_frames: list[int] = []
         pending_tiles: list[Tensor] = []
-        pending_units: list[_Unit] = []
-        total = 0
+        pending_real: list[int] = []  # real frames of each pending tile's chunk
 
         def flush() -> None:
             tiles = torch.stack(pending_tiles)
-            real = torch.tensor([u.real_frames for u in pending_units], device=self.device)
+            real = torch.tensor(pending_real, device=self.device)
             geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real, cfg)
             with torch.no_grad(), self._autocast():
                 posterior = self.loaded.model.encode(tiles, geometry)
@@ -268,24 +263,22 @@ class Codec:
                 s = cfg.structural_tokens
                 sizes.extend([len(pack_tile(unit[: s + k])) for k in grid_lengths] for unit in symbols)
             pending_tiles.clear()
-            pending_units.clear()
+            pending_real.clear()
 
-        for index, (chunk, real) in enumerate(_prefetch(chunk_frames(frames, cfg.frames))):
-            tiles = grid.split(_to_model_range(chunk, self.device))
-            for t, tile in enumerate(tiles):
+        for chunk, real in _prefetch(chunk_frames(frames, cfg.frames)):
+            for tile in grid.split(_to_model_range(chunk, self.device)):
                 pending_tiles.append(tile)
-                pending_units.append(_Unit(index, t, real))
+                pending_real.append(real)
                 if len(pending_tiles) == self.batch_size:
                     flush()
             real_frames.append(real)
-            total += real
             if progress:
                 progress(real)
         if not real_frames:
             raise InputError("the video has no frames")
         if pending_tiles:
             flush()
-        return _Analysis(total, np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
+        return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
 
     def _lengths_for_bitrate(self, analysis: _Analysis, header: FileHeader, rate: RateOptions, audio_bytes: int,
                              tiles_per_chunk: int) -> tuple[np.ndarray, str | None]:
