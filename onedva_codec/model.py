@@ -307,7 +307,10 @@ class Decoder(nn.Module):
         self.final = FinalLayer(d, tp * p * p * cfg.head_channels)
         self.out_conv = nn.Conv2d(cfg.head_channels, 3, kernel_size=3, padding=1)
 
-    def forward(self, x_t: Tensor, t: Tensor, latents: Latents) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, latents: Latents, tap_block: int | None = None
+                ) -> Tensor | tuple[Tensor, Tensor]:
+        """Clean-chunk estimate; with `tap_block`, also the noisy-patch tokens after that block
+        (B, groups * grid^2, width), which training aligns with a teacher's features (REPA)."""
         cfg = self.cfg
         tp, p = cfg.dec_temporal_patch, cfg.patch
         b, _, frames, h, w = x_t.shape
@@ -324,14 +327,17 @@ class Decoder(nn.Module):
 
         c = self.t_embed(t)
         tokens = torch.cat([patches, structural, tokens_1d], dim=1)
-        for block in self.blocks:
+        tapped = None
+        for index, block in enumerate(self.blocks):
             tokens = block(tokens, c)
+            if index == tap_block:
+                tapped = tokens[:, : patches.shape[1]]
 
         out = self.final(tokens[:, : patches.shape[1]] + patches, c)  # long skip
         feats = unpatchify(out, tp, p, x.shape[2], h, w)  # pixel shuffle: (B, hc, T', H, W)
         feats = feats.transpose(1, 2).reshape(-1, cfg.head_channels, h, w)
-        frames_out = self.out_conv(feats).reshape(b, -1, 3, h, w).transpose(1, 2)
-        return frames_out[:, :, tp - 1:]
+        frames_out = self.out_conv(feats).reshape(b, -1, 3, h, w).transpose(1, 2)[:, :, tp - 1:]
+        return frames_out if tap_block is None else (frames_out, tapped)
 
 
 class OneDVA(nn.Module):

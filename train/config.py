@@ -1,0 +1,161 @@
+"""Training configuration: one dataclass, the paper's defaults per stage, a TOML file, overrides.
+
+Precedence, lowest first: the dataclass defaults, the stage's defaults below, a
+TOML config file (`--config`), then options on the command line (`--lr`,
+`--set key=value`, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+STAGES = ("stage1", "stage2", "align", "ldm", "decoder-ft")
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "stage1"
+    model: str = "s"  # model config name, for a run that starts from scratch
+    data: str = "pack"  # training pack folder (odva-train data)
+    out: str = "runs/stage1"  # run folder: checkpoints, metrics.jsonl, samples
+    init: str = ""  # checkpoint of the previous stage to start from
+    ldm: str = ""  # decoder-ft: checkpoint of the ldm stage
+
+    steps: int = 10_000
+    batch: int = 32  # global: split over all processes
+    lr: float = 5e-5
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    warmup: int = 500
+    weight_decay: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    bf16: bool = True  # autocast on CUDA
+    fsdp: bool = False  # shard parameters (FSDP2) instead of replicating them (DDP)
+    compile: bool = False
+    seed: int = 0
+    workers: int = 8
+    photo_share: float = 0.5  # share of pseudo-video samples
+
+    # Losses: total = w_diff L_diff + w_perc L_perc + w_kl L_KL + w_repa L_REPA + w_align L_align
+    w_diff: float = 10.0
+    w_perc: float = 0.1
+    w_kl: float = 1e-4
+    w_repa: float = 0.1
+    w_align: float = 0.0
+    perceptual_net: str = "alexnet"  # LPIPS network for the perceptual loss
+    perceptual_frames: int = 4  # frames per clip that enter the perceptual loss
+    repa_teacher: str = "vgg16"  # teacher network for REPA (docs/losses.md says why)
+    repa_block: int = 2  # decoder block (from 0) whose output is aligned with the teacher, ~1/3 of depth
+    repa_groups: int = 2  # temporal groups per clip aligned (each costs one teacher pass)
+
+    # Noise level and latent dropout
+    t_mode: str = "one"  # "one": t = 1 always (stage 1); "logit-normal": t = sigmoid(N(0, 1))
+    t_one_share: float = 0.1  # logit-normal mode: share of samples at t = 1
+    latent_dropout: bool = False  # motion-driven 1D latent lengths
+    full_share: float = 0.1  # latent dropout: share keeping every 1D latent
+    none_share: float = 0.1  # latent dropout: share keeping none (structural only)
+    motion_momentum: float = 0.99  # EMA of the motion-score statistics
+
+    # decoder-ft: what the decoder is conditioned on
+    freeze_encoder: bool = False
+    quant_step: float = 0.5  # the codec's quantization step, in latent standard deviations
+    quantized_share: float = 0.5  # samples conditioned on quantized latents
+    ldm_share: float = 0.25  # samples conditioned on the LDM's predicted clean latents
+    ldm_t_max: float = 0.5  # noise level up to which the LDM's prediction is used
+
+    # ldm: the latent DiT
+    ldm_width: int = 256
+    ldm_depth: int = 4
+    ldm_heads: int = 4
+
+    # Bookkeeping
+    log_every: int = 20
+    val_every: int = 500
+    ckpt_every: int = 500
+    max_minutes: float = 0.0  # wall-clock budget; 0 for none. Saves before it runs out.
+    stop_at: int = 0  # stop (and save) after this step although the schedule spans `steps`; 0: run to the end
+    val_steps: int = 1  # decoding steps for validation
+    val_clips: int = 16  # at most this many held-out clips
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; one of {', '.join(STAGES)}")
+        if self.t_mode not in ("one", "logit-normal"):
+            raise ValueError(f"t_mode must be 'one' or 'logit-normal', not {self.t_mode!r}")
+        if self.stage in ("stage2", "align", "ldm", "decoder-ft") and not self.init:
+            raise ValueError(f"{self.stage} starts from a previous stage's checkpoint: give --init")
+        if self.stage == "decoder-ft" and self.ldm_share > 0 and not self.ldm:
+            raise ValueError("decoder-ft with ldm_share > 0 needs the ldm stage's checkpoint: give --ldm")
+        if self.steps < 1 or self.batch < 1:
+            raise ValueError("steps and batch must be positive")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# The paper's recipe (Teng et al., 2026), stage by stage.
+STAGE_DEFAULTS: dict[str, dict] = {
+    "stage1": dict(lr=5e-5, t_mode="one", latent_dropout=False, val_steps=1),
+    "stage2": dict(lr=1e-5, t_mode="logit-normal", latent_dropout=True, val_steps=8),
+    "align": dict(lr=1e-5, t_mode="logit-normal", latent_dropout=True, w_align=0.01, w_kl=1e-3, val_steps=8),
+    "ldm": dict(lr=1e-4, weight_decay=0.0, val_steps=8),
+    "decoder-ft": dict(lr=1e-5, t_mode="logit-normal", latent_dropout=True, freeze_encoder=True, w_kl=0.0,
+                       w_repa=0.0, val_steps=8),
+}
+
+
+def _coerce(name: str, text: str):
+    """A --set value, parsed to the type of the field it sets."""
+    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(name)
+    if kind is None:
+        raise ValueError(f"unknown setting {name!r}")
+    if kind == "bool":
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{name} takes true or false, not {text!r}")
+        return text.lower() in ("true", "1", "yes")
+    return {"int": int, "float": float}.get(kind, str)(text)
+
+
+def resolve(stage: str, config_file: str | None, overrides: dict, settings: list[str]) -> TrainConfig:
+    """Build a stage's config from its defaults, a TOML file, explicit options and key=value settings."""
+    values: dict = {"stage": stage, "out": f"runs/{stage}", **STAGE_DEFAULTS[stage]}
+    if config_file:
+        values.update(tomllib.loads(Path(config_file).read_text()))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes key=value, not {setting!r}")
+        values[key.strip()] = _coerce(key.strip(), text.strip())
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    cfg = TrainConfig(**values)
+    cfg.stage = stage
+    cfg.validate()
+    return cfg
+
+
+def from_dict(values: dict) -> TrainConfig:
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def save(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+
+def load_values(path: Path) -> dict:
+    """The settings a run folder's config.json recorded."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {path.parent} a run folder?")
+    return json.loads(path.read_text())

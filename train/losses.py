@@ -1,0 +1,100 @@
+"""The training losses, each a small function of tensors.
+
+Flow matching: the decoder predicts the clean chunk x0^; with x_t = (1 - t) x0 + t eps
+its velocity is v^ = (x_t - x0^) / t and the target is v = (x_t - x0) / t = eps - x0.
+Both divide by max(t, 0.05), as the sampler does, so the loss is
+|x0^ - x0|^2 / max(t, 0.05)^2: the v-loss wherever t >= 0.05.
+
+Perceptual: LPIPS between predicted and real frames, on a few frames per clip.
+KL: to N(0, I), averaged over latent values.
+REPA: cosine similarity between a decoder block's tokens (through a small MLP) and a
+frozen teacher's features of the clean frames at the same place and time.
+Alignment: each 1D latent is pulled towards its best-matching structural latent
+and its most similar other 1D latent (top-1 cosine each).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from onedva_codec.lpips import LPIPS, VGG16Features, load_network_state, normalise_input
+from onedva_codec.model import MIN_T
+
+
+def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor) -> Tensor:
+    weight = t.clamp(min=MIN_T).pow(-2).view(-1, 1, 1, 1, 1)
+    return ((x0_hat.float() - x0.float()).pow(2) * weight).mean()
+
+
+def frame_subset(video: Tensor, frames: Tensor) -> Tensor:
+    """(B, 3, T, H, W), (B, k) frame indices -> (B * k, 3, H, W)."""
+    picked = torch.stack([clip[:, idx] for clip, idx in zip(video, frames)])  # (B, 3, k, H, W)
+    return picked.transpose(1, 2).flatten(0, 1)
+
+
+def perceptual_loss(lpips: LPIPS, x0_hat: Tensor, x0: Tensor, frames: Tensor) -> Tensor:
+    return lpips(frame_subset(x0_hat, frames).float(), frame_subset(x0, frames).float()).mean()
+
+
+class RepaTeacher(nn.Module):
+    """VGG16 relu5_3 (ImageNet), pooled to the patch grid: one 512-d vector per 16 x 16 patch."""
+
+    def __init__(self, grid: int):
+        super().__init__()
+        self.grid = grid
+        self.net = VGG16Features()
+        state = load_network_state("vgg16")
+        self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+        self.requires_grad_(False).eval()
+        self.channels = 512
+
+    @torch.no_grad()
+    def forward(self, frames: Tensor) -> Tensor:
+        """(N, 3, H, W) in [-1, 1] -> (N, grid * grid, 512)."""
+        features = self.net(normalise_input(frames))[-1]
+        if features.shape[-1] != self.grid:
+            features = F.interpolate(features.float(), size=(self.grid, self.grid), mode="bilinear",
+                                     antialias=True, align_corners=False)
+        return features.flatten(2).transpose(1, 2)
+
+
+class RepaProjector(nn.Module):
+    """Decoder width -> teacher width, as REPA's three-layer MLP."""
+
+    def __init__(self, width: int, teacher: int, hidden: int = 1024):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, teacher))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.mlp(tokens)
+
+
+def repa_loss(projector: RepaProjector, teacher: RepaTeacher, tokens: Tensor, x0: Tensor, groups: Tensor,
+              temporal_patch: int) -> Tensor:
+    """Negative cosine similarity of projected decoder tokens and teacher features.
+
+    tokens: (B, G * grid^2, width) noisy-patch tokens of a decoder block; groups: (B, k)
+    temporal groups to align. Group g covers frames (g - 1) * tp + 1 .. g * tp; the teacher
+    sees its last frame, g * tp (group 0 is frame 0).
+    """
+    b, n, width = tokens.shape
+    per_group = teacher.grid * teacher.grid
+    tokens = tokens.reshape(b, n // per_group, per_group, width)
+    picked = torch.stack([t[g] for t, g in zip(tokens, groups)]).flatten(0, 1)  # (B * k, grid^2, width)
+    target = teacher(frame_subset(x0, groups * temporal_patch))
+    similarity = F.cosine_similarity(projector(picked).float(), target.float(), dim=-1)
+    return -similarity.mean()
+
+
+def alignment_loss(structural: Tensor, tokens_1d: Tensor) -> Tensor:
+    """(B, S, C), (B, N, C) latents -> mean of (1 - top-1 cosine) to structural and to other 1D latents."""
+    a = F.normalize(tokens_1d.float(), dim=-1)
+    s = F.normalize(structural.float(), dim=-1)
+    to_structural = (a @ s.transpose(1, 2)).amax(dim=-1)
+    among = a @ a.transpose(1, 2)
+    among = among - 3.0 * torch.eye(among.shape[-1], device=among.device)  # exclude itself
+    to_neighbour = among.amax(dim=-1)
+    return (1 - to_structural).mean() + (1 - to_neighbour).mean()

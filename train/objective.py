@@ -1,0 +1,161 @@
+"""What each stage optimises: the trainable modules and the loss of one batch.
+
+`Objective` is the module the distributed wrapper (DDP or FSDP) sees. Frozen
+networks (LPIPS, the REPA teacher, a frozen LDM) are held outside it, so they are
+neither synchronised nor checkpointed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from onedva_codec.latent_coding import Quantizer
+from onedva_codec.lpips import LPIPS
+from onedva_codec.model import Latents, OneDVA, geometry_features
+
+from .config import TrainConfig
+from .ldm import LatentDiT
+from .losses import RepaProjector, RepaTeacher, alignment_loss, flow_matching_loss, perceptual_loss, repa_loss
+
+
+@dataclass
+class Frozen:
+    """Networks that take part in the loss without being trained."""
+
+    lpips: LPIPS | None = None
+    teacher: RepaTeacher | None = None
+    ldm: LatentDiT | None = None
+
+
+@dataclass
+class LatentStats:
+    """Per-channel mean and std of the encoder's posterior means, for normalising latents."""
+
+    mean: Tensor
+    std: Tensor
+
+    def normalise(self, z: Tensor) -> Tensor:
+        return (z - self.mean) / self.std
+
+    def restore(self, z: Tensor) -> Tensor:
+        return z * self.std + self.mean
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+def sample_t(cfg: TrainConfig, batch: int, gen: torch.Generator, device: torch.device) -> Tensor:
+    if cfg.t_mode == "one":
+        return torch.ones(batch, device=device)
+    t = torch.sigmoid(torch.randn(batch, generator=gen, device=device))
+    at_one = torch.rand(batch, generator=gen, device=device) < cfg.t_one_share
+    return torch.where(at_one, torch.ones_like(t), t)
+
+
+def dropout_lengths(cfg: TrainConfig, motion: Tensor, n_max: int, gen: torch.Generator) -> Tensor:
+    """Kept 1D lengths: round(s^ N eta) with eta = 2 sigmoid(z), z ~ N(0, 1); some full, some none."""
+    device = motion.device
+    if not cfg.latent_dropout:
+        return torch.full_like(motion, n_max, dtype=torch.long)
+    eta = 2 * torch.sigmoid(torch.randn(motion.shape, generator=gen, device=device))
+    lengths = torch.round(motion * n_max * eta).clamp(0, n_max).long()
+    u = torch.rand(motion.shape, generator=gen, device=device)
+    lengths = torch.where(u < cfg.full_share, torch.full_like(lengths, n_max), lengths)
+    return torch.where((u >= cfg.full_share) & (u < cfg.full_share + cfg.none_share), torch.zeros_like(lengths),
+                       lengths)
+
+
+class Objective(nn.Module):
+    def __init__(self, cfg: TrainConfig, model: OneDVA, projector: RepaProjector | None, ldm: LatentDiT | None,
+                 frozen: Frozen, latent_stats: LatentStats | None):
+        super().__init__()
+        self.cfg = cfg
+        self.model = model
+        self.projector = projector
+        self.ldm = ldm  # trained in the ldm stage only
+        self.frozen = frozen
+        self.latent_stats = latent_stats
+
+    def forward(self, x0: Tensor, motion: Tensor, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        """(B, 3, T, H, W) clips in [-1, 1] and their normalised motion scores -> loss, parts."""
+        if self.cfg.stage == "ldm":
+            return self._ldm_loss(x0, gen)
+        cfg, model, mcfg = self.cfg, self.model, self.model.cfg
+        b, device = x0.shape[0], x0.device
+        full = torch.full((b,), mcfg.tile, device=device)
+        geometry = geometry_features(full, full, torch.full((b,), mcfg.frames, device=device), mcfg)
+        with torch.set_grad_enabled(not cfg.freeze_encoder and torch.is_grad_enabled()):
+            posterior = model.encode(x0, geometry)
+        structural, tokens_1d = self._conditioning(posterior, gen)
+        lengths = dropout_lengths(cfg, motion, mcfg.max_1d_tokens, gen)
+        latents = Latents(structural, tokens_1d, Latents.keep_mask(lengths, mcfg.max_1d_tokens))
+
+        t = sample_t(cfg, b, gen, device)
+        eps = torch.randn(x0.shape, generator=gen, device=device, dtype=x0.dtype)
+        tt = t.view(-1, 1, 1, 1, 1)
+        x_t = (1 - tt) * x0 + tt * eps
+        tap = cfg.repa_block if self.projector is not None else None
+        out = model.decoder(x_t, t, latents, tap_block=tap)
+        x0_hat, tapped = out if tap is not None else (out, None)
+
+        parts = {"diff": flow_matching_loss(x0_hat, x0, t)}
+        if self.frozen.lpips is not None:
+            frames = torch.stack([torch.randperm(mcfg.frames, generator=gen, device=device)[:cfg.perceptual_frames]
+                                  for _ in range(b)])
+            parts["perc"] = perceptual_loss(self.frozen.lpips, x0_hat, x0, frames)
+        if cfg.w_kl > 0 and not cfg.freeze_encoder:
+            parts["kl"] = posterior.kl()
+        if tapped is not None:
+            n_groups = (mcfg.frames - 1) // mcfg.dec_temporal_patch + 1
+            groups = torch.stack([torch.randperm(n_groups, generator=gen, device=device)[:cfg.repa_groups]
+                                  for _ in range(b)])
+            parts["repa"] = repa_loss(self.projector, self.frozen.teacher, tapped, x0, groups,
+                                      mcfg.dec_temporal_patch)
+        if cfg.w_align > 0:
+            parts["align"] = alignment_loss(posterior.structural_mean, posterior.tokens_1d_mean)
+        weights = {"diff": cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa, "align": cfg.w_align}
+        loss = sum(weights[k] * v for k, v in parts.items())
+        return loss, parts
+
+    def _conditioning(self, posterior, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The latents the decoder sees: posterior samples, or, in decoder-ft, a per-sample mix of
+        quantized means, LDM predictions of the means, and the means themselves."""
+        cfg = self.cfg
+        if cfg.stage != "decoder-ft":
+            return posterior.sample(gen)
+        s = posterior.structural_mean.shape[1]
+        z = torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], dim=1).detach()
+        stats = self.latent_stats
+        quantizer = Quantizer(cfg.quant_step, tuple(stats.mean.tolist()), tuple(stats.std.tolist()))
+        choices = [quantizer.dequantize(quantizer.quantize(z))]
+        if self.frozen.ldm is not None:
+            zn = stats.normalise(z)
+            t = torch.rand(z.shape[0], generator=gen, device=z.device) * cfg.ldm_t_max
+            noise = torch.randn(zn.shape, generator=gen, device=z.device, dtype=zn.dtype)
+            z_t = (1 - t.view(-1, 1, 1)) * zn + t.view(-1, 1, 1) * noise
+            with torch.no_grad():
+                choices.append(stats.restore(self.frozen.ldm.predict_clean(z_t, t).float()))
+        else:
+            choices.append(z)
+        u = torch.rand(z.shape[0], generator=gen, device=z.device).view(-1, 1, 1)
+        mixed = torch.where(u < cfg.quantized_share, choices[0],
+                            torch.where(u < cfg.quantized_share + cfg.ldm_share, choices[1], z))
+        return mixed[:, :s], mixed[:, s:]
+
+    def _ldm_loss(self, x0: Tensor, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        mcfg = self.model.cfg
+        b, device = x0.shape[0], x0.device
+        full = torch.full((b,), mcfg.tile, device=device)
+        geometry = geometry_features(full, full, torch.full((b,), mcfg.frames, device=device), mcfg)
+        with torch.no_grad():
+            posterior = self.model.encode(x0, geometry)
+            z0 = self.latent_stats.normalise(
+                torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], dim=1).float())
+        t = torch.sigmoid(torch.randn(b, generator=gen, device=device))
+        eps = torch.randn(z0.shape, generator=gen, device=device)
+        z_t = (1 - t.view(-1, 1, 1)) * z0 + t.view(-1, 1, 1) * eps
+        parts = {"ldm": (self.ldm(z_t, t).float() - (eps - z0)).pow(2).mean()}
+        return parts["ldm"], parts

@@ -1,0 +1,139 @@
+"""The training pack: frames and photos as WebP plus an index, small enough to ship to a GPU.
+
+    pack/index.json            what is in the pack, where it came from, its licence and split
+    pack/videos/<id>/NNNNN.webp  the frames of each video, short side at most 288 px
+    pack/photos/<id>.webp      each photo, long side at most 1280 px
+
+Building needs PyAV (to read videos); reading needs only Pillow and numpy, which
+is all a GPU machine may have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .sources import Source
+
+PACK_FORMAT = "odva-pack"
+PACK_VERSION = 1
+VIDEO_SHORT_SIDE = 288  # frames are stored downscaled to this (never upscaled)
+VIDEO_MAX_FRAMES = 400  # per video: more of one static scene adds bytes, not variety
+PHOTO_LONG_SIDE = 1280
+WEBP_QUALITY = 85
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".y4m", ".ogv", ".mpg", ".mpeg"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def folder_sources(folder: Path, licence: str = "user-supplied") -> list[Source]:
+    """Every video and image under `folder`. One file in ten of each kind, at least one where there
+    are two or more, is held out; which ones is fixed by a hash of the names."""
+    found = []
+    for kind, extensions in (("video", VIDEO_EXTENSIONS), ("photo", IMAGE_EXTENSIONS)):
+        paths = sorted((p for p in folder.rglob("*") if p.suffix.lower() in extensions),
+                       key=lambda p: hashlib.sha256(p.name.encode()).hexdigest())
+        held_out = max(1, round(len(paths) / 10)) if len(paths) > 1 else 0
+        found += [Source(str(p), kind, f"folder {folder}", licence, "user-supplied",
+                         "val" if i < held_out else "train") for i, p in enumerate(paths)]
+    return found
+
+
+def _image_file(source: Source) -> Path:
+    """A photo source is a file, or a wallpaper folder whose largest image is used."""
+    path = Path(source.path)
+    if path.is_dir():
+        images = [p for p in (path / "contents" / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        return max(images, key=lambda p: Image.open(p).size[0] * Image.open(p).size[1])
+    return path
+
+
+def _resized(image: Image.Image, scale: float) -> Image.Image:
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.LANCZOS)
+
+
+def _unique_id(source: Source, taken: set[str]) -> str:
+    base = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.name)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
+
+
+def build_pack(sources: list[Source], out: Path, log: Callable[[str], None] = print) -> dict:
+    """Write every source into the pack folder `out`; returns the index."""
+    from onedva_codec.video_io import VideoReader  # PyAV: only needed to build
+
+    out.mkdir(parents=True, exist_ok=True)
+    index: dict = {"format": PACK_FORMAT, "version": PACK_VERSION, "videos": [], "photos": []}
+    taken: set[str] = set()
+    for source in sources:
+        if not Path(source.path).exists():
+            raise FileNotFoundError(f"{source.path} is missing; run scripts/install_data_sources.sh")
+        item_id = _unique_id(source, taken)
+        entry = {"id": item_id, **asdict(source)}
+        if source.kind == "video":
+            folder = out / "videos" / item_id
+            folder.mkdir(parents=True, exist_ok=True)
+            with VideoReader(source.path) as reader:
+                info = reader.info
+                scale = min(1.0, VIDEO_SHORT_SIDE / min(info.width, info.height))
+                count = 0
+                for frame in reader.frames():
+                    if count == VIDEO_MAX_FRAMES:
+                        break
+                    _resized(Image.fromarray(frame), scale).save(folder / f"{count:05d}.webp", quality=WEBP_QUALITY)
+                    count += 1
+            entry.update(frames=count, fps=[info.fps.numerator, info.fps.denominator],
+                         original_size=[info.width, info.height], scale=scale, folder=f"videos/{item_id}")
+            index["videos"].append(entry)
+            log(f"video {item_id}: {count} frames, {info.width}x{info.height} x {scale:.3f}, {source.split}")
+        else:
+            image = Image.open(_image_file(source)).convert("RGB")
+            scale = min(1.0, PHOTO_LONG_SIDE / max(image.size))
+            (out / "photos").mkdir(exist_ok=True)
+            _resized(image, scale).save(out / "photos" / f"{item_id}.webp", quality=WEBP_QUALITY)
+            entry.update(original_size=list(image.size), scale=scale, file=f"photos/{item_id}.webp")
+            index["photos"].append(entry)
+            log(f"photo {item_id}: {image.width}x{image.height} x {scale:.3f}, {source.split}")
+    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    return index
+
+
+class Pack:
+    """A built pack, decoded into memory one split at a time."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        index_path = self.folder / "index.json"
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{self.folder} is not a training pack (no index.json); "
+                                    "build one with `odva-train data`")
+        self.index = json.loads(index_path.read_text())
+        if self.index.get("format") != PACK_FORMAT or self.index.get("version") != PACK_VERSION:
+            raise ValueError(f"{self.folder} is not an {PACK_FORMAT} v{PACK_VERSION} pack")
+
+    def videos(self, split: str) -> list[np.ndarray]:
+        """(T, H, W, 3) uint8 arrays, one per video of the split."""
+        out = []
+        for entry in self.index["videos"]:
+            if entry["split"] == split:
+                folder = self.folder / entry["folder"]
+                frames = [np.array(Image.open(folder / f"{i:05d}.webp").convert("RGB"))
+                          for i in range(entry["frames"])]
+                out.append(np.stack(frames))
+        return out
+
+    def photos(self, split: str) -> list[np.ndarray]:
+        return [np.array(Image.open(self.folder / e["file"]).convert("RGB"))
+                for e in self.index["photos"] if e["split"] == split]

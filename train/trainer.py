@@ -1,0 +1,548 @@
+"""The training loop every stage shares.
+
+One process per GPU under `torchrun` (or one process on a CPU). Parameters are
+replicated with DDP, or sharded with FSDP2 (`fsdp = true`). Mixed precision is
+bf16 autocast; gradients are clipped; an EMA of the trained weights is kept and
+is what validation and export use.
+
+Reproducibility: every random draw of step s on rank r comes from a generator
+seeded with (seed, s, r), and sample i of the data stream is a function of
+(seed, i), so a run resumed from a checkpoint continues exactly as an
+uninterrupted run would.
+
+A run folder holds config.json, checkpoint.pt (the latest), metrics.jsonl (one
+line per log interval and per validation) and samples/ (reconstruction grids).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from onedva_codec.config import ModelConfig, get_config
+from onedva_codec.lpips import LPIPS
+from onedva_codec.metrics import FrameMetrics, video_frames
+from onedva_codec.model import Latents, OneDVA, geometry_features
+from onedva_codec.motion import motion_scores, normalise_motion
+from onedva_codec.sampler import euler_sample
+
+from . import config as config_io
+from .clips import StepSampler, TrainClips, validation_clips
+from .config import TrainConfig
+from .ldm import LatentDiT
+from .losses import RepaProjector, RepaTeacher
+from .objective import Frozen, LatentStats, Objective
+from .pack import Pack
+
+CHECKPOINT = "checkpoint.pt"
+LATENT_STAT_BATCHES = 8
+
+
+@dataclass
+class Process:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_process() -> Process:
+    """Join the torchrun group if there is one; one process per GPU, or a CPU process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Process(rank, world, device)
+
+
+class MotionStats:
+    """Running mean and standard deviation of the motion score (EMA), synchronised across processes."""
+
+    def __init__(self, momentum: float, mu: float = 0.0, sigma: float = 0.0, count: int = 0):
+        self.momentum, self.mu, self.sigma, self.count = momentum, mu, sigma, count
+
+    def update(self, scores: Tensor) -> None:
+        moments = torch.stack([scores.mean(), scores.pow(2).mean()]).float()
+        if dist.is_initialized():
+            dist.all_reduce(moments)
+            moments /= dist.get_world_size()
+        mean, square = moments.tolist()
+        std = math.sqrt(max(square - mean * mean, 0.0))
+        m = self.momentum if self.count else 0.0  # the first batch sets the statistics
+        self.mu = m * self.mu + (1 - m) * mean
+        self.sigma = m * self.sigma + (1 - m) * std
+        self.count += 1
+
+    def to_dict(self) -> dict:
+        return {"mu": self.mu, "sigma": self.sigma, "count": self.count}
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device).manual_seed(hash((seed, step, rank)) & (2**62 - 1))
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min((step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1), 1.0)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def ema_weights(checkpoint: dict, prefix: str) -> dict[str, Tensor]:
+    """The EMA weights of one module ("model." or "ldm.") of a checkpoint, by that module's names."""
+    return {k[len(prefix):]: v for k, v in checkpoint["ema"].items() if k.startswith(prefix)}
+
+
+def model_from_checkpoint(checkpoint: dict) -> OneDVA:
+    model = OneDVA(ModelConfig.from_dict(checkpoint["model_config"]))
+    weights = {**{k[len("model."):]: v for k, v in checkpoint["model"].items() if k.startswith("model.")},
+               **ema_weights(checkpoint, "model.")}
+    model.load_state_dict(weights)
+    return model
+
+
+def ldm_from_checkpoint(checkpoint: dict) -> LatentDiT:
+    cfg = checkpoint["config"]
+    mcfg = ModelConfig.from_dict(checkpoint["model_config"])
+    ldm = LatentDiT(mcfg.structural_tokens + mcfg.max_1d_tokens, mcfg.latent_channels, cfg["ldm_width"],
+                    cfg["ldm_depth"], cfg["ldm_heads"])
+    ldm.load_state_dict(ema_weights(checkpoint, "ldm."))
+    return ldm
+
+
+@torch.no_grad()
+def latent_statistics(model: OneDVA, batches: list[Tensor], device: torch.device) -> LatentStats:
+    """Per-channel mean and std of posterior means over some training clips."""
+    cfg = model.cfg
+    values = []
+    for clips in batches:
+        clips = clips.to(device)
+        full = torch.full((clips.shape[0],), cfg.tile, device=device)
+        geometry = geometry_features(full, full, torch.full_like(full, cfg.frames), cfg)
+        posterior = model.encode(clips, geometry)
+        values.append(torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], 1).flatten(0, 1).float())
+    z = torch.cat(values)
+    stats = torch.stack([z.mean(0), z.std(0).clamp(min=1e-4)])
+    if dist.is_initialized():
+        dist.all_reduce(stats)
+        stats /= dist.get_world_size()
+    return LatentStats(stats[0], stats[1])
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
+        self.cfg = cfg
+        self.proc = start_process()
+        self.out = Path(cfg.out)
+        checkpoint_path = self.out / CHECKPOINT
+        if not resume and checkpoint_path.exists():
+            raise FileExistsError(f"{self.out} already holds a checkpoint; continue it with "
+                                  f"`odva-train resume {self.out}` or choose another --out")
+        if self.proc.main:
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            config_io.save(cfg, self.out / "config.json")
+        self.started = time.time()
+        device = self.proc.device
+        torch.manual_seed(cfg.seed)
+
+        previous = load_checkpoint(cfg.init) if cfg.init else None
+        model = model_from_checkpoint(previous) if previous else OneDVA(get_config(cfg.model))
+        pack = Pack(cfg.data)
+        self.train_videos, self.train_photos = pack.videos("train"), pack.photos("train")
+        self.val_clips = None
+        if self.proc.main:
+            self.val_clips = validation_clips(pack.videos("val"), pack.photos("val"), model.cfg.frames,
+                                              model.cfg.tile)[: cfg.val_clips]
+        self.history: list[dict] = list(previous.get("history", [])) if previous else []
+        self.motion = MotionStats(cfg.motion_momentum, **(previous.get("motion", {}) if previous else {}))
+        self.gpu_minutes = 0.0
+
+        frozen = Frozen()
+        if cfg.stage != "ldm" and cfg.w_perc > 0:
+            frozen.lpips = LPIPS(cfg.perceptual_net).to(device)
+        projector = None
+        if cfg.stage != "ldm" and cfg.w_repa > 0:
+            if not 0 <= cfg.repa_block < model.cfg.dec_depth:
+                raise ValueError(f"repa_block {cfg.repa_block} is not a block of the {model.cfg.dec_depth}-block "
+                                 "decoder")
+            frozen.teacher = RepaTeacher(model.cfg.grid).to(device)
+            projector = RepaProjector(model.cfg.dec_width, frozen.teacher.channels)
+        ldm = None
+        if cfg.stage == "ldm":
+            ldm = LatentDiT(model.cfg.structural_tokens + model.cfg.max_1d_tokens, model.cfg.latent_channels,
+                            cfg.ldm_width, cfg.ldm_depth, cfg.ldm_heads)
+        if cfg.stage == "decoder-ft" and cfg.ldm:
+            ldm_checkpoint = load_checkpoint(cfg.ldm)
+            frozen.ldm = ldm_from_checkpoint(ldm_checkpoint).to(device).requires_grad_(False).eval()
+            self.history += [h for h in ldm_checkpoint.get("history", []) if h not in self.history]
+
+        model.to(device)
+        latent_stats = None
+        if cfg.stage in ("ldm", "decoder-ft"):
+            model.eval()  # the encoder is frozen: its statistics are fixed for the stage
+            sample = TrainClips(self.train_videos, self.train_photos, model.cfg.frames, model.cfg.tile,
+                                cfg.seed + 1, cfg.photo_share)
+            local = max(cfg.batch // self.proc.world, 1)
+            batches = [torch.stack([sample[(i * self.proc.world + self.proc.rank) * local + j] for j in range(local)])
+                       for i in range(LATENT_STAT_BATCHES)]
+            latent_stats = latent_statistics(model, batches, device)
+        self.objective = Objective(cfg, model, projector, ldm, frozen, latent_stats).to(device)
+        self._freeze_for_stage()
+        self.wrapped = self._distribute()
+        # After sharding: FSDP replaces each parameter with its shard.
+        self.trainable = {n: p for n, p in self.objective.named_parameters() if p.requires_grad}
+        self.ema = {n: p.detach().clone().float() for n, p in self.trainable.items()}
+        fused = device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(self.trainable.values(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                           weight_decay=cfg.weight_decay, fused=fused)
+        self.step = 0
+        if resume:
+            self._restore(load_checkpoint(checkpoint_path))
+        self.metrics = FrameMetrics(device) if self.proc.main else None
+
+    # ------------------------------------------------------------------ setup
+
+    def _freeze_for_stage(self) -> None:
+        cfg, obj = self.cfg, self.objective
+        if cfg.stage == "ldm":
+            obj.model.requires_grad_(False)
+        elif cfg.freeze_encoder:
+            obj.model.encoder.requires_grad_(False)
+
+    def _distribute(self) -> torch.nn.Module:
+        if self.proc.world == 1:
+            return self.objective
+        if self.cfg.fsdp:
+            from torch.distributed.fsdp import fully_shard
+            model = self.objective.model
+            for block in [*model.encoder.blocks, *model.decoder.blocks]:
+                fully_shard(block)
+            return fully_shard(self.objective)
+        ids = [self.proc.device.index] if self.proc.device.type == "cuda" else None
+        return DistributedDataParallel(self.objective, device_ids=ids)
+
+    def _autocast(self):
+        enabled = self.cfg.bf16 and self.proc.device.type == "cuda"
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
+
+    # ------------------------------------------------------------------ state
+
+    def _full_state(self) -> dict:
+        """Everything a resumed run needs, gathered in full on every rank."""
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state = get_model_state_dict(self.objective, options=options)
+        optim_state = get_optimizer_state_dict(self.objective, self.optimizer, options=options)
+        ema = {n: (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu() for n, t in self.ema.items()}
+        stats = self.objective.latent_stats
+        return {
+            "config": self.cfg.to_dict(), "model_config": self.objective.model.cfg.to_dict(), "step": self.step,
+            "model": model_state, "ema": ema, "optimizer": optim_state, "motion": self.motion.to_dict(),
+            "latent_stats": stats.to_dict() if stats is not None else None,
+            "history": self.history, "gpu_minutes": self._gpu_minutes(),
+            "rng": {"torch": torch.get_rng_state()},
+        }
+
+    def save(self) -> float:
+        """Write the checkpoint atomically; returns the seconds it took."""
+        started = time.time()
+        state = self._full_state()
+        if self.proc.main:
+            tmp = self.out / f"{CHECKPOINT}.part"
+            torch.save(state, tmp)
+            os.replace(tmp, self.out / CHECKPOINT)
+        if dist.is_initialized():
+            dist.barrier()
+        return time.time() - started
+
+    def _restore(self, state: dict) -> None:
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.objective, state["model"], options=options)
+        set_optimizer_state_dict(self.objective, self.optimizer, state["optimizer"], options=options)
+        for name, tensor in self.ema.items():
+            source = state["ema"][name].to(self.proc.device)
+            if hasattr(tensor, "full_tensor"):  # a shard: take this rank's part
+                from torch.distributed.tensor import distribute_tensor
+                source = distribute_tensor(source, tensor.device_mesh, tensor.placements)
+            tensor.copy_(source)
+        self.step = state["step"]
+        self.motion = MotionStats(self.cfg.motion_momentum, **state["motion"])
+        if state["latent_stats"] is not None:
+            self.objective.latent_stats = LatentStats(
+                torch.tensor(state["latent_stats"]["mean"], device=self.proc.device),
+                torch.tensor(state["latent_stats"]["std"], device=self.proc.device))
+        self.history = state["history"]
+        self.gpu_minutes = state["gpu_minutes"]
+        self.started = time.time()
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def _gpu_minutes(self) -> float:
+        return self.gpu_minutes + (time.time() - self.started) / 60 * self.proc.world
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict:
+        cfg, proc = self.cfg, self.proc
+        mcfg = self.objective.model.cfg
+        dataset = TrainClips(self.train_videos, self.train_photos, mcfg.frames, mcfg.tile, cfg.seed, cfg.photo_share)
+        sampler = StepSampler(self.step, cfg.steps, cfg.batch, proc.rank, proc.world)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
+                            pin_memory=proc.device.type == "cuda", persistent_workers=cfg.workers > 0,
+                            prefetch_factor=4 if cfg.workers > 0 else None)
+        deadline = self.started + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+        log = MetricsLog(self.out / "metrics.jsonl", proc.main)
+        recent: list[dict] = []
+        save_seconds, last_time, step_time = 30.0, time.time(), time.time()
+        stopped_early = False
+        with log.progress(self.step, cfg.steps) as advance:
+            for clips in loader:
+                clips = clips.to(proc.device, non_blocking=True)
+                parts = self._train_step(clips)
+                self.step += 1
+                recent.append(parts)
+                now = time.time()
+                advance(parts, cfg.batch / max(now - step_time, 1e-9))
+                step_time = now
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    rate = len(recent) * cfg.batch / (now - last_time)
+                    log.write_train(self.step, cfg.steps, recent, rate / proc.world, lr_at(cfg, self.step - 1),
+                                    self.motion, proc.device)
+                    recent, last_time = [], time.time()
+                if self.step % cfg.val_every == 0 and self.step < cfg.steps:
+                    self.validate(log)
+                if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                    save_seconds = self.save()
+                if (deadline is not None and self._out_of_time(deadline, save_seconds)) or self.step == cfg.stop_at:
+                    stopped_early = True
+                    break
+        return self._finish(log, stopped_early)
+
+    def _train_step(self, clips: Tensor) -> dict[str, float]:
+        cfg, proc = self.cfg, self.proc
+        gen = step_generator(cfg.seed, self.step, proc.rank, proc.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(cfg, self.step)
+        with torch.no_grad():
+            scores = motion_scores(clips, torch.full((clips.shape[0],), clips.shape[2], device=proc.device))
+            self.motion.update(scores)
+            motion = normalise_motion(scores, self.motion.mu, self.motion.sigma)
+        self.objective.train()
+        if cfg.stage in ("ldm", "decoder-ft"):
+            self.objective.model.encoder.eval()
+        with self._autocast():
+            loss, parts = self.wrapped(clips, motion, gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            params = [p.detach() for p in self.trainable.values()]
+            torch._foreach_lerp_(list(self.ema.values()), [p.float() for p in params], 1 - cfg.ema)
+        logged = {k: v.detach() for k, v in parts.items()}
+        logged["loss"] = loss.detach()
+        logged["grad_norm"] = grad_norm.detach() if isinstance(grad_norm, Tensor) else torch.tensor(grad_norm)
+        return {k: float(v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in logged.items()}
+
+    def _out_of_time(self, deadline: float, save_seconds: float) -> bool:
+        """Agree across processes to stop when one more step and a save might not fit."""
+        step_seconds = (time.time() - self.started) / max(self.step, 1)
+        stop = torch.tensor(float(time.time() + 2 * step_seconds + 2 * save_seconds > deadline),
+                            device=self.proc.device)
+        if dist.is_initialized():
+            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        return bool(stop.item())
+
+    def _finish(self, log: "MetricsLog", stopped_early: bool) -> dict:
+        cfg = self.cfg
+        if not stopped_early:
+            self.validate(log)
+        entry = {"stage": cfg.stage, "steps": self.step, "batch": cfg.batch, "processes": self.proc.world,
+                 "gpu_minutes": round(self._gpu_minutes(), 2), "final": log.last_train, "run": str(self.out)}
+        history = [h for h in self.history if not (h["stage"] == cfg.stage and h["run"] == str(self.out))]
+        self.history = history + [entry]
+        self.save()
+        status = "stopped early (time budget or stop_at)" if stopped_early else "finished"
+        log.note(f"{cfg.stage} {status} at step {self.step}/{cfg.steps}; checkpoint {self.out / CHECKPOINT}")
+        if dist.is_initialized():
+            dist.barrier()
+        return {"step": self.step, "stopped_early": stopped_early, **entry}
+
+    # ------------------------------------------------------------------ validation
+
+    def _ema_copy(self) -> dict:
+        """A checkpoint-like view of the current weights with EMA applied (collective under FSDP)."""
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        ema = {n: (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu() for n, t in self.ema.items()}
+        return {"model": get_model_state_dict(self.objective, options=options), "ema": ema,
+                "model_config": self.objective.model.cfg.to_dict(), "config": self.cfg.to_dict()}
+
+    @torch.no_grad()
+    def validate(self, log: "MetricsLog") -> None:
+        snapshot = self._ema_copy()
+        if self.proc.main and self.val_clips is not None:
+            model = model_from_checkpoint(snapshot).to(self.proc.device).eval()
+            if self.cfg.stage == "ldm":
+                ldm = ldm_from_checkpoint(snapshot).to(self.proc.device).eval()
+                log.write_val(self.step, {"ldm_loss": ldm_validation_loss(model, ldm, self.objective.latent_stats,
+                                                                          self.val_clips, self.proc.device)})
+            else:
+                results, grids = evaluate(model, self.val_clips, self.cfg.val_steps, self.proc.device,
+                                          self.metrics, self._autocast)
+                log.write_val(self.step, results)
+                save_samples(self.out / "samples", self.step, grids)
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def evaluate(model: OneDVA, clips: Tensor, steps: int, device: torch.device, metrics: FrameMetrics,
+             autocast=contextlib.nullcontext, batch: int = 4) -> tuple[dict, dict[str, Tensor]]:
+    """Reconstruct held-out clips keeping all, half and none of the 1D latents; PSNR, SSIM, LPIPS each."""
+    cfg = model.cfg
+    shares = {"full": 1.0, "half": 0.5, "none": 0.0}
+    decoded: dict[str, list[Tensor]] = {k: [] for k in shares}
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, clips.shape[0], batch):
+        x0 = clips[start:start + batch].to(device)
+        b = x0.shape[0]
+        full = torch.full((b,), cfg.tile, device=device)
+        with autocast():
+            posterior = model.encode(x0, geometry_features(full, full, torch.full_like(full, cfg.frames), cfg))
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        for name, share in shares.items():
+            kept = torch.full((b,), round(share * cfg.max_1d_tokens), device=device)
+            latents = Latents(posterior.structural_mean, posterior.tokens_1d_mean,
+                              Latents.keep_mask(kept, cfg.max_1d_tokens))
+            with autocast():
+                out = euler_sample(lambda x, t: model.velocity(x, t, latents), noise, steps)
+            decoded[name].append(out.float().clamp(-1, 1).cpu())
+    results = {}
+    reference = video_frames(clips.float())
+    for name, parts in decoded.items():
+        video = torch.cat(parts)
+        results[name] = metrics(reference.to(device), video_frames(video).to(device))
+        decoded[name] = video
+    return results, {"original": clips, **decoded}
+
+
+@torch.no_grad()
+def ldm_validation_loss(model: OneDVA, ldm: LatentDiT, stats: LatentStats, clips: Tensor, device: torch.device,
+                        batch: int = 4) -> float:
+    """The LDM's flow-matching loss on held-out latents, at t = 0.25, 0.5, 0.75 with fixed noise."""
+    cfg = model.cfg
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for start in range(0, clips.shape[0], batch):
+        x0 = clips[start:start + batch].to(device)
+        full = torch.full((x0.shape[0],), cfg.tile, device=device)
+        posterior = model.encode(x0, geometry_features(full, full, torch.full_like(full, cfg.frames), cfg))
+        z0 = stats.normalise(torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], 1).float())
+        for level in (0.25, 0.5, 0.75):
+            eps = torch.randn(z0.shape, generator=generator).to(device)
+            t = torch.full((z0.shape[0],), level, device=device)
+            z_t = (1 - level) * z0 + level * eps
+            losses.append((ldm(z_t, t) - (eps - z0)).pow(2).mean().item())
+    return float(np.mean(losses))
+
+
+def save_samples(folder: Path, step: int, videos: dict[str, Tensor], clips: int = 4) -> None:
+    """A PNG grid (per clip: one row per version, frames 0, 8, 16) and an animated GIF of clip 0."""
+    def to_image(frame: Tensor) -> np.ndarray:
+        return ((frame.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+
+    rows = []
+    length = next(iter(videos.values())).shape[2]
+    picks = sorted({0, length // 2, length - 1})
+    for clip in range(min(clips, next(iter(videos.values())).shape[0])):
+        for video in videos.values():
+            rows.append(np.concatenate([to_image(video[clip, :, f]) for f in picks], axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(folder / f"step{step:07d}.png")
+    frames = [Image.fromarray(np.concatenate([to_image(v[0, :, f]) for v in videos.values()], axis=1))
+              for f in range(length)]
+    frames[0].save(folder / f"step{step:07d}.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+class MetricsLog:
+    """metrics.jsonl plus a line on the console, from the main process only."""
+
+    def __init__(self, path: Path, active: bool):
+        self.path, self.active = path, active
+        self.last_train: dict = {}
+        self.bar: Progress | None = None
+
+    def _append(self, record: dict) -> None:
+        if self.active:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def write_train(self, step: int, steps: int, recent: list[dict], samples_per_s_per_process: float, lr: float,
+                    motion: MotionStats, device: torch.device) -> None:
+        means = {k: float(np.mean([r[k] for r in recent])) for k in recent[0]}
+        self.last_train = {k: round(v, 6) for k, v in means.items()}
+        record = {"step": step, "time": time.time(), "lr": lr, "samples_per_s_per_gpu": samples_per_s_per_process,
+                  **means, "motion_mu": motion.mu, "motion_sigma": motion.sigma}
+        if device.type == "cuda":
+            record["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        self._append(record)
+        parts = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k not in ("loss", "grad_norm"))
+        memory = f" mem {record['peak_memory_gb']:.1f} GB" if "peak_memory_gb" in record else ""
+        self.note(f"step {step}/{steps} loss {means['loss']:.4g} ({parts}) |g| {means['grad_norm']:.3g} "
+                  f"lr {lr:.2e} {samples_per_s_per_process:.1f} samples/s/proc{memory}")
+
+    def write_val(self, step: int, results: dict) -> None:
+        self._append({"step": step, "time": time.time(), "val": results})
+        text = " | ".join(f"{k}: PSNR {v['psnr']:.2f} SSIM {v['ssim']:.3f} LPIPS {v['lpips']:.3f}"
+                          if isinstance(v, dict) else f"{k} {v:.4g}" for k, v in results.items())
+        self.note(f"val step {step}: {text}")
+
+    def note(self, text: str) -> None:
+        if self.active:
+            (self.bar.console.print if self.bar is not None else print)(text)
+
+    @contextlib.contextmanager
+    def progress(self, start: int, steps: int):
+        """A rich progress bar (samples/s, loss) on a terminal; plain log lines elsewhere."""
+        if not (self.active and sys.stdout.isatty()):
+            yield lambda parts, rate: None
+            return
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+        with Progress(*columns) as bar:
+            self.bar = bar
+            task = bar.add_task("training", total=steps, completed=start, info="")
+            yield lambda parts, rate: bar.update(task, advance=1,
+                                                 info=f"loss {parts['loss']:.4g}  {rate:.1f} samples/s")
+            self.bar = None
