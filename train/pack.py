@@ -24,7 +24,7 @@ from .sources import Source
 PACK_FORMAT = "odva-pack"
 PACK_VERSION = 1
 VIDEO_SHORT_SIDE = 288  # frames are stored downscaled to this (never upscaled)
-VIDEO_MAX_FRAMES = 400  # per video: more of one static scene adds bytes, not variety
+VIDEO_MAX_FRAMES = 250  # per video: more of one static scene adds bytes, not variety
 PHOTO_LONG_SIDE = 1280
 WEBP_QUALITY = 85
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".y4m", ".ogv", ".mpg", ".mpeg"}
