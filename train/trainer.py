@@ -371,7 +371,9 @@ class Trainer:
         self.optimizer.step()
         with torch.no_grad():
             params = [p.detach() for p in self.trainable.values()]
-            torch._foreach_lerp_(list(self.ema.values()), [p.float() for p in params], 1 - cfg.ema)
+            # Warm-up: the average starts short, so the random initialisation leaves it quickly.
+            decay = min(cfg.ema, (1 + self.step) / (10 + self.step))
+            torch._foreach_lerp_(list(self.ema.values()), [p.float() for p in params], 1 - decay)
         logged = {k: v.detach() for k, v in parts.items()}
         logged["loss"] = loss.detach()
         logged["grad_norm"] = grad_norm.detach() if isinstance(grad_norm, Tensor) else torch.tensor(grad_norm)
