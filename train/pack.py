@@ -107,7 +107,21 @@ def build_pack(sources: list[Source], out: Path, log: Callable[[str], None] = pr
             index["photos"].append(entry)
             log(f"photo {item_id}: {image.width}x{image.height} x {scale:.3f}, {source.split}")
     (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    (out / "files.md").write_text(file_table(index))
     return index
+
+
+def file_table(index: dict) -> str:
+    """Markdown table of every file in a pack: where it came from, its licence, its split."""
+    lines = ["| split | kind | file | package | licence | credit | size used |", "|---|---|---|---|---|---|---|"]
+    for kind in ("videos", "photos"):
+        for e in sorted(index[kind], key=lambda e: (e["split"], e["path"])):
+            w, h = e["original_size"]
+            used = f"{round(w * e['scale'])}x{round(h * e['scale'])}"
+            used += f", {e['frames']} frames" if kind == "videos" else ""
+            lines.append(f"| {e['split']} | {e['kind']} | `{e['path']}` | {e['package']} | {e['licence']} | "
+                         f"{e['credit']} | {used} |")
+    return "\n".join(lines) + "\n"
 
 
 class Pack:

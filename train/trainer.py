@@ -430,6 +430,7 @@ class Trainer:
             dist.barrier()
 
 
+@torch.no_grad()
 def evaluate(model: OneDVA, clips: Tensor, steps: int, device: torch.device, metrics: FrameMetrics,
              autocast=contextlib.nullcontext, batch: int = 4) -> tuple[dict, dict[str, Tensor]]:
     """Reconstruct held-out clips keeping all, half and none of the 1D latents; PSNR, SSIM, LPIPS each."""
