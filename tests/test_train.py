@@ -118,6 +118,16 @@ def test_every_stage_runs_and_exports_a_model_the_codec_loads(pack, tmp_path):
     assert decoded.shape == (20, 32, 40, 3)
 
 
+def test_a_stage_can_start_from_an_exported_model_folder(pack, tmp_path):
+    from train.export import export
+    Trainer(_config("stage1", pack, tmp_path / "s1", steps=2)).run()
+    export(tmp_path / "s1", tmp_path / "model")
+    summary = Trainer(_config("stage2", pack, tmp_path / "s2", steps=2, init=str(tmp_path / "model"))).run()
+    assert summary["step"] == 2
+    stages = [h["stage"] for h in load_checkpoint(tmp_path / "s2")["history"]]
+    assert stages == ["stage1", "stage2"]
+
+
 def _tensors_equal(a, b) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)

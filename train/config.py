@@ -22,7 +22,7 @@ class TrainConfig:
     model: str = "s"  # model config name, for a run that starts from scratch
     data: str = "pack"  # training pack folder (odva-train data)
     out: str = "runs/stage1"  # run folder: checkpoints, metrics.jsonl, samples
-    init: str = ""  # checkpoint of the previous stage to start from
+    init: str = ""  # previous stage's run folder or checkpoint, or a model folder, to start from
     ldm: str = ""  # decoder-ft: checkpoint of the ldm stage
 
     steps: int = 10_000

@@ -43,6 +43,7 @@ from onedva_codec.metrics import FrameMetrics, video_frames
 from onedva_codec.model import Latents, OneDVA, geometry_features
 from onedva_codec.motion import motion_scores, normalise_motion
 from onedva_codec.sampler import euler_sample
+from onedva_codec.weights import load_model
 
 from . import config as config_io
 from .clips import StepSampler, TrainClips, validation_clips
@@ -123,6 +124,20 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def load_init(path: str | Path) -> dict:
+    """What a stage starts from: a run folder or checkpoint, or a model folder (weights + card.json),
+    read as a checkpoint of its weights, motion statistics and training history."""
+    path = Path(path)
+    if not (path / "card.json").is_file():
+        return load_checkpoint(path)
+    loaded = load_model(path)
+    card = loaded.card
+    return {"model_config": card.config.to_dict(), "ema": {},
+            "model": {f"model.{k}": v for k, v in loaded.model.state_dict().items()},
+            "motion": {"mu": card.motion_mu, "sigma": card.motion_sigma, "count": 1},
+            "history": list(card.training.get("stages", []))}
+
+
 def ema_weights(checkpoint: dict, prefix: str) -> dict[str, Tensor]:
     """The EMA weights of one module ("model." or "ldm.") of a checkpoint, by that module's names."""
     return {k[len(prefix):]: v for k, v in checkpoint["ema"].items() if k.startswith(prefix)}
@@ -180,7 +195,7 @@ class Trainer:
         device = self.proc.device
         torch.manual_seed(cfg.seed)
 
-        previous = load_checkpoint(cfg.init) if cfg.init else None
+        previous = load_init(cfg.init) if cfg.init else None
         model = model_from_checkpoint(previous) if previous else OneDVA(get_config(cfg.model))
         pack = Pack(cfg.data)
         self.train_videos, self.train_photos = pack.videos("train"), pack.photos("train")
