@@ -35,12 +35,22 @@ def _as_float(frames: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float() / 127.5 - 1.0
 
 
+def to_8bit(clip: Tensor) -> Tensor:
+    """[-1, 1] float -> uint8: clips cross from loader workers to the GPU at a quarter of the size."""
+    return ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def to_model_range(clips: Tensor) -> Tensor:
+    """uint8 clips -> float in [-1, 1], on whatever device they are."""
+    return clips.float() / 127.5 - 1.0
+
+
 def _resize(images: Tensor, size: int) -> Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def real_clip(video: np.ndarray, rng: np.random.Generator, frames: int, size: int) -> Tensor:
-    """(T, H, W, 3) uint8 video -> (3, frames, size, size) clip in [-1, 1]."""
+    """(T, H, W, 3) uint8 video -> (3, frames, size, size) uint8 clip."""
     length, height, width = video.shape[:3]
     strides = [s for s in STRIDES if (frames - 1) * s < length] or [1]
     weights = np.array([STRIDE_WEIGHTS[STRIDES.index(s)] for s in strides])
@@ -56,7 +66,7 @@ def real_clip(video: np.ndarray, rng: np.random.Generator, frames: int, size: in
     clip = _resize(_as_float(video[picks, y:y + window, x:x + window]), size)
     if rng.random() < 0.5:
         clip = clip.flip(-1)
-    return clip.transpose(0, 1)
+    return to_8bit(clip.transpose(0, 1))
 
 
 def _affine(center: Tensor, width: Tensor, angle: Tensor, image_h: int, image_w: int) -> Tensor:
@@ -134,7 +144,7 @@ def _sprite_layer(photo: np.ndarray, rng: np.random.Generator, frames: int, size
 
 def photo_clip(photo: np.ndarray, others: list[np.ndarray], rng: np.random.Generator, frames: int,
                size: int) -> Tensor:
-    """(H, W, 3) uint8 photo -> (3, frames, size, size) pseudo-video in [-1, 1]."""
+    """(H, W, 3) uint8 photo -> (3, frames, size, size) uint8 pseudo-video."""
     height, width = photo.shape[:2]
     center, window, angle = _camera_path(rng, height, width, size, frames)
     image = _as_float(photo)
@@ -149,11 +159,11 @@ def photo_clip(photo: np.ndarray, others: list[np.ndarray], rng: np.random.Gener
         for _ in range(int(rng.integers(1, 4))):
             colour, alpha = _sprite_layer(others[int(rng.integers(len(others)))], rng, frames, size)
             clip = clip * (1 - alpha) + colour * alpha
-    return clip.transpose(0, 1).clamp(-1, 1)
+    return to_8bit(clip.transpose(0, 1))
 
 
 class TrainClips(Dataset):
-    """Sample `index` of the training stream: a real clip or, with `photo_share`, a pseudo-video."""
+    """Sample `index` of the training stream, uint8: a real clip or, with `photo_share`, a pseudo-video."""
 
     def __init__(self, videos: list[np.ndarray], photos: list[np.ndarray], frames: int, size: int, seed: int,
                  photo_share: float = 0.5):
@@ -199,8 +209,8 @@ class StepSampler(Sampler[list[int]]):
 
 def validation_clips(videos: list[np.ndarray], photos: list[np.ndarray], frames: int, size: int,
                      per_video: int = 4, photo_clips: int = 8) -> Tensor:
-    """A fixed set of held-out clips: centre crops of real videos at evenly spaced starts
-    (stride 1, as stored), then pseudo-videos of held-out photos with fixed seeds."""
+    """A fixed set of held-out clips in [-1, 1]: centre crops of real videos at evenly spaced starts
+    (stride 1, as stored), then pseudo-videos of held-out photos with fixed seeds; 8-bit, as a codec's input."""
     clips = []
     for video in videos:
         length, height, width = video.shape[:3]
@@ -208,8 +218,8 @@ def validation_clips(videos: list[np.ndarray], photos: list[np.ndarray], frames:
         y, x = (height - crop) // 2, (width - crop) // 2
         for start in np.linspace(0, max(length - frames, 0), per_video).astype(int):
             picks = np.minimum(start + np.arange(frames), length - 1)
-            clips.append(_resize(_as_float(video[picks, y:y + crop, x:x + crop]), size).transpose(0, 1))
+            clips.append(to_8bit(_resize(_as_float(video[picks, y:y + crop, x:x + crop]), size).transpose(0, 1)))
     for i in range(photo_clips if photos else 0):
         rng = np.random.default_rng([12345, i])
         clips.append(photo_clip(photos[i % len(photos)], [], rng, frames, size))
-    return torch.stack(clips)
+    return to_model_range(torch.stack(clips))

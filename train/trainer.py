@@ -41,12 +41,12 @@ from onedva_codec.config import ModelConfig, get_config
 from onedva_codec.lpips import LPIPS
 from onedva_codec.metrics import FrameMetrics, video_frames
 from onedva_codec.model import Latents, OneDVA, geometry_features
-from onedva_codec.motion import motion_scores, normalise_motion
+from onedva_codec.motion import motion_scores
 from onedva_codec.sampler import euler_sample
 from onedva_codec.weights import load_model
 
 from . import config as config_io
-from .clips import StepSampler, TrainClips, validation_clips
+from .clips import StepSampler, TrainClips, to_model_range, validation_clips
 from .config import TrainConfig
 from .ldm import LatentDiT
 from .losses import RepaProjector, RepaTeacher
@@ -84,25 +84,34 @@ def start_process() -> Process:
 
 
 class MotionStats:
-    """Running mean and standard deviation of the motion score (EMA), synchronised across processes."""
+    """Running mean and standard deviation of the motion score (EMA), synchronised across processes.
 
-    def __init__(self, momentum: float, mu: float = 0.0, sigma: float = 0.0, count: int = 0):
-        self.momentum, self.mu, self.sigma, self.count = momentum, mu, sigma, count
+    The statistics stay on the device, so updating them does not stall the host every step.
+    """
+
+    def __init__(self, momentum: float, mu: float = 0.0, sigma: float = 0.0, count: int = 0,
+                 device: torch.device | str = "cpu"):
+        self.momentum, self.count = momentum, count
+        self.mu = torch.tensor(mu, dtype=torch.float64, device=device)
+        self.sigma = torch.tensor(sigma, dtype=torch.float64, device=device)
 
     def update(self, scores: Tensor) -> None:
-        moments = torch.stack([scores.mean(), scores.pow(2).mean()]).float()
+        moments = torch.stack([scores.mean(), scores.pow(2).mean()]).double()
         if dist.is_initialized():
             dist.all_reduce(moments)
             moments /= dist.get_world_size()
-        mean, square = moments.tolist()
-        std = math.sqrt(max(square - mean * mean, 0.0))
+        mean, std = moments[0], (moments[1] - moments[0] ** 2).clamp(min=0).sqrt()
         m = self.momentum if self.count else 0.0  # the first batch sets the statistics
         self.mu = m * self.mu + (1 - m) * mean
         self.sigma = m * self.sigma + (1 - m) * std
         self.count += 1
 
+    def normalise(self, scores: Tensor) -> Tensor:
+        """s^ = s / (mu + 3 sigma), as onedva_codec.motion.normalise_motion does with the card's numbers."""
+        return scores / (self.mu + 3 * self.sigma).clamp(min=1e-8).to(scores.dtype)
+
     def to_dict(self) -> dict:
-        return {"mu": self.mu, "sigma": self.sigma, "count": self.count}
+        return {"mu": float(self.mu), "sigma": float(self.sigma), "count": self.count}
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -166,7 +175,7 @@ def latent_statistics(model: OneDVA, batches: list[Tensor], device: torch.device
     cfg = model.cfg
     values = []
     for clips in batches:
-        clips = clips.to(device)
+        clips = to_model_range(clips.to(device))
         full = torch.full((clips.shape[0],), cfg.tile, device=device)
         geometry = geometry_features(full, full, torch.full_like(full, cfg.frames), cfg)
         posterior = model.encode(clips, geometry)
@@ -204,7 +213,8 @@ class Trainer:
             self.val_clips = validation_clips(pack.videos("val"), pack.photos("val"), model.cfg.frames,
                                               model.cfg.tile)[: cfg.val_clips]
         self.history: list[dict] = list(previous.get("history", [])) if previous else []
-        self.motion = MotionStats(cfg.motion_momentum, **(previous.get("motion", {}) if previous else {}))
+        self.motion = MotionStats(cfg.motion_momentum, **(previous.get("motion", {}) if previous else {}),
+                                  device=self.proc.device)
         self.gpu_minutes = 0.0
 
         frozen = Frozen()
@@ -315,7 +325,7 @@ class Trainer:
                 source = distribute_tensor(source, tensor.device_mesh, tensor.placements)
             tensor.copy_(source)
         self.step = state["step"]
-        self.motion = MotionStats(self.cfg.motion_momentum, **state["motion"])
+        self.motion = MotionStats(self.cfg.motion_momentum, **state["motion"], device=self.proc.device)
         if state["latent_stats"] is not None:
             self.objective.latent_stats = LatentStats(
                 torch.tensor(state["latent_stats"]["mean"], device=self.proc.device),
@@ -345,12 +355,12 @@ class Trainer:
         stopped_early = False
         with log.progress(self.step, cfg.steps) as advance:
             for clips in loader:
-                clips = clips.to(proc.device, non_blocking=True)
+                clips = to_model_range(clips.to(proc.device, non_blocking=True))
                 parts = self._train_step(clips)
                 self.step += 1
                 recent.append(parts)
                 now = time.time()
-                advance(parts, cfg.batch / max(now - step_time, 1e-9))
+                advance(cfg.batch / max(now - step_time, 1e-9))
                 step_time = now
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     rate = len(recent) * cfg.batch / (now - last_time)
@@ -361,12 +371,13 @@ class Trainer:
                     self.validate(log)
                 if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                     save_seconds = self.save()
-                if (deadline is not None and self._out_of_time(deadline, save_seconds)) or self.step == cfg.stop_at:
+                budget_check = deadline is not None and self.step % 10 == 0
+                if (budget_check and self._out_of_time(deadline, save_seconds)) or self.step == cfg.stop_at:
                     stopped_early = True
                     break
         return self._finish(log, stopped_early)
 
-    def _train_step(self, clips: Tensor) -> dict[str, float]:
+    def _train_step(self, clips: Tensor) -> dict[str, Tensor]:
         cfg, proc = self.cfg, self.proc
         gen = step_generator(cfg.seed, self.step, proc.rank, proc.device)
         for group in self.optimizer.param_groups:
@@ -374,7 +385,7 @@ class Trainer:
         with torch.no_grad():
             scores = motion_scores(clips, torch.full((clips.shape[0],), clips.shape[2], device=proc.device))
             self.motion.update(scores)
-            motion = normalise_motion(scores, self.motion.mu, self.motion.sigma)
+            motion = self.motion.normalise(scores)
         self.objective.train()
         if cfg.stage in ("ldm", "decoder-ft"):
             self.objective.model.encoder.eval()
@@ -391,13 +402,13 @@ class Trainer:
             torch._foreach_lerp_(list(self.ema.values()), [p.float() for p in params], 1 - decay)
         logged = {k: v.detach() for k, v in parts.items()}
         logged["loss"] = loss.detach()
-        logged["grad_norm"] = grad_norm.detach() if isinstance(grad_norm, Tensor) else torch.tensor(grad_norm)
-        return {k: float(v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in logged.items()}
+        logged["grad_norm"] = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        return logged  # tensors: read on the host only at log steps
 
     def _out_of_time(self, deadline: float, save_seconds: float) -> bool:
         """Agree across processes to stop when one more step and a save might not fit."""
         step_seconds = (time.time() - self.started) / max(self.step, 1)
-        stop = torch.tensor(float(time.time() + 2 * step_seconds + 2 * save_seconds > deadline),
+        stop = torch.tensor(float(time.time() + 12 * step_seconds + 2 * save_seconds > deadline),
                             device=self.proc.device)
         if dist.is_initialized():
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
@@ -528,10 +539,10 @@ class MetricsLog:
 
     def write_train(self, step: int, steps: int, recent: list[dict], samples_per_s_per_process: float, lr: float,
                     motion: MotionStats, device: torch.device) -> None:
-        means = {k: float(np.mean([r[k] for r in recent])) for k in recent[0]}
+        means = {k: torch.stack([r[k].float() for r in recent]).mean().item() for k in recent[0]}
         self.last_train = {k: round(v, 6) for k, v in means.items()}
         record = {"step": step, "time": time.time(), "lr": lr, "samples_per_s_per_gpu": samples_per_s_per_process,
-                  **means, "motion_mu": motion.mu, "motion_sigma": motion.sigma}
+                  **means, "motion_mu": float(motion.mu), "motion_sigma": float(motion.sigma)}
         if device.type == "cuda":
             record["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         self._append(record)
@@ -554,13 +565,12 @@ class MetricsLog:
     def progress(self, start: int, steps: int):
         """A rich progress bar (samples/s, loss) on a terminal; plain log lines elsewhere."""
         if not (self.active and sys.stdout.isatty()):
-            yield lambda parts, rate: None
+            yield lambda rate: None
             return
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
         with Progress(*columns) as bar:
             self.bar = bar
             task = bar.add_task("training", total=steps, completed=start, info="")
-            yield lambda parts, rate: bar.update(task, advance=1,
-                                                 info=f"loss {parts['loss']:.4g}  {rate:.1f} samples/s")
+            yield lambda rate: bar.update(task, advance=1, info=f"{rate:.1f} samples/s")
             self.bar = None
