@@ -254,7 +254,7 @@ class Codec:
             geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real, cfg)
             with torch.no_grad(), self._autocast():
                 posterior = self.loaded.model.encode(tiles, geometry)
-            symbols = quantizer.quantize(torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], dim=1))
+            symbols = quantizer.quantize(posterior.means())
             symbols = symbols.cpu().numpy()
             spool.write(symbols.tobytes())
             scores = normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma)

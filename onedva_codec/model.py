@@ -219,6 +219,10 @@ class Posterior:
         return (draw(self.structural_mean, self.structural_logvar),
                 draw(self.tokens_1d_mean, self.tokens_1d_logvar))
 
+    def means(self) -> Tensor:
+        """The full latent the codec transmits: structural then 1D means, (B, S + N, C)."""
+        return torch.cat([self.structural_mean, self.tokens_1d_mean], dim=1)
+
     def kl(self) -> Tensor:
         """KL to N(0, I), averaged over every latent value."""
         def kl_part(mean: Tensor, logvar: Tensor) -> Tensor:
@@ -248,6 +252,12 @@ def geometry_features(height: Tensor, width: Tensor, length: Tensor, cfg: ModelC
     h, w, n = height.float(), width.float(), length.float()
     return torch.stack([h / cfg.tile, w / cfg.tile, n / cfg.frames,
                         h * w / cfg.tile**2, torch.log(w / h)], dim=1)
+
+
+def full_tile_geometry(cfg: ModelConfig, batch: int, device: torch.device | str) -> Tensor:
+    """Geometry features of chunks that fill the tile and all frames (training clips)."""
+    full = torch.full((batch,), cfg.tile, device=device)
+    return geometry_features(full, full, torch.full_like(full, cfg.frames), cfg)
 
 
 class Encoder(nn.Module):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.lpips import LPIPS
-from onedva_codec.model import Latents, OneDVA, geometry_features
+from onedva_codec.model import Latents, OneDVA, full_tile_geometry
 
 from .config import TrainConfig
 from .ldm import LatentDiT
@@ -85,10 +85,8 @@ class Objective(nn.Module):
             return self._ldm_loss(x0, gen)
         cfg, model, mcfg = self.cfg, self.model, self.model.cfg
         b, device = x0.shape[0], x0.device
-        full = torch.full((b,), mcfg.tile, device=device)
-        geometry = geometry_features(full, full, torch.full((b,), mcfg.frames, device=device), mcfg)
         with torch.set_grad_enabled(not cfg.freeze_encoder and torch.is_grad_enabled()):
-            posterior = model.encode(x0, geometry)
+            posterior = model.encode(x0, full_tile_geometry(mcfg, b, device))
         structural, tokens_1d = self._conditioning(posterior, gen)
         lengths = dropout_lengths(cfg, motion, mcfg.max_1d_tokens, gen)
         latents = Latents(structural, tokens_1d, Latents.keep_mask(lengths, mcfg.max_1d_tokens))
@@ -127,7 +125,7 @@ class Objective(nn.Module):
         if cfg.stage != "decoder-ft":
             return posterior.sample(gen)
         s = posterior.structural_mean.shape[1]
-        z = torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], dim=1).detach()
+        z = posterior.means().detach()
         stats = self.latent_stats
         quantizer = Quantizer(cfg.quant_step, tuple(stats.mean.tolist()), tuple(stats.std.tolist()))
         choices = [quantizer.dequantize(quantizer.quantize(z))]
@@ -148,12 +146,8 @@ class Objective(nn.Module):
     def _ldm_loss(self, x0: Tensor, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         mcfg = self.model.cfg
         b, device = x0.shape[0], x0.device
-        full = torch.full((b,), mcfg.tile, device=device)
-        geometry = geometry_features(full, full, torch.full((b,), mcfg.frames, device=device), mcfg)
         with torch.no_grad():
-            posterior = self.model.encode(x0, geometry)
-            z0 = self.latent_stats.normalise(
-                torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], dim=1).float())
+            z0 = self.latent_stats.normalise(self.model.encode(x0, full_tile_geometry(mcfg, b, device)).means().float())
         t = torch.sigmoid(torch.randn(b, generator=gen, device=device))
         eps = torch.randn(z0.shape, generator=gen, device=device)
         z_t = (1 - t.view(-1, 1, 1)) * z0 + t.view(-1, 1, 1) * eps

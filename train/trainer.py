@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 from onedva_codec.config import ModelConfig, get_config
 from onedva_codec.lpips import LPIPS
 from onedva_codec.metrics import FrameMetrics, video_frames
-from onedva_codec.model import Latents, OneDVA, geometry_features
+from onedva_codec.model import Latents, OneDVA, full_tile_geometry
 from onedva_codec.motion import motion_scores
 from onedva_codec.sampler import euler_sample
 from onedva_codec.weights import load_model
@@ -114,6 +114,11 @@ class MotionStats:
         return {"mu": float(self.mu), "sigma": float(self.sigma), "count": self.count}
 
 
+def gathered(tensor: Tensor) -> Tensor:
+    """The whole tensor, also when FSDP holds only this rank's shard of it (collective then)."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device).manual_seed(hash((seed, step, rank)) & (2**62 - 1))
 
@@ -176,10 +181,8 @@ def latent_statistics(model: OneDVA, batches: list[Tensor], device: torch.device
     values = []
     for clips in batches:
         clips = to_model_range(clips.to(device))
-        full = torch.full((clips.shape[0],), cfg.tile, device=device)
-        geometry = geometry_features(full, full, torch.full_like(full, cfg.frames), cfg)
-        posterior = model.encode(clips, geometry)
-        values.append(torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], 1).flatten(0, 1).float())
+        posterior = model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device))
+        values.append(posterior.means().flatten(0, 1).float())
     z = torch.cat(values)
     stats = torch.stack([z.mean(0), z.std(0).clamp(min=1e-4)])
     if dist.is_initialized():
@@ -290,13 +293,10 @@ class Trainer:
     def _full_state(self) -> dict:
         """Everything a resumed run needs, gathered in full on every rank."""
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model_state = get_model_state_dict(self.objective, options=options)
         optim_state = get_optimizer_state_dict(self.objective, self.optimizer, options=options)
-        ema = {n: (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu() for n, t in self.ema.items()}
         stats = self.objective.latent_stats
         return {
-            "config": self.cfg.to_dict(), "model_config": self.objective.model.cfg.to_dict(), "step": self.step,
-            "model": model_state, "ema": ema, "optimizer": optim_state, "motion": self.motion.to_dict(),
+            **self._weights(), "step": self.step, "optimizer": optim_state, "motion": self.motion.to_dict(),
             "latent_stats": stats.to_dict() if stats is not None else None,
             "history": self.history, "gpu_minutes": self._gpu_minutes(),
             "rng": {"torch": torch.get_rng_state()},
@@ -402,7 +402,7 @@ class Trainer:
             torch._foreach_lerp_(list(self.ema.values()), [p.float() for p in params], 1 - decay)
         logged = {k: v.detach() for k, v in parts.items()}
         logged["loss"] = loss.detach()
-        logged["grad_norm"] = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        logged["grad_norm"] = gathered(grad_norm)
         return logged  # tensors: read on the host only at log steps
 
     def _out_of_time(self, deadline: float, save_seconds: float) -> bool:
@@ -431,16 +431,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
 
-    def _ema_copy(self) -> dict:
-        """A checkpoint-like view of the current weights with EMA applied (collective under FSDP)."""
+    def _weights(self) -> dict:
+        """Config, weights and their EMA, whole, as a checkpoint holds them (collective under FSDP)."""
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        ema = {n: (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu() for n, t in self.ema.items()}
-        return {"model": get_model_state_dict(self.objective, options=options), "ema": ema,
-                "model_config": self.objective.model.cfg.to_dict(), "config": self.cfg.to_dict()}
+        return {"config": self.cfg.to_dict(), "model_config": self.objective.model.cfg.to_dict(),
+                "model": get_model_state_dict(self.objective, options=options),
+                "ema": {n: gathered(t).detach().cpu() for n, t in self.ema.items()}}
 
     @torch.no_grad()
     def validate(self, log: "MetricsLog") -> None:
-        snapshot = self._ema_copy()
+        snapshot = self._weights()
         if self.proc.main and self.val_clips is not None:
             model = model_from_checkpoint(snapshot).to(self.proc.device).eval()
             if self.cfg.stage == "ldm":
@@ -467,9 +467,8 @@ def evaluate(model: OneDVA, clips: Tensor, steps: int, device: torch.device, met
     for start in range(0, clips.shape[0], batch):
         x0 = clips[start:start + batch].to(device)
         b = x0.shape[0]
-        full = torch.full((b,), cfg.tile, device=device)
         with autocast():
-            posterior = model.encode(x0, geometry_features(full, full, torch.full_like(full, cfg.frames), cfg))
+            posterior = model.encode(x0, full_tile_geometry(cfg, b, device))
         noise = torch.randn(x0.shape, generator=generator).to(device)
         for name, share in shares.items():
             kept = torch.full((b,), round(share * cfg.max_1d_tokens), device=device)
@@ -496,9 +495,7 @@ def ldm_validation_loss(model: OneDVA, ldm: LatentDiT, stats: LatentStats, clips
     losses = []
     for start in range(0, clips.shape[0], batch):
         x0 = clips[start:start + batch].to(device)
-        full = torch.full((x0.shape[0],), cfg.tile, device=device)
-        posterior = model.encode(x0, geometry_features(full, full, torch.full_like(full, cfg.frames), cfg))
-        z0 = stats.normalise(torch.cat([posterior.structural_mean, posterior.tokens_1d_mean], 1).float())
+        z0 = stats.normalise(model.encode(x0, full_tile_geometry(cfg, x0.shape[0], device)).means().float())
         for level in (0.25, 0.5, 0.75):
             eps = torch.randn(z0.shape, generator=generator).to(device)
             t = torch.full((z0.shape[0],), level, device=device)
