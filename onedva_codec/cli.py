@@ -230,6 +230,88 @@ def info(
     out.print(chunks)
 
 
+def _numbers(text: str, kind: type, option: str) -> tuple:
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"cannot read {option} {text!r}; give a comma-separated list") from None
+
+
+@app.command(epilog="Examples:  odva bench clip.mp4 -o bench/  |  "
+                    "odva bench clips/ -o bench/ --qualities 0,0.5,1 --bitrates 200k,400k --frames 68  |  "
+                    "odva bench a.mp4 b.mkv -o bench/ --anchors x264 --step-sweep 1,8")
+@_user_errors
+def bench(
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="Video files, or folders of them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR",
+                                         help="Folder for results.csv/.json and RD plots. e.g. -o bench")],
+    qualities: Annotated[str, typer.Option(help="odva qualities to sweep. e.g. --qualities 0,0.5,1")
+                         ] = "0,0.25,0.5,0.75,1",
+    bitrates: Annotated[str, typer.Option(help="odva --bitrate targets too. e.g. --bitrates 200k,400k")] = "",
+    steps: Annotated[Optional[int], typer.Option(
+        min=1, help="Decoding steps of the sweep (default: the model's). e.g. --steps 8")] = None,
+    step_sweep: Annotated[str, typer.Option(help="Steps to compare at one quality. e.g. --step-sweep 1,4,8,25")
+                          ] = "1,4,8,25",
+    adaptive_sweep: Annotated[bool, typer.Option(
+        "--adaptive-sweep/--no-adaptive-sweep",
+        help="Also code at constant length, to compare with motion-adaptive. e.g. --no-adaptive-sweep")] = True,
+    anchors: Annotated[str, typer.Option(help="Classical codecs: x264, x265, av1. e.g. --anchors x264,av1")
+                       ] = "x264,x265,av1",
+    frames: Annotated[Optional[int], typer.Option(min=1, help="Frames per clip (default all). e.g. --frames 68")
+                      ] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch: BatchOption = None,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Rate-distortion of odva against x264, x265 and AV1: CSV, JSON, plots and BD-rates."""
+    from . import bench as benchmark
+
+    paths = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.is_file() and not p.name.startswith("."))
+        else:
+            paths.append(item)
+    for path in paths:
+        VideoReader(path).close()  # unreadable inputs fail before any work
+    if (output / "results.json").exists() and not force:
+        raise InputError(f"{output} already holds results; pass --force to overwrite them")
+    settings = benchmark.BenchSettings(
+        qualities=_numbers(qualities, float, "--qualities"),
+        bitrates=tuple(parse_bitrate(b) for b in bitrates.split(",") if b.strip()),
+        steps=steps, step_sweep=_numbers(step_sweep, int, "--step-sweep"), adaptive_sweep=adaptive_sweep,
+        anchors=tuple(a.strip() for a in anchors.split(",") if a.strip()), frames=frames)
+    codec = Codec(weights, device=device, batch_size=batch)
+    with _progress("benchmarking", None, quiet) as advance:
+        result = benchmark.run_bench(paths, codec, settings, progress=lambda done, total: advance(1))
+    written = benchmark.write_outputs(result, output)
+    for note in result.notes:
+        err.print(f"odva: note: {note}", style="yellow")
+    if quiet:
+        return
+    where = f"averaged over {len(paths)} clip(s); {result.settings['device']}"
+    rates = Table("codec", "setting", "kbps", "bpp", "encode fps", "decode fps", title=f"rate and speed, {where}")
+    quality = Table("codec", "setting", "PSNR", "PSNR-Y", "SSIM", "MS-SSIM", "LPIPS", "rFVD", "VMAF",
+                    title=f"quality, {where}")
+    for name, rows in result.curves.items():
+        for r in rows:
+            rates.add_row(name, r["setting"], f"{r['kbps']:.1f}", f"{r['bpp']:.4f}", f"{r['encode_fps']:.1f}",
+                          f"{r['decode_fps']:.1f}")
+            quality.add_row(name, r["setting"], *(f"{r[m]:.2f}" if m in ("psnr", "psnr_y", "vmaf", "fvd")
+                                                  else f"{r[m]:.3f}" for m in benchmark.METRICS))
+    out.print(rates)
+    out.print(quality)
+    bd = Table("odva against", *(f"BD-rate {m}" for m in benchmark.BD_METRICS),
+               title="BD-rate (negative: odva needs fewer bits for the same quality)")
+    for row in result.bd_rates:
+        bd.add_row(row["anchor"], *("no overlap" if row[m] is None else f"{row[m]:+.1f}%"
+                                    for m in benchmark.BD_METRICS))
+    out.print(bd)
+    out.print(f"wrote {', '.join(str(p) for p in written)}")
+
+
 def main() -> None:
     app()
 
