@@ -309,6 +309,10 @@ def bench(
         bd.add_row(row["anchor"], *("no overlap" if row[m] is None else f"{row[m]:+.1f}%"
                                     for m in benchmark.BD_METRICS))
     out.print(bd)
+    out.print(f"odva: model {result.settings['model']}, {result.settings['steps']} decoding step(s)")
+    for name, anchor in result.settings["anchors"].items():
+        options = ", ".join(f"{k} {v}" for k, v in anchor.items() if k not in ("encoder", "crf"))
+        out.print(f"{name}: {anchor['encoder']}, {options}, CRF {', '.join(map(str, anchor['crf']))}")
     out.print(f"wrote {', '.join(str(p) for p in written)}")
 
 
