@@ -301,14 +301,15 @@ def bench(
                           f"{r['decode_fps']:.1f}")
             quality.add_row(name, r["setting"], *(f"{r[m]:.2f}" if m in ("psnr", "psnr_y", "vmaf", "fvd")
                                                   else f"{r[m]:.3f}" for m in benchmark.METRICS))
-    out.print(rates)
-    out.print(quality)
+    wide = max(out.width, 120)  # these tables are read whole; let them wrap rows rather than cut cells
+    out.print(rates, width=wide)
+    out.print(quality, width=wide)
     bd = Table("odva against", *(f"BD-rate {m}" for m in benchmark.BD_METRICS),
                title="BD-rate (negative: odva needs fewer bits for the same quality)")
     for row in result.bd_rates:
         bd.add_row(row["anchor"], *("no overlap" if row[m] is None else f"{row[m]:+.1f}%"
                                     for m in benchmark.BD_METRICS))
-    out.print(bd)
+    out.print(bd, width=wide)
     out.print(f"odva: model {result.settings['model']}, {result.settings['steps']} decoding step(s)")
     for name, anchor in result.settings["anchors"].items():
         options = ", ".join(f"{k} {v}" for k, v in anchor.items() if k not in ("encoder", "crf"))
