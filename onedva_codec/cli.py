@@ -266,6 +266,11 @@ def bench(
     quiet: QuietOption = False,
 ) -> None:
     """Rate-distortion of odva against x264, x265 and AV1: CSV, JSON, plots and BD-rates."""
+    import importlib.util
+    missing = [m for m in ("scipy", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(f"odva bench needs {' and '.join(missing)}: pip install 'odva[bench]' "
+                         "(in this folder: pip install -e '.[bench]')")
     from . import bench as benchmark
 
     paths = []
