@@ -42,6 +42,7 @@ from .codec import Codec, RateOptions
 from .errors import InputError
 from .metrics import VideoFeatures, frechet_distance, ms_ssim, psnr, psnr_y, ssim
 from .lpips import LPIPS
+from .pixels import to_model_range
 from .video_io import VideoReader
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only, not its banner on every encode
@@ -144,7 +145,7 @@ class Scorer:
 
     @staticmethod
     def _frames(video: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(video).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return to_model_range(torch.from_numpy(video).permute(0, 3, 1, 2))
 
     def clip_features(self, video: np.ndarray) -> np.ndarray:
         """I3D features of a clip's 16-frame windows (none where it is shorter)."""

@@ -40,6 +40,7 @@ from .geometry import TileGrid, chunk_frames
 from .latent_coding import ENTROPY_CODER, Quantizer, pack_tile, unpack_tile
 from .model import Latents, geometry_features
 from .motion import motion_scores, normalise_motion
+from .pixels import to_8bit, to_model_range
 from .ratecontrol import length_grid, lengths_for_budget, lengths_for_quality
 from .sampler import euler_sample
 from .video_io import VideoReader, VideoWriter, extract_audio, output_kind
@@ -153,14 +154,12 @@ def _prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
 
 def _to_model_range(frames: np.ndarray, device: torch.device) -> Tensor:
     """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1]."""
-    video = torch.from_numpy(frames).to(device, non_blocking=True)
-    return video.permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    return to_model_range(torch.from_numpy(frames).to(device, non_blocking=True).permute(3, 0, 1, 2))
 
 
 def _to_uint8(video: Tensor) -> np.ndarray:
     """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    pixels = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pixels.permute(1, 2, 3, 0).cpu().numpy()
+    return to_8bit(video).permute(1, 2, 3, 0).cpu().numpy()
 
 
 @dataclass

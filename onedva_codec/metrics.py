@@ -24,22 +24,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .lpips import LPIPS
+from .pixels import to_8bit
 
 
-def to_8bit(frames: Tensor) -> Tensor:
-    """[-1, 1] -> values 0..255 (as float), rounded like the codec's output."""
-    return ((frames.float().clamp(-1, 1) + 1) * 127.5).round()
+def _levels(frames: Tensor) -> Tensor:
+    """[-1, 1] -> values 0..255 as float, rounded as the codec's output is."""
+    return to_8bit(frames).float()
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
-    mse = (to_8bit(a) - to_8bit(b)).pow(2).mean(dim=(1, 2, 3))
+    mse = (_levels(a) - _levels(b)).pow(2).mean(dim=(1, 2, 3))
     return 10 * torch.log10(255.0**2 / mse.clamp(min=1e-10))
 
 
 def psnr_y(a: Tensor, b: Tensor) -> Tensor:
     weights = torch.tensor([65.481, 128.553, 24.966], device=a.device).view(1, 3, 1, 1) / 255.0
-    luma_a = 16 + (to_8bit(a) * weights).sum(dim=1)
-    luma_b = 16 + (to_8bit(b) * weights).sum(dim=1)
+    luma_a = 16 + (_levels(a) * weights).sum(dim=1)
+    luma_b = 16 + (_levels(b) * weights).sum(dim=1)
     mse = (luma_a - luma_b).pow(2).mean(dim=(1, 2))
     return 10 * torch.log10(255.0**2 / mse.clamp(min=1e-10))
 
@@ -72,11 +73,11 @@ def _ssim_parts(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def ssim(a: Tensor, b: Tensor) -> Tensor:
-    return _ssim_parts(to_8bit(a) / 255.0, to_8bit(b) / 255.0)[0]
+    return _ssim_parts(_levels(a) / 255.0, _levels(b) / 255.0)[0]
 
 
 def ms_ssim(a: Tensor, b: Tensor) -> Tensor:
-    x, y = to_8bit(a) / 255.0, to_8bit(b) / 255.0
+    x, y = _levels(a) / 255.0, _levels(b) / 255.0
     scales = 1
     while scales < len(_MS_SSIM_WEIGHTS) and min(x.shape[-2:]) // 2**scales >= 11:
         scales += 1

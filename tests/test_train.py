@@ -14,7 +14,8 @@ from helpers import synthetic_clip, write_video
 from onedva_codec import Codec
 from onedva_codec.config import CONFIGS
 from onedva_codec.model import OneDVA
-from train.clips import StepSampler, TrainClips, photo_clip, to_model_range
+from onedva_codec.pixels import to_model_range
+from train.clips import StepSampler, TrainClips, photo_clip
 from train.config import resolve
 from train.objective import Frozen, Objective
 from train.pack import Pack, build_pack, folder_sources

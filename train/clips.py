@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from onedva_codec.pixels import to_8bit, to_model_range  # clips cross to the GPU as uint8, a quarter the size
+
 STRIDES, STRIDE_WEIGHTS = (1, 2, 3), (0.6, 0.3, 0.1)
 REVERSE_PROB = 0.2
 PAN_SPEEDS = ((0.0, 0.0), (0.0, 0.15), (0.15, 0.5), (0.5, 1.0))  # window widths per clip: static..fast
@@ -32,17 +34,7 @@ ZOOM_PROB, ROTATION_PROB, SPRITE_PROB = 0.4, 0.3, 0.35
 
 def _as_float(frames: np.ndarray) -> Tensor:
     """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float() / 127.5 - 1.0
-
-
-def to_8bit(clip: Tensor) -> Tensor:
-    """[-1, 1] float -> uint8: clips cross from loader workers to the GPU at a quarter of the size."""
-    return ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def to_model_range(clips: Tensor) -> Tensor:
-    """uint8 clips -> float in [-1, 1], on whatever device they are."""
-    return clips.float() / 127.5 - 1.0
+    return to_model_range(torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3))
 
 
 def _resize(images: Tensor, size: int) -> Tensor:

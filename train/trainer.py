@@ -42,11 +42,12 @@ from onedva_codec.lpips import LPIPS
 from onedva_codec.metrics import FrameMetrics, video_frames
 from onedva_codec.model import Latents, OneDVA, full_tile_geometry
 from onedva_codec.motion import motion_scores
+from onedva_codec.pixels import to_8bit, to_model_range
 from onedva_codec.sampler import euler_sample
 from onedva_codec.weights import load_model
 
 from . import config as config_io
-from .clips import StepSampler, TrainClips, to_model_range, validation_clips
+from .clips import StepSampler, TrainClips, validation_clips
 from .config import TrainConfig
 from .ldm import LatentDiT
 from .losses import RepaProjector, RepaTeacher
@@ -507,7 +508,7 @@ def ldm_validation_loss(model: OneDVA, ldm: LatentDiT, stats: LatentStats, clips
 def save_samples(folder: Path, step: int, videos: dict[str, Tensor], clips: int = 4) -> None:
     """A PNG grid (per clip: one row per version, frames 0, 8, 16) and an animated GIF of clip 0."""
     def to_image(frame: Tensor) -> np.ndarray:
-        return ((frame.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        return to_8bit(frame).permute(1, 2, 0).numpy()
 
     rows = []
     length = next(iter(videos.values())).shape[2]
