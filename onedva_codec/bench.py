@@ -203,45 +203,53 @@ def read_clip(path: Path, frames: int | None) -> tuple[np.ndarray, Fraction]:
     return np.ascontiguousarray(clip[:, :h, :w]), fps
 
 
-def _jobs(settings: BenchSettings, steps: int) -> list[tuple[str, str, Callable]]:
-    """(curve, setting, how to code a clip) for every point of the benchmark."""
-    jobs: list[tuple[str, str, Callable]] = []
+@dataclass(frozen=True)
+class OdvaJob:
+    rate: RateOptions
+    steps: int
+
+
+@dataclass(frozen=True)
+class AnchorJob:
+    name: str
+    crf: int
+
+
+def _jobs(settings: BenchSettings, steps: int) -> list[tuple[str, str, OdvaJob | AnchorJob]]:
+    """(curve, setting, what to code) for every point of the benchmark. Jobs may repeat across
+    curves (the step sweep's default step count is a point of the main sweep); each is coded once."""
+    jobs: list[tuple[str, str, OdvaJob | AnchorJob]] = []
     for q in settings.qualities:
-        jobs.append(("odva", f"quality {q:g}", lambda c, clip, fps, q=q: c.odva(clip, fps, RateOptions(q), steps)))
+        jobs.append(("odva", f"quality {q:g}", OdvaJob(RateOptions(q), steps)))
         if settings.adaptive_sweep:
-            jobs.append(("odva constant", f"quality {q:g}",
-                         lambda c, clip, fps, q=q: c.odva(clip, fps, RateOptions(q, adaptive=False), steps)))
+            jobs.append(("odva constant", f"quality {q:g}", OdvaJob(RateOptions(q, adaptive=False), steps)))
     for b in settings.bitrates:
-        jobs.append(("odva bitrate", f"{b / 1000:g}k",
-                     lambda c, clip, fps, b=b: c.odva(clip, fps, RateOptions(bitrate=b), steps)))
+        jobs.append(("odva bitrate", f"{b / 1000:g}k", OdvaJob(RateOptions(bitrate=b), steps)))
+    q = settings.step_sweep_quality
     for s in settings.step_sweep:
-        q = settings.step_sweep_quality
-        jobs.append((f"odva steps {s}", f"quality {q:g}",
-                     lambda c, clip, fps, s=s, q=q: c.odva(clip, fps, RateOptions(q), s)))
+        jobs.append((f"odva steps {s}", f"quality {q:g}", OdvaJob(RateOptions(q), s)))
     for name in settings.anchors:
         for crf in ANCHORS[name][2]:
-            jobs.append((name, f"crf {crf}", lambda c, clip, fps, name=name, crf=crf: c.anchor(clip, fps, name, crf)))
+            jobs.append((name, f"crf {crf}", AnchorJob(name, crf)))
     return jobs
 
 
-class _Coders:
-    def __init__(self, codec: Codec):
-        self.codec = codec
-
-    def odva(self, clip: np.ndarray, fps: Fraction, rate: RateOptions, steps: int):
+def _code(codec: Codec, clip: np.ndarray, fps: Fraction, job: OdvaJob | AnchorJob,
+          encoded: dict[RateOptions, tuple[bytes, float]]) -> tuple[bytes, np.ndarray, float, float]:
+    """Encode and decode one clip: (bytes, decoded frames, encode seconds, decode seconds).
+    odva encodes are kept in `encoded`, so decoding the same file with other step counts re-uses one."""
+    if isinstance(job, AnchorJob):
         started = time.perf_counter()
-        data = self.codec.encode_array(clip, fps, rate)
-        encoded = time.perf_counter()
-        decoded = self.codec.decode_array(data, steps=steps)
-        return data, decoded, encoded - started, time.perf_counter() - encoded
-
-    @staticmethod
-    def anchor(clip: np.ndarray, fps: Fraction, name: str, crf: int):
-        started = time.perf_counter()
-        data = encode_anchor(clip, fps, name, crf)
-        encoded = time.perf_counter()
-        decoded = decode_anchor(data)
-        return data, decoded, encoded - started, time.perf_counter() - encoded
+        data = encode_anchor(clip, fps, job.name, job.crf)
+        encode_s = time.perf_counter() - started
+    else:
+        if job.rate not in encoded:
+            started = time.perf_counter()
+            encoded[job.rate] = (codec.encode_array(clip, fps, job.rate), time.perf_counter() - started)
+        data, encode_s = encoded[job.rate]
+    started = time.perf_counter()
+    decoded = decode_anchor(data) if isinstance(job, AnchorJob) else codec.decode_array(data, steps=job.steps)
+    return data, decoded, encode_s, time.perf_counter() - started
 
 
 def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchSettings(),
@@ -253,7 +261,6 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
     steps = settings.steps or codec.loaded.card.default_steps
     jobs = _jobs(settings, steps)
     scorer = Scorer(codec.device)
-    coders = _Coders(codec)
     points: list[Point] = []
     reference_features: list[np.ndarray] = []
     decoded_features: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -262,14 +269,19 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
         clip, fps = read_clip(path, settings.frames)
         reference_features.append(scorer.clip_features(clip))
         t, h, w, _ = clip.shape
-        for curve, setting, code in jobs:
-            data, decoded, encode_s, decode_s = code(coders, clip, fps)
-            if decoded.shape != clip.shape:
-                raise RuntimeError(f"{curve} {setting} decoded {decoded.shape}, expected {clip.shape}")
-            bits = len(data) * 8
-            points.append(Point(Path(path).name, curve, setting, t, w, h, len(data), bits / float(t / fps) / 1000,
-                                bits / (t * w * h), t / encode_s, t / decode_s, **scorer(clip, decoded, fps)))
-            decoded_features.setdefault((curve, setting), []).append(scorer.clip_features(decoded))
+        encoded: dict[RateOptions, tuple[bytes, float]] = {}
+        outcomes: dict[OdvaJob | AnchorJob, tuple] = {}
+        for curve, setting, job in jobs:
+            if job not in outcomes:
+                data, decoded, encode_s, decode_s = _code(codec, clip, fps, job, encoded)
+                if decoded.shape != clip.shape:
+                    raise RuntimeError(f"{curve} {setting} decoded {decoded.shape}, expected {clip.shape}")
+                outcomes[job] = (len(data), encode_s, decode_s, scorer(clip, decoded, fps),
+                                 scorer.clip_features(decoded))
+            size, encode_s, decode_s, scores, features = outcomes[job]
+            points.append(Point(Path(path).name, curve, setting, t, w, h, size, size * 8 / float(t / fps) / 1000,
+                                size * 8 / (t * w * h), t / encode_s, t / decode_s, **scores))
+            decoded_features.setdefault((curve, setting), []).append(features)
             done += 1
             if progress:
                 progress(done, total)
