@@ -8,9 +8,8 @@ import torch
 
 from onedva_codec.weights import ModelCard, save_model
 
-from .clips import TrainClips
 from .pack import Pack
-from .trainer import LATENT_STAT_BATCHES, latent_statistics, load_checkpoint, model_from_checkpoint
+from .trainer import latent_statistics, load_checkpoint, model_from_checkpoint
 
 
 def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None, batch: int = 8) -> ModelCard:
@@ -26,11 +25,8 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
     stats = checkpoint.get("latent_stats")
     if stats is None:
         pack = Pack(data or cfg["data"])
-        clips = TrainClips(pack.videos("train"), pack.photos("train"), model.cfg.frames, model.cfg.tile,
-                           cfg["seed"] + 1, cfg["photo_share"])
-        batches = [torch.stack([clips[i * batch + j] for j in range(batch)]) for i in range(LATENT_STAT_BATCHES)]
-        measured = latent_statistics(model, batches, torch.device("cpu"))
-        stats = measured.to_dict()
+        stats = latent_statistics(model, pack.videos("train"), pack.photos("train"), cfg["seed"],
+                                  cfg["photo_share"], batch, torch.device("cpu")).to_dict()
     history = checkpoint.get("history", [])
     stochastic = any(h["stage"] != "stage1" for h in history) or cfg["stage"] != "stage1"
     motion = checkpoint["motion"]

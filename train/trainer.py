@@ -176,12 +176,17 @@ def ldm_from_checkpoint(checkpoint: dict) -> LatentDiT:
 
 
 @torch.no_grad()
-def latent_statistics(model: OneDVA, batches: list[Tensor], device: torch.device) -> LatentStats:
-    """Per-channel mean and std of posterior means over some training clips."""
+def latent_statistics(model: OneDVA, videos: list[np.ndarray], photos: list[np.ndarray], seed: int,
+                      photo_share: float, batch: int, device: torch.device, rank: int = 0,
+                      world: int = 1) -> LatentStats:
+    """Per-channel mean and std of posterior means over LATENT_STAT_BATCHES batches of training clips,
+    drawn from their own stream (seed + 1); averaged over processes, each taking its share."""
     cfg = model.cfg
+    stream = TrainClips(videos, photos, cfg.frames, cfg.tile, seed + 1, photo_share)
     values = []
-    for clips in batches:
-        clips = to_model_range(clips.to(device))
+    for i in range(LATENT_STAT_BATCHES):
+        first = (i * world + rank) * batch
+        clips = to_model_range(torch.stack([stream[first + j] for j in range(batch)]).to(device))
         posterior = model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device))
         values.append(posterior.means().flatten(0, 1).float())
     z = torch.cat(values)
@@ -244,12 +249,9 @@ class Trainer:
         latent_stats = None
         if cfg.stage in ("ldm", "decoder-ft"):
             model.eval()  # the encoder is frozen: its statistics are fixed for the stage
-            sample = TrainClips(self.train_videos, self.train_photos, model.cfg.frames, model.cfg.tile,
-                                cfg.seed + 1, cfg.photo_share)
-            local = max(cfg.batch // self.proc.world, 1)
-            batches = [torch.stack([sample[(i * self.proc.world + self.proc.rank) * local + j] for j in range(local)])
-                       for i in range(LATENT_STAT_BATCHES)]
-            latent_stats = latent_statistics(model, batches, device)
+            latent_stats = latent_statistics(model, self.train_videos, self.train_photos, cfg.seed,
+                                             cfg.photo_share, max(cfg.batch // self.proc.world, 1), device,
+                                             self.proc.rank, self.proc.world)
         self.objective = Objective(cfg, model, projector, ldm, frozen, latent_stats).to(device)
         self._freeze_for_stage()
         self.wrapped = self._distribute()
