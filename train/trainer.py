@@ -357,6 +357,7 @@ class Trainer:
         recent: list[dict] = []
         save_seconds, last_time, step_time = 30.0, time.time(), time.time()
         stopped_early = False
+        first_step: tuple[int, float] | None = None
         with log.progress(self.step, cfg.steps) as advance:
             for clips in loader:
                 clips = to_model_range(clips.to(proc.device, non_blocking=True))
@@ -375,8 +376,11 @@ class Trainer:
                     self.validate(log)
                 if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                     save_seconds = self.save()
+                if first_step is None:  # steps are timed from here: start-up is not a step's cost
+                    first_step = (self.step, now)
                 budget_check = deadline is not None and self.step % 10 == 0
-                if (budget_check and self._out_of_time(deadline, save_seconds)) or self.step == cfg.stop_at:
+                if (budget_check and self._out_of_time(deadline, save_seconds, first_step)) \
+                        or self.step == cfg.stop_at:
                     stopped_early = True
                     break
         return self._finish(log, stopped_early)
@@ -409,9 +413,10 @@ class Trainer:
         logged["grad_norm"] = gathered(grad_norm)
         return logged  # tensors: read on the host only at log steps
 
-    def _out_of_time(self, deadline: float, save_seconds: float) -> bool:
-        """Agree across processes to stop when one more step and a save might not fit."""
-        step_seconds = (time.time() - self.started) / max(self.step, 1)
+    def _out_of_time(self, deadline: float, save_seconds: float, first_step: tuple[int, float]) -> bool:
+        """Agree across processes to stop when a few more steps, a validation and a save might not fit."""
+        step, since = first_step
+        step_seconds = (time.time() - since) / max(self.step - step, 1)
         reserve = 12 * step_seconds + 2 * save_seconds + self.val_seconds
         stop = torch.tensor(float(time.time() + reserve > deadline),
                             device=self.proc.device)
