@@ -121,19 +121,23 @@ def model_config(name: str, changes: str = "") -> ModelConfig:
     config = get_config(name)
     if not changes.strip():
         return config
-    kinds = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
     values = {}
     for change in changes.split(","):
         key, sep, text = (part.strip() for part in change.partition("="))
-        if not sep or key not in kinds or key == "name":
+        if not sep or _field_type(ModelConfig, key) is None or key == "name":
             raise ValueError(f"model_changes takes field=value pairs of the model config, not {change.strip()!r}")
-        values[key] = {"int": int, "float": float}[kinds[key]](text)
+        values[key] = _parse(ModelConfig, key, text)
     return dataclasses.replace(config, name=f"{name}({changes.replace(' ', '')})", **values)
 
 
-def _coerce(name: str, text: str):
-    """A --set value, parsed to the type of the field it sets."""
-    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(name)
+def _field_type(cls: type, name: str) -> str | None:
+    """The annotation of a dataclass field, as written (these modules defer annotations), or None."""
+    return {f.name: f.type for f in dataclasses.fields(cls)}.get(name)
+
+
+def _parse(cls: type, name: str, text: str):
+    """Text from the command line, parsed to the type of field `name` of dataclass `cls`."""
+    kind = _field_type(cls, name)
     if kind is None:
         raise ValueError(f"unknown setting {name!r}")
     if kind == "bool":
@@ -153,7 +157,7 @@ def resolve(stage: str, config_file: str | None, overrides: dict, settings: list
         key, sep, text = setting.partition("=")
         if not sep:
             raise ValueError(f"--set takes key=value, not {setting!r}")
-        values[key.strip()] = _coerce(key.strip(), text.strip())
+        values[key.strip()] = _parse(TrainConfig, key.strip(), text.strip())
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(values) - known
     if unknown:

@@ -167,7 +167,7 @@ def write_heldout_clips(pack: Pack, out: Path, size: int) -> list[Path]:
     entries = [e for e in pack.index["videos"] if e["split"] == "val"]
     written = []
     for entry, video in zip(entries, pack.videos("val")):
-        t, h, w, _ = video.shape
+        h, w = video.shape[1:3]
         if min(h, w) < size:
             raise ValueError(f"held-out video {entry['id']} is {w}x{h}, smaller than {size}x{size}")
         top, left = (h - size) // 2, (w - size) // 2
