@@ -2,7 +2,8 @@
 
 Usage: python scripts/frame_grid.py CLIP -o grid.png [--qualities 0,1] [--steps 1] [--frames 0,16,33]
        [--weights DIR] [--device cpu]
-Each column is labelled with its quality, bits per pixel (whole .odva file) and PSNR over the clip.
+Each column is labelled with its quality, bits per pixel (whole .odva file) and PSNR (mean over frames, as
+`odva bench` reports it).
 """
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from onedva_codec import Codec
 from onedva_codec.codec import RateOptions
+from onedva_codec.metrics import psnr
+from onedva_codec.pixels import to_model_range
 from onedva_codec.video_io import VideoReader
 
 LABEL_HEIGHT = 18
 
 
 def clip_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+    def frames(video: np.ndarray) -> torch.Tensor:
+        return to_model_range(torch.from_numpy(video).permute(0, 3, 1, 2))
+    return psnr(frames(a), frames(b)).mean().item()
 
 
 def main() -> None:
