@@ -10,10 +10,7 @@
 #   bash scripts/recipe.sh pack /tmp/eff/baseline /tmp/recipe 1
 set -euo pipefail
 PACK=$1; INIT=$2; OUT=$3; GPUS=$4
-launch() {
-    if [ "$GPUS" -gt 1 ]; then python3 -m torch.distributed.run --standalone --nproc_per_node "$GPUS" -m train.cli "$@"
-    else python3 -m train.cli "$@"; fi
-}
+launch() { bash "$(dirname "$0")/train_on.sh" "$GPUS" "$@"; }
 common=(--data "$PACK" --batch $((32 * GPUS)) --workers "${WORKERS:-12}" --set val_every=1000000 ${EXTRA:-})
 launch stage2 --config train/configs/s-stage2.toml --init "$INIT" --out "$OUT/stage2" "${common[@]}" \
     --steps "${STAGE2_STEPS:-1400}" --max-minutes "${STAGE2_MINUTES:-7}"

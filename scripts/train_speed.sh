@@ -7,10 +7,7 @@ set -euo pipefail
 PACK=$1; GPUS=${2:-1}; STEPS=${3:-60}; CONFIG=${4:-s}
 OUT=${SPEED_DIR:-/tmp/train_speed}/$CONFIG-g$GPUS
 rm -rf "$OUT"
-launch() {
-    if [ "$GPUS" -gt 1 ]; then python3 -m torch.distributed.run --nproc_per_node "$GPUS" -m train.cli "$@"
-    else python3 -m train.cli "$@"; fi
-}
+launch() { bash "$(dirname "$0")/train_on.sh" "$GPUS" "$@"; }
 common=(--data "$PACK" --batch $((32 * GPUS)) --steps 100000 --workers 12 --set "stop_at=$STEPS"
         --set log_every=20 --set val_every=1000000 --set ckpt_every=1000000)
 launch stage1 --model "$CONFIG" --out "$OUT/stage1" "${common[@]}"
