@@ -209,7 +209,9 @@ def info(
         "chunks": h.chunk_count, "tiles_per_chunk": h.tile_count,
         "tile": f"{h.tile_size} px, overlap {h.tile_overlap}", "latent": f"{h.structural_tokens} structural + "
         f"up to {h.max_1d_tokens} 1D tokens x {h.latent_channels} channels",
-        "quantization": f"step {h.quant_step:g}, {h.entropy_coder}", "rate": h.rate, "seed": h.seed,
+        "quantization": f"step {h.quant_step:g}", "coding": f"{h.entropy_coder}, prior {h.prior_sha256[:16]}",
+        "latent_bytes": f"{details.latent_bytes} ({details.latent_bytes / details.file_size:.1%} of the file), "
+        f"{details.bits_per_latent_value:.3f} bits per latent value", "rate": h.rate, "seed": h.seed,
         "audio": (f"{h.audio['codec']}, {h.audio['sample_rate']} Hz, {h.audio['channels']} ch, "
                   f"{details.audio_bytes} bytes") if h.audio else "none",
         "encoder": h.encoder,

@@ -37,7 +37,7 @@ from .atomic import atomic_output
 from .container import ChunkRecord, FileHeader, OdvaReader, OdvaWriter, TileRecord, container_overhead
 from .errors import FormatError, InputError, ModelMismatchError, OdvaError
 from .geometry import TileGrid, chunk_frames
-from .latent_coding import ENTROPY_CODER, Quantizer, pack_tile, unpack_tile
+from .latent_coding import ENTROPY_CODER, Quantizer, TileCoder, coded_size_bound
 from .model import Latents, geometry_features
 from .motion import motion_scores, normalise_motion
 from .pixels import to_8bit, to_model_range
@@ -185,6 +185,7 @@ class Codec:
         self.loaded = weights if isinstance(weights, LoadedModel) else load_model(weights, self.device)
         self.loaded.model.to(self.device)
         self.cfg = self.loaded.card.config
+        self.tile_coder = TileCoder(self.loaded.prior)
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 4)
         if self.batch_size < 1:
             raise InputError("batch size must be at least 1")
@@ -227,11 +228,11 @@ class Codec:
             n_max = self.cfg.max_1d_tokens
             notes: list[str] = []
             if rate.bitrate is not None:
-                lengths, note = self._lengths_for_bitrate(analysis, header, rate, len(audio or b""), grid.count)
+                lengths, written, note = self._write_for_bitrate(out, header, analysis, rate, audio, grid.count)
                 notes += [note] if note else []
             else:
                 lengths = lengths_for_quality(analysis.motion, rate.quality, n_max, rate.adaptive)
-            written = self._write(out, header, analysis, lengths, grid.count, audio)
+                written = self._write(out, header, analysis, lengths, grid.count, audio)
         return EncodeResult(analysis.frames, width, height, fps, written, time.perf_counter() - started,
                             float(lengths.mean() / n_max), notes)
 
@@ -258,9 +259,9 @@ class Codec:
             spool.write(symbols.tobytes())
             scores = normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma)
             motion.extend(scores.tolist())
-            if with_sizes:
-                s = cfg.structural_tokens
-                sizes.extend([len(pack_tile(unit[: s + k])) for k in grid_lengths] for unit in symbols)
+            if with_sizes:  # bytes of each unit at each length, bounded from above by its ideal code length
+                bits = np.cumsum(self.loaded.prior.token_bits(symbols), axis=1)
+                sizes.extend(coded_size_bound(bits[:, cfg.structural_tokens - 1 + grid_lengths]))
             pending_tiles.clear()
             pending_real.clear()
 
@@ -279,12 +280,32 @@ class Codec:
             flush()
         return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
 
+    def _write_for_bitrate(self, out: BinaryIO, header: FileHeader, analysis: _Analysis, rate: RateOptions,
+                           audio: bytes | None, tiles_per_chunk: int) -> tuple[np.ndarray, int, str | None]:
+        """Choose lengths from the estimated sizes, write, and check the file against the target.
+
+        The estimates bound each tile's coded size from above, so the first write fits; should one
+        not, the file is written again with the budget cut by the excess.
+        """
+        target = int(rate.bitrate * float(analysis.frames / header.fps) / 8)
+        start, excess = out.tell(), 0
+        for _ in range(3):
+            lengths, note = self._lengths_for_bitrate(analysis, header, rate, len(audio or b""), tiles_per_chunk,
+                                                      excess)
+            out.seek(start)
+            out.truncate()
+            written = self._write(out, header, analysis, lengths, tiles_per_chunk, audio)
+            if written <= target:
+                break
+            excess += written - target
+        return lengths, written, note
+
     def _lengths_for_bitrate(self, analysis: _Analysis, header: FileHeader, rate: RateOptions, audio_bytes: int,
-                             tiles_per_chunk: int) -> tuple[np.ndarray, str | None]:
+                             tiles_per_chunk: int, excess: int) -> tuple[np.ndarray, str | None]:
         duration = float(analysis.frames / header.fps)
         target = rate.bitrate * duration / 8
         overhead = container_overhead(header, audio_bytes) + header.chunk_count * ChunkRecord.overhead(tiles_per_chunk)
-        budget = int(target) - overhead
+        budget = int(target) - overhead - excess
         if budget <= 0:
             raise InputError(f"bitrate too low: the container and audio alone need "
                              f"{overhead * 8 / duration / 1000:.1f} kbit/s")
@@ -316,7 +337,7 @@ class Codec:
                 symbols = np.frombuffer(analysis.spool.read(unit_values), dtype=np.int8)
                 symbols = symbols.reshape(-1, cfg.latent_channels)[: cfg.structural_tokens + lengths[unit]]
                 motion = min(float(analysis.motion[unit]), 6e4)  # float16 range
-                tiles.append(TileRecord(int(lengths[unit]), motion, pack_tile(symbols)))
+                tiles.append(TileRecord(int(lengths[unit]), motion, self.tile_coder.encode(symbols)))
             writer.write_chunk(ChunkRecord(chunk, real, tiles))
         if audio is not None:
             writer.write_audio(audio)
@@ -327,7 +348,7 @@ class Codec:
                 rate: RateOptions, audio_info: dict | None) -> FileHeader:
         cfg, card = self.cfg, self.loaded.card
         return FileHeader(
-            model_config=cfg.name, model_sha256=card.weights_sha256,
+            model_config=cfg.name, model_sha256=card.weights_sha256, prior_sha256=card.prior_sha256,
             width=width, height=height, fps=fps, frames=frames, chunk_frames=cfg.frames,
             tile_size=cfg.tile, tile_overlap=cfg.tile_overlap, tile_ys=list(grid.ys), tile_xs=list(grid.xs),
             latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
@@ -410,7 +431,13 @@ class Codec:
                                           cfg.max_1d_tokens):
             raise ModelMismatchError("the file's latent geometry does not match the loaded model")
         if header.entropy_coder != ENTROPY_CODER:
-            raise OdvaError(f"this file uses entropy coder {header.entropy_coder!r}, which this odva cannot read")
+            raise FormatError(f"this file uses entropy coder {header.entropy_coder!r}, which this odva cannot read "
+                              f"(it reads {ENTROPY_CODER!r})")
+        if header.prior_sha256 != card.prior_sha256:
+            raise ModelMismatchError(
+                f"this file was coded under entropy prior {header.prior_sha256[:16]}, but the loaded model "
+                f"{self.loaded.model_id} has prior {card.prior_sha256[:16]}; pass --weights with the model "
+                "folder it was made with")
         planned = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
         if (tuple(header.tile_ys), tuple(header.tile_xs)) != (planned.ys, planned.xs):
             raise OdvaError("the file's tile layout differs from this odva's; it cannot be decoded")
@@ -467,7 +494,7 @@ class Codec:
                 tile = record.tiles[t]
                 if tile.kept > n_max:
                     raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
-                row[: s + tile.kept] = unpack_tile(tile.data, s + tile.kept, c)
+                row[: s + tile.kept] = self.tile_coder.decode(tile.data, s + tile.kept)
             kept = np.array([record.tiles[t].kept for record, t in units])
             noise = torch.stack(list(pool.map(lambda unit: unit_noise(seed, unit[0].index, unit[1], shape), units)))
             return _UnitBatch(list(units), symbols, kept, noise)

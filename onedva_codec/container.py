@@ -30,7 +30,7 @@ from .errors import FormatError, InputError
 
 MAGIC = b"ODVA"
 TRAILER_MAGIC = b"ODVX"
-VERSION = (1, 0)
+VERSION = (2, 0)  # 2.0: range coding under the model's prior (1.0 used zstd)
 KIND_HEADER, KIND_CHUNK, KIND_AUDIO, KIND_INDEX = b"H", b"C", b"A", b"X"
 
 _PREAMBLE = struct.Struct("<4sBBH")
@@ -50,6 +50,7 @@ class FileHeader:
 
     model_config: str
     model_sha256: str
+    prior_sha256: str
     width: int
     height: int
     fps: Fraction
@@ -107,7 +108,7 @@ class FileHeader:
 class TileRecord:
     kept: int  # 1D tokens kept
     motion: float  # normalised motion score, as rate control saw it
-    data: bytes  # zstd frame of int8 symbols
+    data: bytes  # the range-coded symbols (onedva_codec/latent_coding.py)
 
 
 @dataclass
@@ -212,8 +213,9 @@ class OdvaReader:
             raise FormatError(f"{self.path} is not an .odva file")
         _, major, minor, flags = _PREAMBLE.unpack(preamble)
         if major != VERSION[0]:
+            older = " (made by an older odva: encode the source again)" if major < VERSION[0] else ""
             raise FormatError(f"{self.path} is .odva version {major}.{minor}; this odva reads version "
-                              f"{VERSION[0]}.x only")
+                              f"{VERSION[0]}.x only{older}")
         if flags:
             raise FormatError(f"{self.path} uses features this odva does not know (flags {flags:#06x})")
         self.version = (major, minor)
@@ -284,6 +286,8 @@ class ChunkInfo:
     kept: list[int]  # 1D tokens kept, per tile
     motion: list[float]  # normalised motion score, per tile
     bytes: int  # the whole record
+    latent_bytes: int  # of which the tiles' coded latents
+    latent_values: int  # latent values those bytes code
 
 
 @dataclass
@@ -304,6 +308,15 @@ class FileInfo:
         h = self.header
         return self.file_size * 8 / (h.frames * h.width * h.height)
 
+    @property
+    def latent_bytes(self) -> int:
+        return sum(c.latent_bytes for c in self.chunks)
+
+    @property
+    def bits_per_latent_value(self) -> float:
+        values = sum(c.latent_values for c in self.chunks)
+        return self.latent_bytes * 8 / values if values else 0.0
+
 
 def read_info(source: str | Path | bytes) -> FileInfo:
     """Read and check every record of a file (no model needed)."""
@@ -311,8 +324,11 @@ def read_info(source: str | Path | bytes) -> FileInfo:
         chunks = []
         for chunk in reader.chunks():
             size = RECORD_OVERHEAD + len(chunk.to_bytes())
+            h = reader.header
+            values = sum((h.structural_tokens + t.kept) * h.latent_channels for t in chunk.tiles)
             chunks.append(ChunkInfo(chunk.index, chunk.frames, [t.kept for t in chunk.tiles],
-                                    [t.motion for t in chunk.tiles], size))
+                                    [t.motion for t in chunk.tiles], size, sum(len(t.data) for t in chunk.tiles),
+                                    values))
         audio = reader.read_audio()
         return FileInfo(reader.path, reader.version, reader.header, reader.file_size, chunks,
                         len(audio) if audio is not None else 0)

@@ -1,11 +1,13 @@
-"""A model is a folder: `model.safetensors` (bf16) plus `card.json`.
+"""A model is a folder: `model.safetensors` (bf16), `prior.safetensors` and `card.json`.
 
 The card names the config and its values, the SHA-256 of the weights file (which
 every .odva file records, so that a file is never decoded by a model it was not
-encoded with), the latent statistics used to normalise latents before
-quantization, the motion-score statistics used by rate control, the quantization
-step and the default number of decoding steps. Anything else a training run wants
-to keep (stages, losses, data) goes under "training" and is carried verbatim.
+encoded with), the entropy prior's identity (its SHA-256, recorded in every file
+too: the range coder needs exactly the encoder's tables), the latent statistics
+used to normalise latents before quantization, the motion-score statistics used
+by rate control, the quantization step and the default number of decoding steps.
+Anything else a training run wants to keep (stages, losses, data) goes under
+"training" and is carried verbatim.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from .atomic import atomic_output
 from .config import ModelConfig
 from .errors import WeightsError
 from .model import OneDVA
+from .prior import EntropyPrior
 
 WEIGHTS_FILE = "model.safetensors"
+PRIOR_FILE = "prior.safetensors"
 CARD_FILE = "card.json"
 CARD_FORMAT = "odva-model"
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2 added the entropy prior
 
 
 @dataclass
@@ -40,6 +44,8 @@ class ModelCard:
     quant_step: float = 0.5
     default_steps: int = 8
     weights_sha256: str = ""
+    prior_sha256: str = ""
+    prior_fit: dict = field(default_factory=dict)  # how the prior was fitted, informative
     training: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -49,6 +55,7 @@ class ModelCard:
             "config": self.config.to_dict(),
             "weights_file": WEIGHTS_FILE,
             "weights_sha256": self.weights_sha256,
+            "entropy_prior": {"file": PRIOR_FILE, "sha256": self.prior_sha256, "fit": self.prior_fit},
             "latent_stats": {"mean": self.latent_mean, "std": self.latent_std},
             "motion_stats": {"mu": self.motion_mu, "sigma": self.motion_sigma},
             "quantization": {"step": self.quant_step},
@@ -58,6 +65,9 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelCard":
+        if data.get("format") == CARD_FORMAT and data.get("format_version") == 1:
+            raise ValueError("it is a version-1 card, from before entropy priors; fit one with "
+                             "`odva-train prior MODEL_DIR --data PACK`")
         if data.get("format") != CARD_FORMAT or data.get("format_version") != CARD_VERSION:
             raise ValueError(f"not an {CARD_FORMAT} v{CARD_VERSION} card")
         return cls(
@@ -69,6 +79,8 @@ class ModelCard:
             quant_step=float(data["quantization"]["step"]),
             default_steps=int(data["sampling"]["default_steps"]),
             weights_sha256=str(data["weights_sha256"]),
+            prior_sha256=str(data["entropy_prior"]["sha256"]),
+            prior_fit=dict(data["entropy_prior"].get("fit", {})),
             training=dict(data.get("training", {})),
         )
 
@@ -77,6 +89,7 @@ class ModelCard:
 class LoadedModel:
     model: OneDVA
     card: ModelCard
+    prior: EntropyPrior
     path: Path
 
     @property
@@ -106,8 +119,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: OneDVA, card: ModelCard, folder: str | Path) -> ModelCard:
-    """Write `model` in bf16 and its card to `folder`; returns the card with the hash filled in."""
+def save_model(model: OneDVA, card: ModelCard, prior: EntropyPrior, folder: str | Path) -> ModelCard:
+    """Write `model` in bf16, its prior and its card to `folder`; returns the card with the hashes filled in."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in model.state_dict().items()}
@@ -115,6 +128,22 @@ def save_model(model: OneDVA, card: ModelCard, folder: str | Path) -> ModelCard:
         save_file(tensors, str(tmp), metadata={"config": card.config.name})
     card.weights_sha256 = file_sha256(folder / WEIGHTS_FILE)
     card.config = model.cfg
+    return save_prior(prior, card, folder)
+
+
+def save_prior(prior: EntropyPrior, card: ModelCard, folder: str | Path) -> ModelCard:
+    """Write (or replace) a model folder's prior and its card; the weights stay as they are.
+
+    Files coded under the old prior no longer decode with this folder: they name its hash.
+    """
+    folder = Path(folder)
+    cfg = card.config
+    if prior.index.shape != (cfg.structural_tokens + cfg.max_1d_tokens, cfg.latent_channels):
+        raise ValueError(f"the prior covers {prior.index.shape} latent values, the model "
+                         f"({cfg.structural_tokens} + {cfg.max_1d_tokens}, {cfg.latent_channels})")
+    with atomic_output(folder / PRIOR_FILE, force=True) as tmp:
+        prior.save(tmp)
+    card.prior_sha256 = prior.sha256
     with atomic_output(folder / CARD_FILE, force=True) as tmp:
         tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
     return card
@@ -134,6 +163,13 @@ def load_model(folder: str | Path | None = None, device: str | torch.device = "c
         card = ModelCard.from_json(json.loads(card_path.read_text()))
     except (ValueError, KeyError, TypeError) as exc:
         raise WeightsError(f"{card_path} is not a valid model card: {exc}") from None
+    model = load_network(folder, card, device)
+    return LoadedModel(model, card, _load_prior(folder / PRIOR_FILE, card), folder)
+
+
+def load_network(folder: Path, card: ModelCard, device: str | torch.device = "cpu") -> OneDVA:
+    """The network of a model folder, checked against the card's hash, in eval mode."""
+    weights_path = folder / WEIGHTS_FILE
     actual = file_sha256(weights_path)
     if actual != card.weights_sha256:
         raise WeightsError(f"{weights_path} does not match its card (sha256 {actual[:16]}, card says "
@@ -145,4 +181,20 @@ def load_model(folder: str | Path | None = None, device: str | torch.device = "c
     except (RuntimeError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise WeightsError(f"{weights_path} does not fit config {card.config.name!r}: {first_line}") from None
-    return LoadedModel(model.to(device).eval(), card, folder)
+    return model.to(device).eval()
+
+
+def _load_prior(path: Path, card: ModelCard) -> EntropyPrior:
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing: the model folder has no entropy prior")
+    try:
+        prior = EntropyPrior.load(path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise WeightsError(f"{path} is not a valid entropy prior: {exc}") from None
+    if prior.sha256 != card.prior_sha256:
+        raise WeightsError(f"{path} does not match its card (prior {prior.sha256[:16]}, card says "
+                           f"{card.prior_sha256[:16]}); the model folder is damaged")
+    cfg = card.config
+    if prior.index.shape != (cfg.structural_tokens + cfg.max_1d_tokens, cfg.latent_channels):
+        raise WeightsError(f"{path} does not fit config {cfg.name!r}")
+    return prior

@@ -10,7 +10,10 @@ import numpy as np
 import torch
 
 from onedva_codec.config import CONFIGS
-from onedva_codec.model import OneDVA
+from onedva_codec.latent_coding import Quantizer
+from onedva_codec.model import OneDVA, full_tile_geometry
+from onedva_codec.pixels import to_model_range
+from onedva_codec.prior import fit_prior
 from onedva_codec.weights import ModelCard, save_model
 
 DATA = Path(__file__).parent / "data"
@@ -78,4 +81,12 @@ def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
     card = ModelCard(cfg, latent_mean=[0.0] * cfg.latent_channels, latent_std=[1.0] * cfg.latent_channels,
                      motion_mu=0.03, motion_sigma=0.02, quant_step=0.25, default_steps=2,
                      training={"note": "random weights, for tests"})
-    return save_model(model, card, folder)
+    # The prior is fitted, as export fits it, to the symbols of clips like those the tests code.
+    clips = np.stack([synthetic_clip(cfg.frames, cfg.tile, cfg.tile, seed=100 + i, speed=0.5 + i / 4)
+                      for i in range(8)])
+    video = to_model_range(torch.from_numpy(clips).permute(0, 4, 1, 2, 3))
+    with torch.no_grad():
+        means = model.encode(video, full_tile_geometry(cfg, len(clips), "cpu")).means()
+    quantizer = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
+    prior, card.prior_fit = fit_prior(quantizer.quantize(means).numpy(), cfg.structural_tokens)
+    return save_model(model, card, prior, folder)

@@ -42,7 +42,8 @@ def test_encode_info_decode(cli, clip_with_audio, tmp_path):
     assert "kbit/s" in result.stderr and "frames/s" in result.stderr
     info = cli("info", coded)
     assert info.exit_code == 0
-    for field in ("model", "56x40", "25/1", "1D tokens kept", "motion", "aac"):
+    for field in ("model", "56x40", "25/1", "1D tokens kept", "motion", "aac", "range-prior-v1",
+                  "bits per latent value"):
         assert field in info.stdout, field
     result = cli("decode", coded, "-o", rec, "--steps", "2")
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@
     odva-train ldm --init runs/al --out runs/ldm
     odva-train decoder-ft --init runs/al --ldm runs/ldm --out runs/ft
     odva-train export runs/ft -o weights/
+    odva-train prior weights/ --data pack            # refit the entropy prior of a model folder
     torchrun --nproc_per_node 4 -m train.cli stage1 ...  # the same on 4 GPUs
 """
 
@@ -120,6 +121,21 @@ def export(checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkp
     card = export_model(checkpoint, out, data)
     print(f"wrote {out}: config {card.config.name}, sha256 {card.weights_sha256[:16]}, "
           f"default steps {card.default_steps}")
+
+
+@app.command()
+@_user_errors
+def prior(folder: Annotated[Path, typer.Argument(help="Model folder to fit a prior for, e.g. weights")],
+          data: DataOpt = None) -> None:
+    """Fit a new entropy prior for an exported model folder (its weights stay as they are).
+
+    Files coded under the folder's old prior no longer decode with it.
+    """
+    from .export import refit_prior
+    card = refit_prior(folder, data or "pack")
+    fit = card.prior_fit
+    print(f"wrote {folder / 'prior.safetensors'}: prior {card.prior_sha256[:16]}, radius {fit['radius']}, "
+          f"{fit['bands']} 1D band(s), fitted on {fit['tiles']} training clips")
 
 
 @app.command()

@@ -1,32 +1,47 @@
-"""Turn a training checkpoint into a model folder the codec loads (`odva --weights DIR`)."""
+"""Turn a training checkpoint into a model folder the codec loads (`odva --weights DIR`), and fit priors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
-from onedva_codec.weights import ModelCard, save_model
+from onedva_codec.latent_coding import Quantizer
+from onedva_codec.model import OneDVA
+from onedva_codec.prior import EntropyPrior, fit_prior
+from onedva_codec.weights import CARD_FILE, CARD_VERSION, ModelCard, load_network, save_model, save_prior
 
 from .pack import Pack
-from .trainer import latent_statistics, load_checkpoint, model_from_checkpoint
+from .trainer import latent_means, latent_statistics, load_checkpoint, model_from_checkpoint
+
+
+def _training_latents(model: OneDVA, data: str, seed: int, photo_share: float, batch: int) -> Tensor:
+    pack = Pack(data)
+    return latent_means(model, pack.videos("train"), pack.photos("train"), seed, photo_share, batch,
+                        torch.device("cpu"))
+
+
+def fitted_prior(latents: Tensor, card: ModelCard) -> tuple[EntropyPrior, dict]:
+    """The prior of the symbols the codec makes of `latents` with the card's quantizer."""
+    quantizer = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
+    return fit_prior(quantizer.quantize(latents).numpy(), card.config.structural_tokens)
 
 
 def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None, batch: int = 8) -> ModelCard:
-    """EMA weights in bf16, plus a card with the latent and motion statistics and the training history.
+    """EMA weights in bf16, plus a card with the latent and motion statistics and the training history,
+    and an entropy prior fitted to the quantized latents of training clips.
 
     Latent statistics come from the checkpoint when its stage fixed them (ldm, decoder-ft), so that the
-    codec quantizes exactly as the decoder was fine-tuned to expect; otherwise they are measured on
-    training clips of the pack (`data`, by default the run's own).
+    codec quantizes exactly as the decoder was fine-tuned to expect; otherwise they are measured on the
+    same training clips of the pack (`data`, by default the run's own).
     """
     checkpoint = load_checkpoint(checkpoint_path)
     cfg = checkpoint["config"]
     model = model_from_checkpoint(checkpoint).eval()
-    stats = checkpoint.get("latent_stats")
-    if stats is None:
-        pack = Pack(data or cfg["data"])
-        stats = latent_statistics(model, pack.videos("train"), pack.photos("train"), cfg["seed"],
-                                  cfg["photo_share"], batch, torch.device("cpu")).to_dict()
+    latents = _training_latents(model, data or cfg["data"], cfg["seed"], cfg["photo_share"], batch)
+    stats = checkpoint.get("latent_stats") or latent_statistics(latents).to_dict()
     history = checkpoint.get("history", [])
     stochastic = any(h["stage"] != "stage1" for h in history) or cfg["stage"] != "stage1"
     motion = checkpoint["motion"]
@@ -36,4 +51,21 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
         default_steps=8 if stochastic else 1,
         training={"stages": history, "exported_from": str(checkpoint_path), "step": checkpoint["step"]},
     )
-    return save_model(model, card, out)
+    prior, card.prior_fit = fitted_prior(latents, card)
+    return save_model(model, card, prior, out)
+
+
+def refit_prior(folder: str | Path, data: str, seed: int = 0, batch: int = 8) -> ModelCard:
+    """Fit a new prior for an exported model folder; its weights stay as they are.
+
+    A folder with a version-1 card (from before priors) gets its first prior and a current card.
+    """
+    folder = Path(folder)
+    values = json.loads((folder / CARD_FILE).read_text())
+    if values.get("format_version") == 1:  # the same card, with no prior yet
+        values.update(format_version=CARD_VERSION, entropy_prior={"sha256": ""})
+    card = ModelCard.from_json(values)
+    model = load_network(folder, card)
+    photo_share = 0.5  # as training draws its clips
+    prior, card.prior_fit = fitted_prior(_training_latents(model, data, seed, photo_share, batch), card)
+    return save_prior(prior, card, folder)

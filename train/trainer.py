@@ -176,20 +176,23 @@ def ldm_from_checkpoint(checkpoint: dict) -> LatentDiT:
 
 
 @torch.no_grad()
-def latent_statistics(model: OneDVA, videos: list[np.ndarray], photos: list[np.ndarray], seed: int,
-                      photo_share: float, batch: int, device: torch.device, rank: int = 0,
-                      world: int = 1) -> LatentStats:
-    """Per-channel mean and std of posterior means over LATENT_STAT_BATCHES batches of training clips,
-    drawn from their own stream (seed + 1); averaged over processes, each taking its share."""
+def latent_means(model: OneDVA, videos: list[np.ndarray], photos: list[np.ndarray], seed: int,
+                 photo_share: float, batch: int, device: torch.device, rank: int = 0, world: int = 1) -> Tensor:
+    """Posterior means (n, S + N, C) of LATENT_STAT_BATCHES batches of training clips drawn from their
+    own stream (seed + 1); each process takes its share of the stream."""
     cfg = model.cfg
     stream = TrainClips(videos, photos, cfg.frames, cfg.tile, seed + 1, photo_share)
     values = []
     for i in range(LATENT_STAT_BATCHES):
         first = (i * world + rank) * batch
         clips = to_model_range(torch.stack([stream[first + j] for j in range(batch)]).to(device))
-        posterior = model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device))
-        values.append(posterior.means().flatten(0, 1).float())
-    z = torch.cat(values)
+        values.append(model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device)).means().float())
+    return torch.cat(values)
+
+
+def latent_statistics(latents: Tensor) -> LatentStats:
+    """Per-channel mean and std of (n, S + N, C) latents; averaged over processes."""
+    z = latents.flatten(0, 1)
     stats = torch.stack([z.mean(0), z.std(0).clamp(min=1e-4)])
     if dist.is_initialized():
         dist.all_reduce(stats)
@@ -250,9 +253,9 @@ class Trainer:
         latent_stats = None
         if cfg.stage in ("ldm", "decoder-ft"):
             model.eval()  # the encoder is frozen: its statistics are fixed for the stage
-            latent_stats = latent_statistics(model, self.train_videos, self.train_photos, cfg.seed,
-                                             cfg.photo_share, max(cfg.batch // self.proc.world, 1), device,
-                                             self.proc.rank, self.proc.world)
+            latent_stats = latent_statistics(latent_means(model, self.train_videos, self.train_photos, cfg.seed,
+                                                          cfg.photo_share, max(cfg.batch // self.proc.world, 1),
+                                                          device, self.proc.rank, self.proc.world))
         self.objective = Objective(cfg, model, projector, ldm, frozen, latent_stats).to(device)
         self._freeze_for_stage()
         self.wrapped = self._distribute()
