@@ -42,7 +42,7 @@ from .model import Latents, geometry_features
 from .motion import motion_scores, normalise_motion
 from .pixels import to_8bit, to_model_range
 from .ratecontrol import length_grid, lengths_for_budget, lengths_for_quality
-from .sampler import euler_sample
+from .sampler import sample
 from .video_io import VideoReader, VideoWriter, extract_audio, output_kind
 from .weights import LoadedModel, load_model
 
@@ -471,7 +471,8 @@ class Codec:
             latents = Latents(values[:, :s], values[:, s:], keep)
             noise = batch.noise.to(self.device)
             with torch.no_grad(), self._autocast():
-                decoded = euler_sample(lambda x, t: self.loaded.model.velocity(x, t, latents), noise, steps)
+                decoded = sample(lambda x, t: self.loaded.model.velocity(x, t, latents), noise, steps,
+                                 self.loaded.card.refine_from)
             for (record, t), tile in zip(batch.units, decoded):
                 open_chunks.setdefault(record.index, (record, [None] * len(record.tiles)))[1][t] = tile
             for index in sorted(open_chunks):

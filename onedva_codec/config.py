@@ -36,6 +36,14 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     head_channels: int = 8  # feature maps between the pixel shuffle and the final conv
     tile_overlap: int = 64  # minimum overlap between neighbouring tiles, in pixels
+    # What the 1D tokens are (model.md, "1D tokens"):
+    #   "queries":  learned queries anywhere in the chunk, seen by the decoder in its sequence only;
+    #   "homes":    queries that each have a home (temporal group, position), in a coarse-to-fine
+    #               order; the decoder also adds each kept token at its home, as the structural latent;
+    #   "residual": each token is the encoder's feature at its home minus the structural latent there
+    #               (what the temporal mean lacks), added at its home; no queries.
+    tokens_1d: str = "queries"
+    tokens_1d_in_sequence: bool = True  # the decoder also attends to the 1D tokens as tokens of their own
 
     def __post_init__(self) -> None:
         if self.tile % self.patch:
@@ -47,6 +55,12 @@ class ModelConfig:
             raise ValueError("width must be a multiple of the number of heads")
         if not 0 <= self.tile_overlap < self.tile:
             raise ValueError("tile_overlap must be in [0, tile)")
+        if self.tokens_1d not in ("queries", "homes", "residual"):
+            raise ValueError(f"tokens_1d must be queries, homes or residual, not {self.tokens_1d!r}")
+        if self.tokens_1d == "queries" and not self.tokens_1d_in_sequence:
+            raise ValueError("1D tokens without homes must be in the decoder's sequence")
+        if self.enc_temporal_patch % self.dec_temporal_patch:
+            raise ValueError("the encoder's temporal patch must be a multiple of the decoder's")
 
     @property
     def grid(self) -> int:
@@ -81,8 +95,27 @@ CONFIGS: dict[str, ModelConfig] = {
         dec_width=32, dec_depth=1, dec_heads=2,
         head_channels=4, tile_overlap=8,
     ),
-    # The size we train and ship: 14.6M parameters, 27.9 MiB in bf16 (limit 30 MiB).
+    # The same with token homes and residual 1D tokens, for the tests of those paths.
+    "tiny-homes": ModelConfig(
+        name="tiny-homes", tile=32, patch=8, latent_channels=4,
+        enc_width=32, enc_depth=1, enc_heads=2,
+        dec_width=32, dec_depth=1, dec_heads=2,
+        head_channels=4, tile_overlap=8, tokens_1d="homes",
+    ),
+    "tiny-residual": ModelConfig(
+        name="tiny-residual", tile=32, patch=8, latent_channels=4,
+        enc_width=32, enc_depth=1, enc_heads=2,
+        dec_width=32, dec_depth=1, dec_heads=2,
+        head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
+    ),
+    # The first shipped size: 14.6M parameters, 27.9 MiB in bf16 (limit 30 MiB).
     "s": ModelConfig(name="s"),
+    # v2 (model.md): wider and deeper, a thicker head, 1D tokens with homes; ships with 8-bit weights.
+    "m": ModelConfig(name="m", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8, dec_heads=5,
+                     head_channels=16, tokens_1d="homes"),
+    "m-residual": ModelConfig(name="m-residual", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320,
+                              dec_depth=8, dec_heads=5, head_channels=16, tokens_1d="residual",
+                              tokens_1d_in_sequence=False),
 }
 
 

@@ -116,6 +116,33 @@ def unpatchify(tokens: Tensor, tp: int, p: int, t: int, h: int, w: int) -> Tenso
     return x.reshape(b, c, t, h, w)
 
 
+def _bit_reverse(values: Tensor, bits: int) -> Tensor:
+    out = torch.zeros_like(values)
+    for bit in range(bits):
+        out |= ((values >> bit) & 1) << (bits - 1 - bit)
+    return out
+
+
+def token_homes(cfg: ModelConfig) -> tuple[Tensor, Tensor]:
+    """The home of each 1D slot, in slot order: (N,) temporal group (0 .. G-1, of the frames after
+    the first) and (N,) spatial position (row-major on the patch grid).
+
+    Slots run coarse to fine, so that every kept head covers the whole chunk as evenly as it
+    can: home (g, p) gets the slot whose bits are the reverse of g's bits followed by the bits of
+    p's Z-order (Morton) index. The first slots then fall far apart in space and time and later
+    ones fill the gaps between them.
+    """
+    groups, side = (cfg.frames - 1) // cfg.enc_temporal_patch, cfg.grid
+    g_bits, s_bits = groups.bit_length() - 1, side.bit_length() - 1
+    group, row, col = torch.meshgrid(torch.arange(groups), torch.arange(side), torch.arange(side), indexing="ij")
+    morton = torch.zeros_like(row)
+    for bit in range(s_bits):
+        morton |= ((row >> bit) & 1) << (2 * bit + 1) | ((col >> bit) & 1) << (2 * bit)
+    slot = _bit_reverse((group << (2 * s_bits)) | morton, g_bits + 2 * s_bits).flatten()
+    order = torch.argsort(slot)
+    return group.flatten()[order], (row * side + col).flatten()[order]
+
+
 def replicate_first_frame(video: Tensor, extra: int) -> Tensor:
     """Prepend `extra` copies of frame 0 so that 1 + 16 frames split into whole temporal patches."""
     if extra == 0:
@@ -268,8 +295,15 @@ class Encoder(nn.Module):
         groups = (cfg.frames - 1) // tp + 1
         self.patch_embed = nn.Linear(3 * tp * p * p, d)
         self.register_buffer("patch_pos", sincos_grid((groups, cfg.grid, cfg.grid), d), persistent=False)
-        # One learned vector per query; it is at once the query and its position.
-        self.queries = nn.Parameter(torch.randn(cfg.max_1d_tokens, d) * 0.02)
+        if cfg.tokens_1d != "queries":
+            home_group, home_pos = token_homes(cfg)
+            # Encoder patch index of each slot's home; group 0 is the first frame's.
+            self.register_buffer("home_index", (home_group + 1) * cfg.structural_tokens + home_pos,
+                                 persistent=False)
+        if cfg.tokens_1d != "residual":
+            # One learned vector per query; it is at once the query and its position (plus, with homes,
+            # the fixed position of its home).
+            self.queries = nn.Parameter(torch.randn(cfg.max_1d_tokens, d) * 0.02)
         self.geometry_embed = ScalarEmbedder(d, scale=100.0)
         self.geometry_kind = nn.Parameter(torch.randn(GEOMETRY_TOKENS, d) * 0.02)
         self.blocks = nn.ModuleList(EncoderBlock(d, cfg.enc_heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
@@ -283,7 +317,11 @@ class Encoder(nn.Module):
         x = replicate_first_frame(video, cfg.enc_temporal_patch - 1)
         patches = self.patch_embed(patchify(x, cfg.enc_temporal_patch, cfg.patch)) + self.patch_pos
         geo = self.geometry_embed(geometry) + self.geometry_kind
-        tokens = torch.cat([geo, patches, self.queries.expand(b, -1, -1)], dim=1)
+        parts = [geo, patches]
+        if cfg.tokens_1d != "residual":
+            queries = self.queries + (self.patch_pos[self.home_index] if cfg.tokens_1d == "homes" else 0)
+            parts.append(queries.expand(b, -1, -1))
+        tokens = torch.cat(parts, dim=1)
         for block in self.blocks:
             tokens = block(tokens)
         tokens = self.norm(tokens)
@@ -292,7 +330,12 @@ class Encoder(nn.Module):
         patch_feats = tokens[:, GEOMETRY_TOKENS:GEOMETRY_TOKENS + n_patches]
         structural = patch_feats.reshape(b, -1, cfg.structural_tokens, patch_feats.shape[-1]).mean(dim=1)
         s_mean, s_logvar = self.to_structural(structural).chunk(2, dim=-1)
-        q_mean, q_logvar = self.to_1d(tokens[:, GEOMETRY_TOKENS + n_patches:]).chunk(2, dim=-1)
+        if cfg.tokens_1d == "residual":  # what the temporal mean lacks at each slot's home
+            residual = patch_feats - structural.repeat(1, n_patches // cfg.structural_tokens, 1)
+            tokens_1d = residual[:, self.home_index]
+        else:
+            tokens_1d = tokens[:, GEOMETRY_TOKENS + n_patches:]
+        q_mean, q_logvar = self.to_1d(tokens_1d).chunk(2, dim=-1)
         return Posterior(s_mean, s_logvar.clamp(-30, 20), q_mean, q_logvar.clamp(-30, 20))
 
 
@@ -309,9 +352,17 @@ class Decoder(nn.Module):
         self.structural_embed = nn.Linear(c, d)
         self.structural_to_patches = nn.Linear(c, d)
         self.register_buffer("structural_pos", sincos_grid((cfg.grid, cfg.grid), d), persistent=False)
-        self.tokens_1d_embed = nn.Linear(c, d)
-        self.tokens_1d_pos = nn.Parameter(torch.randn(cfg.max_1d_tokens, d) * 0.02)
-        self.pad_token = nn.Parameter(torch.randn(d) * 0.02)
+        if cfg.tokens_1d_in_sequence:
+            self.tokens_1d_embed = nn.Linear(c, d)
+            self.tokens_1d_pos = nn.Parameter(torch.randn(cfg.max_1d_tokens, d) * 0.02)
+            self.pad_token = nn.Parameter(torch.randn(d) * 0.02)
+        if cfg.tokens_1d != "queries":
+            home_group, home_pos = token_homes(cfg)
+            # Where each home sits among (encoder group, position), to lay the slots out on the grid.
+            self.register_buffer("home_slot", torch.argsort(home_group * cfg.structural_tokens + home_pos),
+                                 persistent=False)
+            self.tokens_1d_to_patches = nn.Linear(c, d)
+            self.absent_at_home = nn.Parameter(torch.randn(d) * 0.02)
         self.t_embed = ScalarEmbedder(d)
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.final = FinalLayer(d, tp * p * p * cfg.head_channels)
@@ -328,15 +379,23 @@ class Decoder(nn.Module):
 
         patches = self.patch_embed(patchify(x, tp, p)) + self.patch_pos
         # Structural latent at its spatial position in every temporal group.
-        s_add = self.structural_to_patches(latents.structural)
-        patches = (patches.reshape(b, self.groups, cfg.structural_tokens, -1) + s_add[:, None]).flatten(1, 2)
-        structural = self.structural_embed(latents.structural) + self.structural_pos
-        tokens_1d = self.tokens_1d_embed(latents.tokens_1d)
-        tokens_1d = torch.where(latents.keep[..., None], tokens_1d, self.pad_token.to(tokens_1d.dtype))
-        tokens_1d = tokens_1d + self.tokens_1d_pos
+        patches = patches.reshape(b, self.groups, cfg.structural_tokens, -1)
+        patches = patches + self.structural_to_patches(latents.structural)[:, None]
+        if cfg.tokens_1d != "queries":  # each 1D token at its home: the decoder groups of its encoder group
+            at_home = self.tokens_1d_to_patches(latents.tokens_1d)
+            at_home = torch.where(latents.keep[..., None], at_home, self.absent_at_home.to(at_home.dtype))
+            at_home = at_home[:, self.home_slot].reshape(b, -1, cfg.structural_tokens, at_home.shape[-1])
+            at_home = at_home.repeat_interleave(cfg.enc_temporal_patch // tp, dim=1)
+            patches = torch.cat([patches[:, :1], patches[:, 1:] + at_home], dim=1)
+        patches = patches.flatten(1, 2)
+        sequence = [patches, self.structural_embed(latents.structural) + self.structural_pos]
+        if cfg.tokens_1d_in_sequence:
+            tokens_1d = self.tokens_1d_embed(latents.tokens_1d)
+            tokens_1d = torch.where(latents.keep[..., None], tokens_1d, self.pad_token.to(tokens_1d.dtype))
+            sequence.append(tokens_1d + self.tokens_1d_pos)
 
         c = self.t_embed(t)
-        tokens = torch.cat([patches, structural, tokens_1d], dim=1)
+        tokens = torch.cat(sequence, dim=1)
         tapped = None
         for index, block in enumerate(self.blocks):
             tokens = block(tokens, c)

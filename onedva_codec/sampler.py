@@ -1,8 +1,15 @@
-"""Flow-matching sampler: Euler steps from pure noise (t = 1) to data (t = 0).
+"""Flow-matching sampler: Euler steps towards data (t = 0).
 
 With x_t = (1 - t) x0 + t eps the velocity is dx/dt = eps - x0, so one Euler step
 from t to t' < t is x_t' = x_t + (t' - t) v. A single step from t = 1 is the
 deterministic stage-1 decoder: x0 = eps - v.
+
+With `refine_from` t0 < 1, more steps refine the one-step estimate instead of
+starting over: the first step gives x0^ from pure noise, which is noised back to
+t0 with the same noise, x_t0 = (1 - t0) x0^ + t0 eps, and the remaining steps run
+from t0 to 0. The latents fix the content at t = 1, so the later steps only have
+to add the detail one step cannot draw, and `steps = 1` stays the deterministic
+decoder.
 """
 
 from __future__ import annotations
@@ -15,17 +22,26 @@ from torch import Tensor
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (x_t, t of shape (B,)) -> v
 
 
-def timesteps(steps: int) -> Tensor:
-    """The `steps + 1` times visited, from 1 down to 0, evenly spaced."""
+def timesteps(steps: int, start: float = 1.0) -> Tensor:
+    """The `steps + 1` times visited, from `start` down to 0, evenly spaced."""
     if steps < 1:
         raise ValueError("steps must be at least 1")
-    return torch.linspace(1.0, 0.0, steps + 1)
+    return torch.linspace(start, 0.0, steps + 1)
 
 
-def euler_sample(velocity: VelocityFn, noise: Tensor, steps: int) -> Tensor:
-    x = noise
-    ts = timesteps(steps).tolist()
+def _euler(velocity: VelocityFn, x: Tensor, ts: list[float]) -> Tensor:
     for t, t_next in zip(ts[:-1], ts[1:]):
         t_batch = torch.full((x.shape[0],), t, device=x.device)
         x = x + (t_next - t) * velocity(x, t_batch).to(x.dtype)
     return x
+
+
+def sample(velocity: VelocityFn, noise: Tensor, steps: int, refine_from: float = 1.0) -> Tensor:
+    """Decode from `noise` in `steps` model calls; see the module's note for `refine_from`."""
+    if not 0.0 < refine_from <= 1.0:
+        raise ValueError(f"refine_from must be in (0, 1], not {refine_from}")
+    if steps == 1 or refine_from == 1.0:
+        return _euler(velocity, noise, timesteps(steps).tolist())
+    x0 = _euler(velocity, noise, [1.0, 0.0])
+    x = (1 - refine_from) * x0 + refine_from * noise
+    return _euler(velocity, x, timesteps(steps - 1, refine_from).tolist())

@@ -28,6 +28,9 @@ from .model import OneDVA
 from .prior import EntropyPrior
 
 WEIGHTS_FILE = "model.safetensors"
+WEIGHT_FORMATS = ("bf16", "int8")
+_INT8_SCALE = ".int8_scale"  # the per-row scale of an int8 tensor is stored under its name plus this
+_INT8_MIN_SIZE = 4096  # smaller tensors (biases, norms, embeddings of a few rows) stay bf16
 PRIOR_FILE = "prior.safetensors"
 CARD_FILE = "card.json"
 CARD_FORMAT = "odva-model"
@@ -43,7 +46,9 @@ class ModelCard:
     motion_sigma: float
     quant_step: float = 0.5
     default_steps: int = 8
+    refine_from: float = 1.0  # multi-step decoding refines the one-step estimate from this t (sampler.py)
     weights_sha256: str = ""
+    weights_format: str = "bf16"  # or "int8": each matrix row scaled to int8 by its largest magnitude
     prior_sha256: str = ""
     prior_fit: dict = field(default_factory=dict)  # how the prior was fitted, informative
     training: dict = field(default_factory=dict)
@@ -55,11 +60,12 @@ class ModelCard:
             "config": self.config.to_dict(),
             "weights_file": WEIGHTS_FILE,
             "weights_sha256": self.weights_sha256,
+            "weights_format": self.weights_format,
             "entropy_prior": {"file": PRIOR_FILE, "sha256": self.prior_sha256, "fit": self.prior_fit},
             "latent_stats": {"mean": self.latent_mean, "std": self.latent_std},
             "motion_stats": {"mu": self.motion_mu, "sigma": self.motion_sigma},
             "quantization": {"step": self.quant_step},
-            "sampling": {"default_steps": self.default_steps},
+            "sampling": {"default_steps": self.default_steps, "refine_from": self.refine_from},
             "training": self.training,
         }
 
@@ -78,7 +84,9 @@ class ModelCard:
             motion_sigma=float(data["motion_stats"]["sigma"]),
             quant_step=float(data["quantization"]["step"]),
             default_steps=int(data["sampling"]["default_steps"]),
+            refine_from=float(data["sampling"].get("refine_from", 1.0)),
             weights_sha256=str(data["weights_sha256"]),
+            weights_format=str(data.get("weights_format", "bf16")),
             prior_sha256=str(data["entropy_prior"]["sha256"]),
             prior_fit=dict(data["entropy_prior"].get("fit", {})),
             training=dict(data.get("training", {})),
@@ -119,11 +127,41 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _stored(state: dict[str, torch.Tensor], weights_format: str) -> dict[str, torch.Tensor]:
+    """A state dict as the weights file holds it: bf16, or matrices as int8 rows with a scale each."""
+    if weights_format not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weights format {weights_format!r}; one of {', '.join(WEIGHT_FORMATS)}")
+    out = {}
+    for name, value in state.items():
+        value = value.detach().float().cpu()
+        if weights_format == "int8" and value.ndim >= 2 and value.numel() >= _INT8_MIN_SIZE:
+            rows = value.flatten(1)
+            scale = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
+            out[name] = torch.round(rows / scale[:, None]).to(torch.int8).reshape(value.shape).contiguous()
+            out[name + _INT8_SCALE] = scale.contiguous()
+        else:
+            out[name] = value.to(torch.bfloat16).contiguous()
+    return out
+
+
+def _restored(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of `_stored`, in float32."""
+    state = {}
+    for name, value in tensors.items():
+        if name.endswith(_INT8_SCALE):
+            continue
+        scale = tensors.get(name + _INT8_SCALE)
+        value = value.float()
+        state[name] = value if scale is None else (value.flatten(1) * scale.float()[:, None]).reshape(value.shape)
+    return state
+
+
 def save_model(model: OneDVA, card: ModelCard, prior: EntropyPrior, folder: str | Path) -> ModelCard:
-    """Write `model` in bf16, its prior and its card to `folder`; returns the card with the hashes filled in."""
+    """Write `model` (as `card.weights_format` says), its prior and its card to `folder`; returns the
+    card with the hashes filled in."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = _stored(model.state_dict(), card.weights_format)
     with atomic_output(folder / WEIGHTS_FILE, force=True) as tmp:
         save_file(tensors, str(tmp), metadata={"config": card.config.name})
     card.weights_sha256 = file_sha256(folder / WEIGHTS_FILE)
@@ -176,8 +214,7 @@ def load_network(folder: Path, card: ModelCard, device: str | torch.device = "cp
                            f"{card.weights_sha256[:16]}); the model folder is damaged")
     model = OneDVA(card.config)
     try:
-        state = load_file(str(weights_path))
-        model.load_state_dict({k: v.float() for k, v in state.items()})
+        model.load_state_dict(_restored(load_file(str(weights_path))))
     except (RuntimeError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise WeightsError(f"{weights_path} does not fit config {card.config.name!r}: {first_line}") from None

@@ -11,7 +11,7 @@ PACK=$1; MINUTES=$2; OUT=$3; STEPS=${STEPS:-1800}; MODEL=${MODEL:-s}; WORKERS=${
 names=(baseline head16 dropout diffusion-only)
 changes=(""                                   # s as shipped: lr 5e-4, LPIPS + REPA, every 1D latent kept
          "--set model_changes=head_channels=16"  # a thicker pixel head (twice the feature maps)
-         "--set latent_dropout=true"          # stage 2's motion-driven 1D dropout from the start
+         "--set kept_lengths=motion"          # stage 2's motion-driven 1D dropout from the start
          "--set w_perc=0 --set w_repa=0")     # the flow-matching loss alone: cheaper steps
 mkdir -p "$OUT"
 for i in "${!names[@]}"; do

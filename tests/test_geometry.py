@@ -9,7 +9,7 @@ from onedva_codec.codec import _to_model_range, _to_uint8, unit_noise
 from onedva_codec.geometry import TileGrid, chunk_frames
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import Latents, geometry_features
-from onedva_codec.sampler import euler_sample
+from onedva_codec.sampler import sample
 
 
 @pytest.mark.parametrize("length", [1, 16, 17, 18, 40])
@@ -67,6 +67,6 @@ def test_tiled_decode_equals_untiled_where_one_tile_covers_the_frame(codec, heig
         kept = cfg.max_1d_tokens // 2  # quality 0.5, one unit
         latents = Latents(s, q, Latents.keep_mask(torch.tensor([kept]), cfg.max_1d_tokens))
         noise = unit_noise(9, 0, 0, (3, cfg.frames, cfg.tile, cfg.tile))[None]
-        out = euler_sample(lambda x, t: model.velocity(x, t, latents), noise, 2)
+        out = sample(lambda x, t: model.velocity(x, t, latents), noise, 2)
     untiled = _to_uint8(out[0, :, :, :height, :width])
     assert np.array_equal(tiled, untiled)

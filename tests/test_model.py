@@ -1,10 +1,11 @@
 """The network and the sampler: shapes, budgets and the flow-matching contract."""
 
+import pytest
 import torch
 
 from onedva_codec.config import CONFIGS, ModelConfig
 from onedva_codec.model import Latents, OneDVA, attention, count_parameters, geometry_features
-from onedva_codec.sampler import euler_sample
+from onedva_codec.sampler import sample
 
 
 def _untrained_but_wired(cfg: ModelConfig) -> OneDVA:
@@ -69,7 +70,7 @@ def test_euler_follows_a_straight_flow_exactly():
     """For x_t = (1 - t) x0 + t eps the velocity eps - x0 is constant: any step count lands on x0."""
     x0, eps = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     for steps in (1, 3, 8):
-        assert torch.allclose(euler_sample(lambda x, t: eps - x0, eps, steps), x0, atol=1e-5)
+        assert torch.allclose(sample(lambda x, t: eps - x0, eps, steps), x0, atol=1e-5)
 
 
 def test_one_step_from_pure_noise_is_the_clean_prediction():
@@ -81,6 +82,82 @@ def test_one_step_from_pure_noise_is_the_clean_prediction():
     latents = Latents(post.structural_mean, post.tokens_1d_mean, torch.ones(1, cfg.max_1d_tokens, dtype=torch.bool))
     noise = torch.randn_like(video)
     with torch.no_grad():
-        sampled = euler_sample(lambda x, t: model.velocity(x, t, latents), noise, 1)
+        sampled = sample(lambda x, t: model.velocity(x, t, latents), noise, 1)
         predicted = model.predict_clean(noise, torch.ones(1), latents)
     assert torch.allclose(sampled, predicted, atol=1e-5)
+
+
+def test_token_homes_cover_every_place_once_and_every_head_spreads_out():
+    from onedva_codec.model import token_homes
+    cfg = CONFIGS["tiny-homes"]
+    group, position = token_homes(cfg)
+    groups = (cfg.frames - 1) // cfg.enc_temporal_patch
+    assert len(set(zip(group.tolist(), position.tolist()))) == cfg.max_1d_tokens == groups * cfg.grid**2
+    # The first slots visit every temporal group before any place twice, and the first quarter of the
+    # slots covers a quarter of the grid's positions at every group.
+    assert sorted(group[:groups].tolist()) == list(range(groups))
+    quarter = cfg.max_1d_tokens // 4
+    assert len(set(position[:quarter].tolist())) == cfg.grid**2 // 4
+    rows, cols = position[:quarter] // cfg.grid, position[:quarter] % cfg.grid
+    assert len(set(rows.tolist())) == cfg.grid // 2 and len(set(cols.tolist())) == cfg.grid // 2
+
+
+@pytest.mark.parametrize("name", ["tiny-homes", "tiny-residual"])
+def test_1d_tokens_at_their_homes_change_only_what_is_kept(name):
+    cfg = CONFIGS[name]
+    model = _untrained_but_wired(cfg)
+    video, geometry = _inputs(cfg, 1)
+    post = model.encode(video, geometry)
+    keep = Latents.keep_mask(torch.tensor([10]), cfg.max_1d_tokens)
+    other = post.tokens_1d_mean.clone()
+    other[:, 10:] = torch.randn_like(other[:, 10:]) * 5
+    t = torch.full((1,), 0.5)
+    with torch.no_grad():
+        a = model.velocity(video, t, Latents(post.structural_mean, post.tokens_1d_mean, keep))
+        b = model.velocity(video, t, Latents(post.structural_mean, other, keep))
+        c = model.velocity(video, t, Latents(post.structural_mean, other, torch.ones_like(keep)))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_refining_sampler_keeps_one_step_and_lands_on_a_straight_flow():
+    x0, eps = torch.randn(2, 3, 5, 4, 4), torch.randn(2, 3, 5, 4, 4)
+    exact = lambda x, t: eps - x0  # noqa: E731 - the velocity of the straight path through x0 and eps
+    for steps in (1, 2, 8):
+        assert torch.allclose(sample(exact, eps, steps, refine_from=0.4), x0, atol=1e-5)
+    calls = []
+
+    def counted(x, t):
+        calls.append(float(t[0]))
+        return exact(x, t)
+    sample(counted, eps, 4, refine_from=0.5)
+    assert calls[0] == 1.0 and calls[1] == 0.5 and len(calls) == 4  # one step from noise, then from t0
+
+
+def test_refining_from_a_one_step_estimate_noises_it_with_the_same_noise():
+    eps = torch.randn(1, 3, 5, 4, 4)
+    blurry = torch.zeros_like(eps)
+    seen = []
+
+    def velocity(x, t):
+        seen.append(x.clone())
+        return x - blurry if float(t[0]) == 1.0 else torch.zeros_like(x)
+    sample(velocity, eps, 2, refine_from=0.3)
+    assert torch.allclose(seen[1], 0.7 * blurry + 0.3 * eps)
+
+
+def test_int8_weights_are_a_quarter_of_float32_and_decode_nearly_alike(tmp_path):
+    from dataclasses import replace
+
+    from helpers import TINY_MODEL
+    from onedva_codec.weights import load_model, save_model
+    loaded = load_model(TINY_MODEL)
+    card = save_model(loaded.model, replace(loaded.card, weights_format="int8"), loaded.prior, tmp_path)
+    int8 = load_model(tmp_path)
+    assert card.weights_format == int8.card.weights_format == "int8"
+    assert (tmp_path / "model.safetensors").stat().st_size < 0.7 * (TINY_MODEL / "model.safetensors").stat().st_size
+    video, geometry = _inputs(loaded.card.config, 1)
+    with torch.no_grad():
+        a = loaded.model.encode(video, geometry).means()
+        b = int8.model.encode(video, geometry).means()
+    assert (a - b).abs().max() < 0.05 * a.abs().max()

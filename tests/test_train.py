@@ -224,3 +224,47 @@ def test_heldout_writes_centre_crops_of_the_held_out_videos_losslessly(pack, tmp
     t, h, w, _ = video.shape
     top, left = (h - 32) // 2, (w - 32) // 2
     assert np.array_equal(frames, video[:, top:top + 32, left:left + 32])
+
+
+def _train_rate(pack, w_rate: float, steps: int = 100) -> tuple[list[float], list[float]]:
+    """v2's stage 1 on a fixed batch: noisy quantized latents, their bits under a learned density."""
+    torch.manual_seed(0)
+    cfg = _config("stage1", pack, Path("unused"), model="tiny-homes",
+                  settings={"w_perc": 0, "w_repa": 0, "latents": "quantized", "quant_step": 0.5,
+                            "w_rate": w_rate, "x0_weight_cap": 5})
+    objective = Objective(cfg, OneDVA(CONFIGS["tiny-homes"]), None, None, Frozen(), None)
+    data = Pack(pack)
+    clips = TrainClips(data.videos("train"), data.photos("train"), 17, 32, 0)
+    batch = to_model_range(torch.stack([clips[i] for i in range(4)]))
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-2)
+    rates, diffs = [], []
+    for step in range(steps):
+        loss, parts = objective(batch, torch.full((4,), 0.5), torch.Generator().manual_seed(step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rates.append(parts["rate"].item())
+        diffs.append(parts["diff"].item())
+    return rates, diffs
+
+
+def test_rate_term_is_finite_and_falls_as_training_goes(pack):
+    rates, diffs = _train_rate(pack, w_rate=50.0)
+    almost_free, _ = _train_rate(pack, w_rate=1e-6)
+    assert np.isfinite(rates).all() and rates[0] > 0
+    assert np.mean(rates[-10:]) < 0.6 * np.mean(rates[:3]), (rates[:3], rates[-10:])
+    assert np.mean(rates[-10:]) < 0.6 * np.mean(almost_free[-10:]), almost_free[-10:]
+    assert np.mean(diffs[-10:]) < np.mean(diffs[:3])
+
+
+def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack, tmp_path):
+    settings = {"w_perc": 0, "w_repa": 0, "latents": "quantized", "quant_step": 0.5, "w_rate": 0.05,
+                "kept_lengths": "uniform", "refine_from": 0.5}
+    Trainer(_config("stage1", pack, tmp_path / "v2", steps=2, model="tiny-residual", settings=settings)).run()
+    from train.export import export
+    card = export(tmp_path / "v2", tmp_path / "model", weights_format="int8")
+    assert card.latent_mean == [0.0] * 4 and card.latent_std == [1.0] * 4 and card.quant_step == 0.5
+    assert card.refine_from == 0.5 and card.weights_format == "int8"
+    codec = Codec(tmp_path / "model", device="cpu")
+    decoded = codec.decode_array(codec.encode_array(synthetic_clip(20, 32, 40), 25), steps=3)
+    assert decoded.shape == (20, 32, 40, 3)

@@ -113,13 +113,17 @@ def resume(run: Annotated[Path, typer.Argument(help="Run folder to continue, e.g
 def export(checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint.pt, e.g. runs/ft")],
            out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write, e.g. -o weights")],
            data: DataOpt = None,
+           weights_format: Annotated[str, typer.Option(
+               "--weights-format", help="bf16, or int8 (matrices as int8 rows with a scale each), e.g. "
+                                        "--weights-format int8")] = "bf16",
            force: Annotated[bool, typer.Option("--force", help="Replace an existing model folder")] = False) -> None:
-    """Write a model folder (bf16 safetensors + card.json) that `odva --weights` loads."""
+    """Write a model folder (safetensors weights, entropy prior, card.json) that `odva --weights` loads."""
     from .export import export as export_model
     if (out / "model.safetensors").exists() and not force:
         raise FileExistsError(f"{out} already holds a model; pass --force to replace it")
-    card = export_model(checkpoint, out, data)
-    print(f"wrote {out}: config {card.config.name}, sha256 {card.weights_sha256[:16]}, "
+    card = export_model(checkpoint, out, data, weights_format=weights_format)
+    print(f"wrote {out}: config {card.config.name}, {card.weights_format} weights "
+          f"({(out / 'model.safetensors').stat().st_size / 2**20:.1f} MiB), sha256 {card.weights_sha256[:16]}, "
           f"default steps {card.default_steps}")
 
 

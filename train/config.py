@@ -45,12 +45,18 @@ class TrainConfig:
     workers: int = 8
     photo_share: float = 0.5  # share of pseudo-video samples
 
-    # Losses: total = w_diff L_diff + w_perc L_perc + w_kl L_KL + w_repa L_REPA + w_align L_align
+    # Losses: total = w_diff L_diff + w_perc L_perc + w_kl L_KL + w_repa L_REPA + w_align L_align + w_rate R
     w_diff: float = 10.0
     w_perc: float = 0.1
     w_kl: float = 1e-4
     w_repa: float = 0.1
     w_align: float = 0.0
+    w_rate: float = 0.0  # R: bits per pixel of the kept latents under a learned density (latents = "quantized")
+    x0_weight_cap: float = 400.0  # cap of L_diff's weight 1 / t^2 (400 is t = 0.05; 5 is Min-SNR-like)
+    # What the decoder is conditioned on: "kl" posterior samples, or "quantized": the posterior means
+    # plus uniform noise one quantization step wide (quant_step in latent units), as learned image
+    # codecs train; the exported card then quantizes with mean 0, std 1 and that step.
+    latents: str = "kl"
     perceptual_net: str = "alexnet"  # LPIPS network for the perceptual loss
     perceptual_frames: int = 4  # frames per clip that enter the perceptual loss
     repa_teacher: str = "vgg16"  # teacher network for REPA (docs/losses.md says why)
@@ -60,14 +66,15 @@ class TrainConfig:
     # Noise level and latent dropout
     t_mode: str = "one"  # "one": t = 1 always (stage 1); "logit-normal": t = sigmoid(N(0, 1))
     t_one_share: float = 0.1  # logit-normal mode: share of samples at t = 1
-    latent_dropout: bool = False  # motion-driven 1D latent lengths
-    full_share: float = 0.1  # latent dropout: share keeping every 1D latent
-    none_share: float = 0.1  # latent dropout: share keeping none (structural only)
+    kept_lengths: str = "all"  # 1D tokens kept: "all", "motion" (driven by the motion score) or "uniform"
+    full_share: float = 0.1  # motion or uniform: share keeping every 1D latent
+    none_share: float = 0.1  # motion or uniform: share keeping none (structural only)
     motion_momentum: float = 0.99  # EMA of the motion-score statistics
 
     # decoder-ft: what the decoder is conditioned on
     freeze_encoder: bool = False
-    quant_step: float = 0.5  # the codec's quantization step, in latent standard deviations
+    quant_step: float = 0.5  # the codec's quantization step: latent standard deviations, or latent units
+                             # where latents = "quantized"
     quantized_share: float = 0.5  # samples conditioned on quantized latents
     ldm_share: float = 0.25  # samples conditioned on the LDM's predicted clean latents
     ldm_t_max: float = 0.5  # noise level up to which the LDM's prediction is used
@@ -84,6 +91,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock budget; 0 for none. Saves before it runs out.
     stop_at: int = 0  # stop (and save) after this step although the schedule spans `steps`; 0: run to the end
     val_steps: int = 1  # decoding steps for validation
+    refine_from: float = 1.0  # multi-step decoding refines the one-step estimate from this t (exported too)
     val_clips: int = 16  # at most this many held-out clips
 
     def validate(self) -> None:
@@ -91,6 +99,12 @@ class TrainConfig:
             raise ValueError(f"unknown stage {self.stage!r}; one of {', '.join(STAGES)}")
         if self.t_mode not in ("one", "logit-normal"):
             raise ValueError(f"t_mode must be 'one' or 'logit-normal', not {self.t_mode!r}")
+        if self.kept_lengths not in ("all", "motion", "uniform"):
+            raise ValueError(f"kept_lengths must be all, motion or uniform, not {self.kept_lengths!r}")
+        if self.latents not in ("kl", "quantized"):
+            raise ValueError(f"latents must be kl or quantized, not {self.latents!r}")
+        if self.w_rate > 0 and self.latents != "quantized":
+            raise ValueError("the rate term (w_rate) needs latents = quantized")
         if self.stage in ("stage2", "align", "ldm", "decoder-ft") and not self.init:
             raise ValueError(f"{self.stage} starts from a previous stage's checkpoint: give --init")
         if self.stage == "decoder-ft" and self.ldm_share > 0 and not self.ldm:
@@ -107,11 +121,11 @@ class TrainConfig:
 
 # The paper's recipe (Teng et al., 2026), stage by stage.
 STAGE_DEFAULTS: dict[str, dict] = {
-    "stage1": dict(lr=5e-5, t_mode="one", latent_dropout=False, val_steps=1),
-    "stage2": dict(lr=1e-5, t_mode="logit-normal", latent_dropout=True, val_steps=8),
-    "align": dict(lr=1e-5, t_mode="logit-normal", latent_dropout=True, w_align=0.01, w_kl=1e-3, val_steps=8),
+    "stage1": dict(lr=5e-5, t_mode="one", kept_lengths="all", val_steps=1),
+    "stage2": dict(lr=1e-5, t_mode="logit-normal", kept_lengths="motion", val_steps=8),
+    "align": dict(lr=1e-5, t_mode="logit-normal", kept_lengths="motion", w_align=0.01, w_kl=1e-3, val_steps=8),
     "ldm": dict(lr=1e-4, weight_decay=0.0, val_steps=8),
-    "decoder-ft": dict(lr=1e-5, t_mode="logit-normal", latent_dropout=True, freeze_encoder=True, w_kl=0.0,
+    "decoder-ft": dict(lr=1e-5, t_mode="logit-normal", kept_lengths="motion", freeze_encoder=True, w_kl=0.0,
                        w_repa=0.0, val_steps=8),
 }
 

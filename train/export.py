@@ -29,7 +29,8 @@ def fitted_prior(latents: Tensor, card: ModelCard) -> tuple[EntropyPrior, dict]:
     return fit_prior(quantizer.quantize(latents).numpy(), card.config.structural_tokens)
 
 
-def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None, batch: int = 8) -> ModelCard:
+def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None, batch: int = 8,
+           weights_format: str = "bf16") -> ModelCard:
     """EMA weights in bf16, plus a card with the latent and motion statistics and the training history,
     and an entropy prior fitted to the quantized latents of training clips.
 
@@ -41,14 +42,19 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
     cfg = checkpoint["config"]
     model = model_from_checkpoint(checkpoint).eval()
     latents = _training_latents(model, data or cfg["data"], cfg["seed"], cfg["photo_share"], batch)
-    stats = checkpoint.get("latent_stats") or latent_statistics(latents).to_dict()
+    if cfg.get("latents", "kl") == "quantized":  # trained for a fixed step in latent units
+        channels = model.cfg.latent_channels
+        stats = {"mean": [0.0] * channels, "std": [1.0] * channels}
+    else:
+        stats = checkpoint.get("latent_stats") or latent_statistics(latents).to_dict()
     history = checkpoint.get("history", [])
     stochastic = any(h["stage"] != "stage1" for h in history) or cfg["stage"] != "stage1"
     motion = checkpoint["motion"]
     card = ModelCard(
         config=model.cfg, latent_mean=stats["mean"], latent_std=stats["std"],
         motion_mu=motion["mu"], motion_sigma=motion["sigma"], quant_step=cfg["quant_step"],
-        default_steps=8 if stochastic else 1,
+        default_steps=8 if stochastic else 1, refine_from=cfg.get("refine_from", 1.0),
+        weights_format=weights_format,
         training={"stages": history, "exported_from": str(checkpoint_path), "step": checkpoint["step"]},
     )
     prior, card.prior_fit = fitted_prior(latents, card)

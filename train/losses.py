@@ -15,17 +15,55 @@ and its most similar other 1D latent (top-1 cosine each).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from onedva_codec.lpips import LPIPS, VGG16Features, load_network_state, normalise_input
 from onedva_codec.model import MIN_T
+from onedva_codec.prior import slot_bands
 
 
-def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor) -> Tensor:
-    weight = t.clamp(min=MIN_T).pow(-2).view(-1, 1, 1, 1, 1)
+def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float = 400.0) -> Tensor:
+    """|x0^ - x0|^2 / t^2 (the v-loss), its weight capped: near t = 0 the input already holds the answer
+    and the latents hardly matter, so an uncapped weight spends the model on what decoding never needs."""
+    weight = t.clamp(min=MIN_T).pow(-2).clamp(max=weight_cap).view(-1, 1, 1, 1, 1)
     return ((x0_hat.float() - x0.float()).pow(2) * weight).mean()
+
+
+class LatentRate(nn.Module):
+    """Bits of quantized latents under a learned factorized density, for the rate term of training.
+
+    Latent values are modelled per channel, separately for the structural latent and for each band
+    of 1D slots (the bands of the codec's prior), as a mixture of logistics; a value with uniform
+    quantization noise costs -log2 of the density's mass on the step-wide bin around it. What
+    ships is the prior fitted at export to the model's actual symbols; this density only teaches
+    the encoder what a value costs.
+    """
+
+    def __init__(self, structural_tokens: int, max_1d_tokens: int, channels: int, step: float, components: int = 3):
+        super().__init__()
+        bands = torch.as_tensor(slot_bands(max_1d_tokens), dtype=torch.long)
+        self.register_buffer("group", torch.cat([torch.zeros(structural_tokens, dtype=torch.long), 1 + bands]),
+                             persistent=False)
+        groups = int(self.group.max()) + 1
+        self.step = step
+        spread = torch.linspace(-1.0, 1.0, components) * 2 * step
+        self.loc = nn.Parameter(spread.expand(groups, channels, components).clone())
+        self.log_scale = nn.Parameter(torch.full((groups, channels, components), math.log(2 * step)))
+        self.logit = nn.Parameter(torch.zeros(groups, channels, components))
+
+    def forward(self, values: Tensor, kept: Tensor) -> Tensor:
+        """(B, S + N, C) noisy latents, (B, S + N) bool kept -> (B,) bits of the kept values."""
+        v = values.float()[..., None]
+        loc, scale = self.loc[self.group], self.log_scale[self.group].exp()
+        upper = torch.sigmoid((v + self.step / 2 - loc) / scale)
+        lower = torch.sigmoid((v - self.step / 2 - loc) / scale)
+        mass = ((upper - lower) * torch.softmax(self.logit[self.group], dim=-1)).sum(-1)
+        bits = -torch.log2(mass.clamp(min=1e-9))
+        return (bits.sum(-1) * kept.float()).sum(-1)
 
 
 def frame_subset(video: Tensor, frames: Tensor) -> Tensor:

@@ -18,7 +18,8 @@ from onedva_codec.model import Latents, OneDVA, full_tile_geometry
 
 from .config import TrainConfig
 from .ldm import LatentDiT
-from .losses import RepaProjector, RepaTeacher, alignment_loss, flow_matching_loss, perceptual_loss, repa_loss
+from .losses import (LatentRate, RepaProjector, RepaTeacher, alignment_loss, flow_matching_loss, perceptual_loss,
+                     repa_loss)
 
 
 @dataclass
@@ -63,12 +64,16 @@ def sample_t(cfg: TrainConfig, batch: int, gen: torch.Generator, device: torch.d
 
 
 def dropout_lengths(cfg: TrainConfig, motion: Tensor, n_max: int, gen: torch.Generator) -> Tensor:
-    """Kept 1D lengths: round(s^ N eta) with eta = 2 sigmoid(z), z ~ N(0, 1); some full, some none."""
+    """Kept 1D lengths. "motion": round(s^ N eta) with eta = 2 sigmoid(z), z ~ N(0, 1); "uniform":
+    any length equally likely, so that every slot trains at every budget. Some full, some none."""
     device = motion.device
-    if not cfg.latent_dropout:
+    if cfg.kept_lengths == "all":
         return torch.full_like(motion, n_max, dtype=torch.long)
-    eta = 2 * torch.sigmoid(torch.randn(motion.shape, generator=gen, device=device))
-    lengths = torch.round(motion * n_max * eta).clamp(0, n_max).long()
+    if cfg.kept_lengths == "uniform":
+        lengths = torch.randint(0, n_max + 1, motion.shape, generator=gen, device=device)
+    else:
+        eta = 2 * torch.sigmoid(torch.randn(motion.shape, generator=gen, device=device))
+        lengths = torch.round(motion * n_max * eta).clamp(0, n_max).long()
     u = torch.rand(motion.shape, generator=gen, device=device)
     lengths = torch.where(u < cfg.full_share, torch.full_like(lengths, n_max), lengths)
     return torch.where((u >= cfg.full_share) & (u < cfg.full_share + cfg.none_share), torch.zeros_like(lengths),
@@ -81,6 +86,9 @@ class Objective(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.model = model
+        mcfg = model.cfg
+        self.rate = (LatentRate(mcfg.structural_tokens, mcfg.max_1d_tokens, mcfg.latent_channels, cfg.quant_step)
+                     if cfg.w_rate > 0 else None)
         self.projector = projector
         self.ldm = ldm  # trained in the ldm stage only
         self.frozen = frozen
@@ -97,6 +105,12 @@ class Objective(nn.Module):
         structural, tokens_1d = self._conditioning(posterior, gen)
         lengths = dropout_lengths(cfg, motion, mcfg.max_1d_tokens, gen)
         latents = Latents(structural, tokens_1d, Latents.keep_mask(lengths, mcfg.max_1d_tokens))
+        parts = {}
+        if self.rate is not None:
+            kept = torch.cat([torch.ones_like(latents.keep[:, :1]).expand(-1, mcfg.structural_tokens), latents.keep],
+                             dim=1)
+            pixels = x0.shape[2] * x0.shape[3] * x0.shape[4]
+            parts["rate"] = (self.rate(torch.cat([structural, tokens_1d], dim=1), kept) / pixels).mean()
 
         t = sample_t(cfg, b, gen, device)
         eps = torch.randn(x0.shape, generator=gen, device=device, dtype=x0.dtype)
@@ -106,12 +120,12 @@ class Objective(nn.Module):
         out = model.decoder(x_t, t, latents, tap_block=tap)
         x0_hat, tapped = out if tap is not None else (out, None)
 
-        parts = {"diff": flow_matching_loss(x0_hat, x0, t)}
+        parts["diff"] = flow_matching_loss(x0_hat, x0, t, cfg.x0_weight_cap)
         if self.frozen.lpips is not None:
             frames = torch.stack([torch.randperm(mcfg.frames, generator=gen, device=device)[:cfg.perceptual_frames]
                                   for _ in range(b)])
             parts["perc"] = perceptual_loss(self.frozen.lpips, x0_hat, x0, frames)
-        if cfg.w_kl > 0 and not cfg.freeze_encoder:
+        if cfg.w_kl > 0 and not cfg.freeze_encoder and cfg.latents == "kl":
             parts["kl"] = posterior.kl()
         if tapped is not None:
             n_groups = model.decoder.groups
@@ -121,20 +135,28 @@ class Objective(nn.Module):
                                       mcfg.dec_temporal_patch)
         if cfg.w_align > 0:
             parts["align"] = alignment_loss(posterior.structural_mean, posterior.tokens_1d_mean)
-        weights = {"diff": cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa, "align": cfg.w_align}
+        weights = {"diff": cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa, "align": cfg.w_align,
+                   "rate": cfg.w_rate}
         loss = sum(weights[k] * v for k, v in parts.items())
         return loss, parts
 
     def _conditioning(self, posterior, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """The latents the decoder sees: posterior samples, or, in decoder-ft, a per-sample mix of
-        quantized means, LDM predictions of the means, and the means themselves."""
+        """The latents the decoder sees: posterior samples or noisy means (see `latents`), or, in
+        decoder-ft, a per-sample mix of quantized means, LDM predictions of the means, and the means."""
         cfg = self.cfg
         if cfg.stage != "decoder-ft":
-            return posterior.sample(gen)
+            if cfg.latents == "kl":
+                return posterior.sample(gen)
+            def noisy(mean: Tensor) -> Tensor:
+                noise = torch.rand(mean.shape, generator=gen, device=mean.device, dtype=mean.dtype) - 0.5
+                return mean + cfg.quant_step * noise
+            return noisy(posterior.structural_mean), noisy(posterior.tokens_1d_mean)
         s = posterior.structural_mean.shape[1]
         z = posterior.means().detach()
         stats = self.latent_stats
-        quantizer = stats.quantizer(cfg.quant_step)
+        c = z.shape[-1]
+        quantizer = (stats.quantizer(cfg.quant_step) if cfg.latents == "kl"
+                     else Quantizer(cfg.quant_step, (0.0,) * c, (1.0,) * c))
         choices = [quantizer.dequantize(quantizer.quantize(z))]
         if self.frozen.ldm is not None:
             zn = stats.normalise(z)

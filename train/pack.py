@@ -11,6 +11,7 @@ is all a GPU machine may have.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +25,8 @@ from .sources import Source
 PACK_FORMAT = "odva-pack"
 PACK_VERSION = 1
 VIDEO_SHORT_SIDE = 288  # frames are stored downscaled to this (never upscaled)
-VIDEO_MAX_FRAMES = 250  # per video: more of one static scene adds bytes, not variety
+VIDEO_MAX_FRAMES = 300  # per source: more of one scene adds bytes faster than variety
+SEGMENT_FRAMES = 100  # a longer source gives segments of this length spread over it, each a pack video
 PHOTO_LONG_SIDE = 1280
 WEBP_QUALITY = 85
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".y4m", ".ogv", ".mpg", ".mpeg"}
@@ -44,13 +46,44 @@ def folder_sources(folder: Path, licence: str = "user-supplied") -> list[Source]
     return found
 
 
-def _image_file(source: Source) -> Path:
-    """A photo source is a file, or a wallpaper folder whose largest image is used."""
+def _open_photo(source: Source) -> Image.Image:
+    """A photo source is a file, a wallpaper folder whose largest image is used, or an Eet archive
+    (.edj) whose largest embedded JPEG is used."""
     path = Path(source.path)
     if path.is_dir():
         images = [p for p in (path / "contents" / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-        return max(images, key=lambda p: Image.open(p).size[0] * Image.open(p).size[1])
-    return path
+        return Image.open(max(images, key=lambda p: Image.open(p).size[0] * Image.open(p).size[1]))
+    if path.suffix == ".edj":
+        return _largest_embedded_jpeg(path.read_bytes())
+    return Image.open(path)
+
+
+def _largest_embedded_jpeg(data: bytes) -> Image.Image:
+    """The largest JPEG stored whole inside an archive: each JPEG starts with FF D8 FF."""
+    best = None
+    start = data.find(b"\xff\xd8\xff")
+    while start >= 0:
+        try:
+            image = Image.open(io.BytesIO(data[start:]))
+            image.load()
+            if best is None or image.width * image.height > best.width * best.height:
+                best = image
+        except OSError:
+            pass
+        start = data.find(b"\xff\xd8\xff", start + 3)
+    if best is None:
+        raise ValueError("no embedded JPEG found")
+    return best
+
+
+def _segments(first: int, stop: int) -> list[tuple[int, int]]:
+    """Frame ranges to keep of a source's frames [first, stop): all of them up to VIDEO_MAX_FRAMES,
+    else segments of SEGMENT_FRAMES spread evenly."""
+    if stop - first <= VIDEO_MAX_FRAMES:
+        return [(first, stop)]
+    count = VIDEO_MAX_FRAMES // SEGMENT_FRAMES
+    starts = [first + round(i * (stop - first - SEGMENT_FRAMES) / (count - 1)) for i in range(count)]
+    return [(s, s + SEGMENT_FRAMES) for s in starts]
 
 
 def _resized(image: Image.Image, scale: float) -> Image.Image:
@@ -81,34 +114,61 @@ def build_pack(sources: list[Source], out: Path, log: Callable[[str], None] = pr
         if not Path(source.path).exists():
             raise FileNotFoundError(f"{source.path} is missing; run scripts/install_data_sources.sh")
         item_id = _unique_id(source, taken)
-        entry = {"id": item_id, **asdict(source)}
         if source.kind == "video":
-            folder = out / "videos" / item_id
-            folder.mkdir(parents=True, exist_ok=True)
-            with VideoReader(source.path) as reader:
-                info = reader.info
-                scale = min(1.0, VIDEO_SHORT_SIDE / min(info.width, info.height))
-                count = 0
-                for frame in reader.frames():
-                    if count == VIDEO_MAX_FRAMES:
-                        break
-                    _resized(Image.fromarray(frame), scale).save(folder / f"{count:05d}.webp", quality=WEBP_QUALITY)
-                    count += 1
-            entry.update(frames=count, fps=[info.fps.numerator, info.fps.denominator],
-                         original_size=[info.width, info.height], scale=scale, folder=f"videos/{item_id}")
-            index["videos"].append(entry)
-            log(f"video {item_id}: {count} frames, {info.width}x{info.height} x {scale:.3f}, {source.split}")
+            for entry in _pack_video(source, item_id, out, taken):
+                index["videos"].append(entry)
+                log(f"video {entry['id']}: {entry['frames']} frames from {entry['first_frame']}, "
+                    f"{entry['original_size'][0]}x{entry['original_size'][1]} x {entry['scale']:.3f}, "
+                    f"{source.split}")
         else:
-            image = Image.open(_image_file(source)).convert("RGB")
+            image = _open_photo(source).convert("RGB")
+            if source.crop:
+                image = image.crop(source.crop)
             scale = min(1.0, PHOTO_LONG_SIDE / max(image.size))
             (out / "photos").mkdir(exist_ok=True)
             _resized(image, scale).save(out / "photos" / f"{item_id}.webp", quality=WEBP_QUALITY)
+            entry = {"id": item_id, **asdict(source)}
             entry.update(original_size=list(image.size), scale=scale, file=f"photos/{item_id}.webp")
             index["photos"].append(entry)
             log(f"photo {item_id}: {image.width}x{image.height} x {scale:.3f}, {source.split}")
     (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     (out / "files.md").write_text(file_table(index))
     return index
+
+
+def _pack_video(source: Source, item_id: str, out: Path, taken: set[str]) -> list[dict]:
+    """Write a video source's kept frames as one pack video per segment; returns their index entries."""
+    from onedva_codec.video_io import VideoReader  # PyAV: only needed to build
+
+    with VideoReader(source.path) as reader:
+        info = reader.info
+        first, stop = source.frames or (0, info.frames_hint or VIDEO_MAX_FRAMES)
+        segments = _segments(first, stop)
+        left, top, right, bottom = source.crop or (0, 0, info.width, info.height)
+        scale = min(1.0, VIDEO_SHORT_SIDE / min(right - left, bottom - top))
+        entries, written = [], 0
+        for number, frame in enumerate(reader.frames()):
+            inside = [i for i, (a, b) in enumerate(segments) if a <= number < b]
+            if number >= segments[-1][1]:
+                break
+            if not inside:
+                continue
+            segment = inside[0]
+            if segment == len(entries):
+                name = item_id if len(segments) == 1 else f"{item_id}-s{segment}"
+                taken.add(name)
+                folder = out / "videos" / name
+                folder.mkdir(parents=True, exist_ok=True)
+                entries.append({"id": name, **asdict(source), "first_frame": number, "frames": 0,
+                                "fps": [info.fps.numerator, info.fps.denominator],
+                                "original_size": [right - left, bottom - top], "scale": scale,
+                                "folder": f"videos/{name}"})
+                written = 0
+            image = Image.fromarray(frame[top:bottom, left:right])
+            _resized(image, scale).save(out / entries[-1]["folder"] / f"{written:05d}.webp", quality=WEBP_QUALITY)
+            written += 1
+            entries[-1]["frames"] = written
+    return entries
 
 
 def file_table(index: dict) -> str:
@@ -118,7 +178,7 @@ def file_table(index: dict) -> str:
         for e in sorted(index[kind], key=lambda e: (e["split"], e["path"])):
             w, h = e["original_size"]
             used = f"{round(w * e['scale'])}x{round(h * e['scale'])}"
-            used += f", {e['frames']} frames" if kind == "videos" else ""
+            used += f", frames {e['first_frame']}-{e['first_frame'] + e['frames'] - 1}" if kind == "videos" else ""
             lines.append(f"| {e['split']} | {e['kind']} | `{e['path']}` | {e['package']} | {e['licence']} | "
                          f"{e['credit']} | {used} |")
     return "\n".join(lines) + "\n"

