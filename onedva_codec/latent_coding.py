@@ -64,10 +64,10 @@ def coded_size_bound(bits: np.ndarray | float) -> np.ndarray:
 class TileCoder:
     """Codes the symbols of one tile at a time under one prior; the coder's models are built once.
 
-    A tile is coded in two passes: first every value whose table is fixed (all of them for a
-    factorized prior), then the values whose table depends on a context of first-pass values.
-    Within a pass values go grouped by table, in position order within a group, and the
-    pass's escaped values follow it.
+    A tile is coded in the prior's passes: first every value whose table is fixed, then (a lattice
+    prior) the structural values whose table and prediction come from values of earlier passes.
+    Within a pass values go grouped by table, in position order within a group, and the pass's
+    escaped symbols follow it.
     """
 
     def __init__(self, prior: EntropyPrior):
@@ -76,39 +76,17 @@ class TileCoder:
         # The frequencies are exact: they already sum to the coder's 2**24, so it takes them as they are.
         self._models = [categorical(row.astype(np.float64), perfect=False) for row in prior.tables]
         self._escape_model = categorical(escape_table().astype(np.float64), perfect=False)
-
-    @cached_property
-    def _first_pass(self) -> np.ndarray:
-        """Flat positions (token-major) of a full tile's first-pass values, in coding order. A tile
-        with fewer tokens codes the ones it has in the same order."""
-        positions = np.flatnonzero(~np.repeat(self.prior.contextual, self.prior.channels))
-        return positions[np.argsort(self._base_tables[positions], kind="stable")]
-
-    @cached_property
-    def _second_pass(self) -> np.ndarray:
-        """Flat positions of the values coded with a context, row by row (none for a factorized prior)."""
-        return np.flatnonzero(np.repeat(self.prior.contextual, self.prior.channels))
-
-    @cached_property
-    def _base_tables(self) -> np.ndarray:
-        return self.prior.index.ravel().astype(np.int64)
+        self._base_tables = prior.index.ravel().astype(np.int64)
+        channels = np.arange(prior.channels)
+        self._pass_positions = [(rows[:, None] * prior.channels + channels).ravel() for rows in prior.passes]
+        first = self._pass_positions[0]
+        self._first_order = first[np.argsort(self._base_tables[first], kind="stable")]
 
     def _check_shape(self, tokens: int, channels: int) -> None:
         prior = self.prior
         if channels != prior.channels or not prior.structural_tokens <= tokens <= prior.tokens:
             raise FormatError(f"a tile of {tokens} x {channels} latent values does not fit the prior "
                               f"({prior.structural_tokens}..{prior.tokens} x {prior.channels})")
-
-    def _passes(self, values: int, structural: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(positions in coding order, their tables) of each pass over a tile of `values` values. The
-        second pass needs the tile's (S, C) structural symbols, of which it reads the first pass's."""
-        first = self._first_pass[self._first_pass < values]
-        passes = [(first, self._base_tables[first])]
-        if structural is not None and self.prior.context_radius:
-            tables = self._base_tables[self._second_pass] + self.prior.contexts(structural).ravel()
-            order = np.argsort(tables, kind="stable")
-            passes.append((self._second_pass[order], tables[order]))
-        return passes
 
     def _groups(self, tables: np.ndarray) -> list[tuple[object, int, int]]:
         """(model, start, end) of each run of one table in a pass's tables, which are sorted."""
@@ -118,21 +96,32 @@ class TileCoder:
         models = self._models
         return [(models[k], end - count, end) for k, count, end in zip(used.tolist(), counts[used].tolist(), ends)]
 
+    def _context(self, flat: np.ndarray, pass_number: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tables and predictions (flat, in the pass's position order) of a contextual pass."""
+        prior = self.prior
+        structural = flat[: prior.structural_tokens * prior.channels].reshape(-1, prior.channels)
+        prediction, activity = prior.context(structural, pass_number)
+        return self._base_tables[self._pass_positions[pass_number]] + activity.ravel(), prediction.ravel()
+
     def encode(self, symbols: np.ndarray) -> bytes:
         """(T, C) int8 symbols, S <= T <= S + N -> the tile's bytes."""
         tokens, channels = symbols.shape
         self._check_shape(tokens, channels)
         flat = symbols.astype(np.int64).ravel()
-        radius = self.prior.radius
+        tables, entries = (a.ravel() for a in self.prior.codes(symbols))
+        escape = 2 * self.prior.radius + 1
         encoder = constriction.stream.queue.RangeEncoder()
-        for order, tables in self._passes(flat.size, symbols[: self.prior.structural_tokens]):
-            values = flat[order]
-            entries = alphabet_entries(values, radius).astype(np.int32)
-            for model, start, end in self._groups(tables):
-                encoder.encode(entries[start:end], model)
-            escaped = entries == 2 * radius + 1
+        for number, positions in enumerate(self._pass_positions):
+            if number == 0:
+                order = self._first_order[self._first_order < flat.size]
+            else:
+                order = positions[np.argsort(tables[positions], kind="stable")]
+            pass_entries = entries[order].astype(np.int32)
+            for model, start, end in self._groups(tables[order]):
+                encoder.encode(pass_entries[start:end], model)
+            escaped = pass_entries == escape
             if escaped.any():
-                encoder.encode((values[escaped] + SYMBOL_LIMIT).astype(np.int32), self._escape_model)
+                encoder.encode((flat[order][escaped] + SYMBOL_LIMIT).astype(np.int32), self._escape_model)
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, tokens: int) -> np.ndarray:
@@ -144,22 +133,27 @@ class TileCoder:
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         flat = np.zeros(tokens * prior.channels, dtype=np.int64)
         try:
-            self._decode_pass(decoder, flat, *self._passes(flat.size, None)[0])
-            if prior.context_radius:  # the contexts come from the first pass's values
-                structural = flat[: prior.structural_tokens * prior.channels].reshape(-1, prior.channels)
-                self._decode_pass(decoder, flat, *self._passes(flat.size, structural)[1])
+            order = self._first_order[self._first_order < flat.size]
+            self._decode_pass(decoder, flat, order, self._base_tables[order], 0)
+            for number in range(1, len(self._pass_positions)):
+                tables, prediction = self._context(flat, number)
+                order = np.argsort(tables, kind="stable")
+                self._decode_pass(decoder, flat, self._pass_positions[number][order], tables[order],
+                                  prediction[order])
         except (AssertionError, ValueError, RuntimeError) as exc:
             raise FormatError(f"latent data does not decode ({exc})") from None
         if not decoder.maybe_exhausted():
             raise FormatError("latent data runs on past its last value")
         return flat.astype(np.int8).reshape(tokens, prior.channels)
 
-    def _decode_pass(self, decoder, flat: np.ndarray, order: np.ndarray, tables: np.ndarray) -> None:
-        entries = np.empty(len(order), dtype=np.int64)
+    def _decode_pass(self, decoder, flat: np.ndarray, positions: np.ndarray, tables: np.ndarray,
+                     prediction: np.ndarray | int) -> None:
+        entries = np.empty(len(positions), dtype=np.int64)
         for model, start, end in self._groups(tables):
             entries[start:end] = decoder.decode(model, end - start)
-        values = entries - self.prior.radius
+        values = entries - self.prior.radius + prediction
         escaped = entries == 2 * self.prior.radius + 1
         if escaped.any():
             values[escaped] = decoder.decode(self._escape_model, int(escaped.sum())) - SYMBOL_LIMIT
-        flat[order] = values
+        # A damaged stream can predict beyond the symbol range; keep what the file holds in range.
+        flat[positions] = np.clip(values, -SYMBOL_LIMIT, SYMBOL_LIMIT)

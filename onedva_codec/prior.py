@@ -42,10 +42,13 @@ from safetensors.numpy import load_file, save_file
 PRECISION = 24  # bits of the coder's probabilities: frequencies sum to 2**PRECISION
 TOTAL = 1 << PRECISION
 SYMBOL_LIMIT = 127  # quantized symbols lie in [-127, 127]; escaped values are coded over this range
-KINDS = ("factorized", "checkerboard")
-CONTEXT_RADIUS = 4  # checkerboard contexts -4..4 (a fit on held-out tiles gained nothing from more)
+KINDS = ("factorized", "lattice")
+ACTIVITY_EDGES = (0, 1, 3, 7)  # neighbours' max - min: 0 | 1 | 2-3 | 4-7 | 8+ -> activity 0..4
+ACTIVITIES = len(ACTIVITY_EDGES) + 1
 _BAND_FRACTIONS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # upper edges of the 1D slot bands but the last
 _PSEUDO_COUNT = 0.5  # per alphabet entry when fitting (Krichevsky-Trofimov), so no symbol is impossible
+_NEIGHBOURS = {1: ((-1, -1), (-1, 1), (1, -1), (1, 1)),  # class 1 sees the class-0 diagonals
+               2: ((-1, 0), (1, 0), (0, -1), (0, 1))}  # class 2 sees its four sides, of class 0 and 1
 
 
 def frequencies(probabilities: np.ndarray) -> np.ndarray:
@@ -76,63 +79,67 @@ def slot_bands(max_1d_tokens: int) -> np.ndarray:
     return np.searchsorted(np.array(edges), np.arange(max_1d_tokens), side="right")
 
 
-def anchors(structural_tokens: int) -> np.ndarray:
-    """(S,) True where row + column of the square structural grid is even."""
+def lattice_classes(structural_tokens: int) -> np.ndarray:
+    """(S,) class of each position of the square structural grid: 0 where row and column are both
+    even, 1 where both are odd, 2 where one is (coded in that order)."""
     side = math.isqrt(structural_tokens)
     rows, cols = np.divmod(np.arange(structural_tokens), side)
-    return (rows + cols) % 2 == 0
+    return np.where(rows % 2 == cols % 2, rows % 2, 2)
 
 
-def prior_index(structural_tokens: int, max_1d_tokens: int, channels: int, banded: bool,
-                context_radius: int) -> np.ndarray:
-    """(S + N, C) base table numbers. Tables 0..C-1 code the structural channels (their anchors, with
-    a context); with a context, the other structural positions of channel c use the 2r + 1 tables
-    from C + c (2r + 1); the 1D tokens follow, one table per channel and band (banded) or per channel."""
-    c, width = channels, 2 * context_radius + 1
+def prior_index(structural_tokens: int, max_1d_tokens: int, channels: int, banded: bool, lattice: bool
+                ) -> np.ndarray:
+    """(S + N, C) base table numbers. Tables 0..C-1 code the structural channels (under a lattice prior,
+    their class-0 positions); a lattice prior's class k of channel c uses the ACTIVITIES tables from
+    C + ((k - 1) C + c) ACTIVITIES; the 1D tokens follow, one table per channel and band (banded)
+    or per channel."""
+    c = channels
     structural = np.broadcast_to(np.arange(c), (structural_tokens, c)).copy()
-    if context_radius:
-        structural[~anchors(structural_tokens)] = c + np.arange(c) * width
-    first_1d = c + (c * width if context_radius else 0)
+    first_1d = c
+    if lattice:
+        classes = lattice_classes(structural_tokens)
+        for k in (1, 2):
+            structural[classes == k] = c + ((k - 1) * c + np.arange(c)) * ACTIVITIES
+        first_1d = c + 2 * c * ACTIVITIES
     bands = slot_bands(max_1d_tokens) if banded else np.zeros(max_1d_tokens, dtype=np.int64)
     tokens_1d = first_1d + bands[:, None] * c + np.arange(c)[None]
     return np.concatenate([structural, tokens_1d]).astype(np.int16)
 
 
-def alphabet_entries(symbols: np.ndarray, radius: int) -> np.ndarray:
-    """Symbols -> their entry in a table: -R..R -> 0..2R, anything else -> the escape, 2R + 1."""
-    symbols = symbols.astype(np.int64)
-    return np.where(np.abs(symbols) > radius, 2 * radius + 1, symbols + radius)
+def alphabet_entries(values: np.ndarray, radius: int) -> np.ndarray:
+    """Values -> their entry in a table: -R..R -> 0..2R, anything else -> the escape, 2R + 1."""
+    values = values.astype(np.int64)
+    return np.where(np.abs(values) > radius, 2 * radius + 1, values + radius)
 
 
 @dataclass(frozen=True, eq=False)
 class EntropyPrior:
-    tables: np.ndarray  # (K, 2R + 2) int64 frequencies: symbols -R..R, then the escape
+    tables: np.ndarray  # (K, 2R + 2) int64 frequencies: entries -R..R, then the escape
     index: np.ndarray  # (S + N, C) int16: the base table of each value of a full tile
     structural_tokens: int  # S
-    context_radius: int = 0  # c: 0 for kind "factorized", > 0 for "checkerboard"
+    kind: str = "factorized"  # or "lattice": structural values coded in three passes, with contexts
 
     def __post_init__(self) -> None:
         tables, index = self.tables, self.index
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown prior kind {self.kind!r}; known: {', '.join(KINDS)}")
         if tables.ndim != 2 or tables.shape[1] < 2 or tables.shape[1] % 2:
             raise ValueError(f"prior tables must be (K, 2R + 2), not {tables.shape}")
         if (tables < 1).any() or (tables.sum(axis=1) != TOTAL).any():
             raise ValueError(f"every prior table needs frequencies >= 1 summing to 2**{PRECISION}")
         if index.ndim != 2 or not 0 < self.structural_tokens <= index.shape[0]:
             raise ValueError("the prior's index does not cover its structural tokens")
-        if index.min() < 0 or index.max() + 2 * self.context_radius >= len(tables):
+        if self.kind == "lattice" and math.isqrt(self.structural_tokens) ** 2 != self.structural_tokens:
+            raise ValueError("a lattice prior needs a square structural grid")
+        highest = [int(index[rows].max()) + (ACTIVITIES - 1 if k else 0) for k, rows in enumerate(self.passes)]
+        if index.min() < 0 or max(highest) >= len(tables):
             raise ValueError("the prior's index names tables it does not have")
-        if self.radius > SYMBOL_LIMIT or self.context_radius < 0:
-            raise ValueError(f"prior radius {self.radius} or context {self.context_radius} out of range")
-        if self.context_radius and math.isqrt(self.structural_tokens) ** 2 != self.structural_tokens:
-            raise ValueError("a checkerboard context needs a square structural grid")
-
-    @property
-    def kind(self) -> str:
-        return "checkerboard" if self.context_radius else "factorized"
+        if self.radius > SYMBOL_LIMIT:
+            raise ValueError(f"prior radius {self.radius} exceeds the symbol range {SYMBOL_LIMIT}")
 
     @property
     def radius(self) -> int:
-        """R: the symbols -R..R have entries of their own; others are escaped."""
+        """R: the values -R..R have entries of their own; others are escaped."""
         return (self.tables.shape[1] - 2) // 2
 
     @property
@@ -144,61 +151,67 @@ class EntropyPrior:
         return self.index.shape[1]
 
     @cached_property
-    def contextual(self) -> np.ndarray:
-        """(S + N,) True for the positions whose table depends on a context (decoded second)."""
-        mask = np.zeros(self.tokens, dtype=bool)
-        if self.context_radius:
-            mask[: self.structural_tokens] = ~anchors(self.structural_tokens)
-        return mask
+    def passes(self) -> list[np.ndarray]:
+        """The token rows coded in each pass, in row order: first every 1D token and the structural
+        rows without a context, then (lattice) the structural rows of class 1, then of class 2."""
+        if self.kind == "factorized":
+            return [np.arange(self.tokens)]
+        classes = np.concatenate([lattice_classes(self.structural_tokens),
+                                  np.zeros(self.tokens - self.structural_tokens, dtype=np.int64)])
+        return [np.flatnonzero(classes == k) for k in range(3)]
 
     @cached_property
-    def _neighbours(self) -> tuple[np.ndarray, np.ndarray]:
-        """For each contextual position: the structural rows of its up to four anchor neighbours
-        (S where there is none, a row of zeros) and how many there are."""
+    def _neighbours(self) -> dict[int, np.ndarray]:
+        """For passes 1 and 2: the structural rows of each position's up to four neighbours of earlier
+        passes (-1 where the grid ends)."""
         side = math.isqrt(self.structural_tokens)
-        s = self.structural_tokens
-        rows, cols = np.divmod(np.flatnonzero(~anchors(s)), side)
-        found = []
-        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-            y, x = rows + dy, cols + dx
-            inside = (y >= 0) & (y < side) & (x >= 0) & (x < side)
-            found.append(np.where(inside, y * side + x, s))
-        neighbours = np.stack(found, axis=1)
-        return neighbours, (neighbours < s).sum(axis=1)
+        found = {}
+        for k, offsets in _NEIGHBOURS.items():
+            rows, cols = np.divmod(self.passes[k], side)
+            found[k] = np.stack([np.where((rows + dy >= 0) & (rows + dy < side) & (cols + dx >= 0) & (cols + dx < side),
+                                          (rows + dy) * side + cols + dx, -1) for dy, dx in offsets], axis=1)
+        return found
 
-    def contexts(self, structural: np.ndarray) -> np.ndarray:
-        """(..., S, C) structural symbols (only the anchors are read) -> (..., S', C) context of each
-        contextual position, 0..2c: the mean of its anchor neighbours, rounded half up, clipped."""
-        neighbours, count = self._neighbours
-        padded = np.concatenate([structural.astype(np.int64), np.zeros_like(structural[..., :1, :], np.int64)],
-                                axis=-2)
-        total = padded[..., neighbours, :].sum(axis=-2)
-        count = count[:, None]
-        mean = np.floor_divide(2 * total + count, 2 * count)  # round(total / count), halves up, in integers
-        return np.clip(mean, -self.context_radius, self.context_radius) + self.context_radius
+    def context(self, structural: np.ndarray, pass_number: int) -> tuple[np.ndarray, np.ndarray]:
+        """(..., S, C) structural symbols, of which the earlier passes' are read -> (..., n, C) prediction
+        and activity of each position of the pass: the mean of its neighbours rounded half up, and the
+        bucket of their spread (max - min) among ACTIVITY_EDGES."""
+        neighbours = self._neighbours[pass_number]
+        present = neighbours >= 0
+        values = structural.astype(np.int64)[..., np.where(present, neighbours, 0), :]  # (..., n, 4, C)
+        mask = present[..., None]
+        count = present.sum(axis=1)[:, None]
+        total = np.where(mask, values, 0).sum(axis=-2)
+        prediction = np.floor_divide(2 * total + count, 2 * count)
+        spread = np.where(mask, values, -(1 << 20)).max(axis=-2) - np.where(mask, values, 1 << 20).min(axis=-2)
+        return prediction, np.searchsorted(np.array(ACTIVITY_EDGES), spread, side="left")
 
-    def value_tables(self, symbols: np.ndarray) -> np.ndarray:
-        """(..., T, C) symbols, S <= T <= S + N -> (..., T, C) the table that codes each."""
+    def codes(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(..., T, C) symbols, S <= T <= S + N -> the table and the entry that code each value (..., T, C).
+        A value with a context is coded as its difference from the prediction; an escape stands for a
+        symbol (or difference) beyond the radius, and the escaped symbol itself follows it."""
         tables = np.broadcast_to(self.index[: symbols.shape[-2]].astype(np.int64), symbols.shape).copy()
-        if self.context_radius:
-            s = self.structural_tokens
-            rows = np.flatnonzero(self.contextual[:s])
-            tables[..., rows, :] += self.contexts(symbols[..., :s, :])
-        return tables
+        coded = symbols.astype(np.int64).copy()
+        for k in range(1, len(self.passes)):
+            rows = self.passes[k]
+            prediction, activity = self.context(symbols[..., : self.structural_tokens, :], k)
+            tables[..., rows, :] += activity
+            coded[..., rows, :] -= prediction
+        return tables, alphabet_entries(coded, self.radius)
 
     @cached_property
     def sha256(self) -> str:
         digest = hashlib.sha256()
         digest.update(f"odva-prior {self.kind} {PRECISION} {self.tables.shape} {self.index.shape} "
-                      f"{self.structural_tokens} {self.context_radius}".encode())
+                      f"{self.structural_tokens}".encode())
         digest.update(self.tables.astype("<i8").tobytes())
         digest.update(self.index.astype("<i2").tobytes())
         return digest.hexdigest()
 
     @cached_property
     def symbol_bits(self) -> np.ndarray:
-        """(K, 2R + 2) ideal code length of each symbol under each table; the escape entry includes
-        the escaped value's own code."""
+        """(K, 2R + 2) ideal code length of each entry under each table; the escape entry includes
+        the escaped symbol's own code."""
         bits = PRECISION - np.log2(self.tables.astype(np.float64))
         bits[:, -1] += PRECISION - np.log2(float(escape_table().min()))
         return bits
@@ -206,14 +219,13 @@ class EntropyPrior:
     def token_bits(self, symbols: np.ndarray | torch.Tensor) -> np.ndarray:
         """(..., T, C) symbols, S <= T <= S + N -> (..., T) ideal bits of each token under this prior."""
         symbols = symbols.cpu().numpy() if isinstance(symbols, torch.Tensor) else np.asarray(symbols)
-        entries = alphabet_entries(symbols, self.radius)
-        return self.symbol_bits[self.value_tables(symbols), entries].sum(axis=-1)
+        tables, entries = self.codes(symbols)
+        return self.symbol_bits[tables, entries].sum(axis=-1)
 
     def save(self, path: str | Path) -> None:
         save_file({"tables": self.tables.astype(np.int64), "index": self.index.astype(np.int16)}, str(path),
                   metadata={"kind": self.kind, "precision": str(PRECISION),
-                            "structural_tokens": str(self.structural_tokens),
-                            "context_radius": str(self.context_radius)})
+                            "structural_tokens": str(self.structural_tokens)})
 
     @classmethod
     def load(cls, path: str | Path) -> "EntropyPrior":
@@ -221,36 +233,32 @@ class EntropyPrior:
 
         with safe_open(str(path), "np") as f:
             metadata = f.metadata() or {}
-        if metadata.get("kind") not in KINDS:
-            raise ValueError(f"unknown prior kind {metadata.get('kind')!r}; known: {', '.join(KINDS)}")
         if metadata.get("precision") != str(PRECISION):
             raise ValueError(f"prior precision {metadata.get('precision')} is not {PRECISION}")
         tensors = load_file(str(path))
-        prior = cls(tensors["tables"].astype(np.int64), tensors["index"].astype(np.int16),
-                    int(metadata["structural_tokens"]), int(metadata["context_radius"]))
-        if prior.kind != metadata["kind"]:
-            raise ValueError(f"prior kind {metadata['kind']!r} does not match its context radius")
-        return prior
+        return cls(tensors["tables"].astype(np.int64), tensors["index"].astype(np.int16),
+                   int(metadata["structural_tokens"]), metadata.get("kind", ""))
 
 
-def _fitted(symbols: np.ndarray, structural_tokens: int, banded: bool, context_radius: int) -> EntropyPrior:
+def _fitted(symbols: np.ndarray, structural_tokens: int, banded: bool, lattice: bool) -> EntropyPrior:
     """A prior of the given layout whose tables are smoothed histograms of (n, S + N, C) symbols."""
     _, tokens, channels = symbols.shape
     radius = int(min(max(np.abs(symbols).max(), 1), SYMBOL_LIMIT))
-    index = prior_index(structural_tokens, tokens - structural_tokens, channels, banded, context_radius)
-    uniform = frequencies(np.ones((int(index.max()) + 2 * context_radius + 1, 2 * radius + 2)))
-    layout = EntropyPrior(uniform, index, structural_tokens, context_radius)
+    kind = "lattice" if lattice else "factorized"
+    index = prior_index(structural_tokens, tokens - structural_tokens, channels, banded, lattice)
+    uniform = frequencies(np.ones((int(index.max()) + (ACTIVITIES if lattice else 1), 2 * radius + 2)))
+    tables, entries = EntropyPrior(uniform, index, structural_tokens, kind).codes(symbols)
     counts = np.zeros(uniform.shape)
-    np.add.at(counts, (layout.value_tables(symbols).ravel(), alphabet_entries(symbols, radius).ravel()), 1.0)
-    return EntropyPrior(frequencies(counts + _PSEUDO_COUNT), index, structural_tokens, context_radius)
+    np.add.at(counts, (tables.ravel(), entries.ravel()), 1.0)
+    return EntropyPrior(frequencies(counts + _PSEUDO_COUNT), index, structural_tokens, kind)
 
 
 def fit_prior(symbols: np.ndarray, structural_tokens: int) -> tuple[EntropyPrior, dict]:
     """Fit a prior to (n, S + N, C) quantized symbols of full tiles.
 
     The radius is the largest magnitude seen. Whether the 1D tokens get one table per
-    slot band or one for all, and whether the structural latent gets a checkerboard
-    context, is decided on tiles the fit did not see: each layout is fitted on one
+    slot band or one for all, and whether the structural latent is coded with lattice
+    contexts, is decided on tiles the fit did not see: each layout is fitted on one
     half and scored on the other, and the best is refitted on all.
     Returns the prior and a report of that choice (held-out bits per value of each layout).
     """
@@ -262,13 +270,13 @@ def fit_prior(symbols: np.ndarray, structural_tokens: int) -> tuple[EntropyPrior
     fit, held = symbols[:half], symbols[half:]
     scores = {}
     for banded in (False, True):
-        for context in (0, CONTEXT_RADIUS) if square else (0,):
-            prior = _fitted(fit, structural_tokens, banded, context)
-            scores[(banded, context)] = float(prior.token_bits(held).sum()) / held.size
-    banded, context = min(scores, key=scores.get)
-    prior = _fitted(symbols, structural_tokens, banded, context)
+        for lattice in (False, True) if square else (False,):
+            prior = _fitted(fit, structural_tokens, banded, lattice)
+            scores[(banded, lattice)] = float(prior.token_bits(held).sum()) / held.size
+    banded, lattice = min(scores, key=scores.get)
+    prior = _fitted(symbols, structural_tokens, banded, lattice)
     report = {"radius": prior.radius, "kind": prior.kind, "bands": "log-spaced" if banded else "one",
               "tiles": len(symbols),
-              "held_out_bits_per_value": {f"{'banded' if b else 'one band'}, context {c}": round(v, 4)
-                                          for (b, c), v in scores.items()}}
+              "held_out_bits_per_value": {f"{'banded' if b else 'one band'}, {'lattice' if c else 'factorized'}":
+                                          round(v, 4) for (b, c), v in scores.items()}}
     return prior, report

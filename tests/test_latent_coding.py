@@ -28,9 +28,9 @@ def _symbols(tiles: int, seed: int = 0, spread: float = 3.0, smooth: bool = True
     return np.clip(np.round(values), -127, 127).astype(np.int8)
 
 
-@pytest.fixture(scope="module", params=["checkerboard", "factorized"])
+@pytest.fixture(scope="module", params=["lattice", "factorized"])
 def prior(request) -> EntropyPrior:
-    fitted = fit_prior(_symbols(64, smooth=request.param == "checkerboard"), S)[0]
+    fitted = fit_prior(_symbols(64, smooth=request.param == "lattice"), S)[0]
     assert fitted.kind == request.param
     return fitted
 
@@ -45,16 +45,16 @@ def test_frequencies_are_exact_and_never_zero():
 
 def test_fit_chooses_slot_bands_and_contexts_only_where_they_pay():
     _, smooth = fit_prior(_symbols(64), S)
-    assert (smooth["bands"], smooth["kind"]) == ("log-spaced", "checkerboard")
+    assert (smooth["bands"], smooth["kind"]) == ("log-spaced", "lattice")
     flat = _symbols(64, smooth=False)
     flat[:, S:] = np.round(np.random.default_rng(5).laplace(0, 3.0, (64, N, C)))  # one spread at every slot
     _, plain = fit_prior(flat, S)
     assert (plain["bands"], plain["kind"]) == ("one", "factorized")
 
 
-def test_a_context_saves_bits_on_a_smooth_structural_latent():
+def test_lattice_contexts_save_bits_on_a_smooth_structural_latent():
     scores = fit_prior(_symbols(64), S)[1]["held_out_bits_per_value"]
-    assert scores["banded, context 4"] < scores["banded, context 0"] - 0.05 * S / (S + N)
+    assert scores["banded, lattice"] < scores["banded, factorized"] - 0.05 * S / (S + N)
 
 
 @pytest.mark.parametrize("kept", [0, 1, 17, N])
@@ -184,7 +184,7 @@ def test_prior_identity_follows_the_format_document(prior):
     """docs/format.md: SHA-256 of a text line, then the tables (i64) and the index (i16), little-endian."""
     import hashlib
     text = (f"odva-prior {prior.kind} 24 {prior.tables.shape} {prior.index.shape} "
-            f"{prior.structural_tokens} {prior.context_radius}")
+            f"{prior.structural_tokens}")
     digest = hashlib.sha256(text.encode() + prior.tables.astype("<i8").tobytes() + prior.index.astype("<i2").tobytes())
     assert digest.hexdigest() == prior.sha256
     assert escape_table()[0] == 65794 and (escape_table()[1:] == 65793).all()
