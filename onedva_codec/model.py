@@ -167,7 +167,10 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = attention(self.q_norm(q).to(v.dtype), self.k_norm(k).to(v.dtype), v)
+        # Weights cast to the activations' dtype, so that bf16 autocast runs the fused norm kernel.
+        q = F.rms_norm(q, q.shape[-1:], self.q_norm.weight.to(q.dtype), self.q_norm.eps)
+        k = F.rms_norm(k, k.shape[-1:], self.k_norm.weight.to(k.dtype), self.k_norm.eps)
+        out = attention(q.to(v.dtype), k.to(v.dtype), v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -442,6 +445,3 @@ def _init_weights(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
