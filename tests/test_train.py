@@ -268,3 +268,18 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     codec = Codec(tmp_path / "model", device="cpu")
     decoded = codec.decode_array(codec.encode_array(synthetic_clip(20, 32, 40), 25), steps=3)
     assert decoded.shape == (20, 32, 40, 3)
+
+
+def test_each_stage_trains_what_its_stage_object_says(pack, tmp_path):
+    from train.stages import STAGES
+    Trainer(_config("stage1", pack, tmp_path / "s1", steps=1)).run()
+    for name, stage in STAGES.items():
+        settings = {"ldm_share": 0, "w_repa": 0} if stage.conditioning == "codec-mix" else {"w_repa": 0}
+        init = None if not stage.needs_init else str(tmp_path / "s1")
+        trainer = Trainer(_config(name, pack, tmp_path / name, init=init, settings=settings))
+        parts = {".".join(n.split(".")[:2]) for n in trainer.trainable}
+        expected = {"autoencoder": {"model.encoder", "model.decoder"}, "decoder": {"model.decoder"},
+                    "ldm": {n for n in parts if n.startswith("ldm.")}}[stage.trains]
+        assert parts == expected and parts, (name, parts)
+        assert all(not p.requires_grad for n, p in trainer.objective.named_parameters()
+                   if ".".join(n.split(".")[:2]) not in expected)

@@ -25,7 +25,7 @@ import typer
 from onedva_codec.errors import OdvaError
 
 from . import config as config_io
-from .config import STAGE_DEFAULTS
+from .stages import STAGES
 
 app = typer.Typer(name="odva-train", help=__doc__, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -85,15 +85,12 @@ def _register_stage(stage: str, summary: str) -> None:
                          workers=workers, ldm=ldm, model=model)
         _train(config_io.resolve(stage, str(config) if config else None, overrides, settings or []), resume=False)
 
-    defaults = ", ".join(f"{k}={v}" for k, v in STAGE_DEFAULTS[stage].items())
+    defaults = ", ".join(f"{k}={v}" for k, v in STAGES[stage].defaults.items())
     app.command(stage, help=f"{summary} Defaults: {defaults}.")(_user_errors(command))
 
 
-_register_stage("stage1", "Deterministic pretraining: the decoder sees pure noise (t = 1), no latent dropout.")
-_register_stage("stage2", "Stochastic post-training: logit-normal t, motion-driven 1D latent dropout.")
-_register_stage("align", "Latent alignment: 1D latents pulled to structural and 1D neighbours; larger KL.")
-_register_stage("ldm", "A small latent DiT over structural + 1D latents (the autoencoder frozen).")
-_register_stage("decoder-ft", "Decoder fine-tuning on LDM-predicted and quantized latents, encoder frozen.")
+for _stage in STAGES.values():
+    _register_stage(_stage.name, _stage.summary)
 
 
 @app.command()

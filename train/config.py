@@ -15,7 +15,7 @@ from pathlib import Path
 
 from onedva_codec.config import ModelConfig, get_config
 
-STAGES = ("stage1", "stage2", "align", "ldm", "decoder-ft")
+from .stages import Stage, get_stage
 
 
 @dataclass
@@ -72,7 +72,6 @@ class TrainConfig:
     motion_momentum: float = 0.99  # EMA of the motion-score statistics
 
     # decoder-ft: what the decoder is conditioned on
-    freeze_encoder: bool = False
     quant_step: float = 0.5  # the codec's quantization step: latent standard deviations, or latent units
                              # where latents = "quantized"
     quantized_share: float = 0.5  # samples conditioned on quantized latents
@@ -94,9 +93,12 @@ class TrainConfig:
     refine_from: float = 1.0  # multi-step decoding refines the one-step estimate from this t (exported too)
     val_clips: int = 16  # at most this many held-out clips
 
+    @property
+    def stage_spec(self) -> Stage:
+        return get_stage(self.stage)
+
     def validate(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"unknown stage {self.stage!r}; one of {', '.join(STAGES)}")
+        stage = self.stage_spec
         if self.t_mode not in ("one", "logit-normal"):
             raise ValueError(f"t_mode must be 'one' or 'logit-normal', not {self.t_mode!r}")
         if self.kept_lengths not in ("all", "motion", "uniform"):
@@ -105,10 +107,10 @@ class TrainConfig:
             raise ValueError(f"latents must be kl or quantized, not {self.latents!r}")
         if self.w_rate > 0 and self.latents != "quantized":
             raise ValueError("the rate term (w_rate) needs latents = quantized")
-        if self.stage in ("stage2", "align", "ldm", "decoder-ft") and not self.init:
+        if stage.needs_init and not self.init:
             raise ValueError(f"{self.stage} starts from a previous stage's checkpoint: give --init")
-        if self.stage == "decoder-ft" and self.ldm_share > 0 and not self.ldm:
-            raise ValueError("decoder-ft with ldm_share > 0 needs the ldm stage's checkpoint: give --ldm")
+        if stage.conditioning == "codec-mix" and self.ldm_share > 0 and not self.ldm:
+            raise ValueError(f"{self.stage} with ldm_share > 0 needs the ldm stage's checkpoint: give --ldm")
         if self.model_changes and self.init:
             raise ValueError("model_changes applies to a run from scratch; a run with --init keeps its model")
         model_config(self.model, self.model_changes)  # unknown names and bad values fail here, before any work
@@ -117,17 +119,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-# The paper's recipe (Teng et al., 2026), stage by stage.
-STAGE_DEFAULTS: dict[str, dict] = {
-    "stage1": dict(lr=5e-5, t_mode="one", kept_lengths="all", val_steps=1),
-    "stage2": dict(lr=1e-5, t_mode="logit-normal", kept_lengths="motion", val_steps=8),
-    "align": dict(lr=1e-5, t_mode="logit-normal", kept_lengths="motion", w_align=0.01, w_kl=1e-3, val_steps=8),
-    "ldm": dict(lr=1e-4, weight_decay=0.0, val_steps=8),
-    "decoder-ft": dict(lr=1e-5, t_mode="logit-normal", kept_lengths="motion", freeze_encoder=True, w_kl=0.0,
-                       w_repa=0.0, val_steps=8),
-}
 
 
 def model_config(name: str, changes: str = "") -> ModelConfig:
@@ -163,7 +154,7 @@ def _parse(cls: type, name: str, text: str):
 
 def resolve(stage: str, config_file: str | None, overrides: dict, settings: list[str]) -> TrainConfig:
     """Build a stage's config from its defaults, a TOML file, explicit options and key=value settings."""
-    values: dict = {"stage": stage, "out": f"runs/{stage}", **STAGE_DEFAULTS[stage]}
+    values: dict = {"stage": stage, "out": f"runs/{stage}", **get_stage(stage).defaults}
     if config_file:
         values.update(tomllib.loads(Path(config_file).read_text()))
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -96,11 +96,12 @@ class Objective(nn.Module):
 
     def forward(self, x0: Tensor, motion: Tensor, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         """(B, 3, T, H, W) clips in [-1, 1] and their normalised motion scores -> loss, parts."""
-        if self.cfg.stage == "ldm":
+        stage = self.cfg.stage_spec
+        if not stage.decodes:
             return self._ldm_loss(x0, gen)
         cfg, model, mcfg = self.cfg, self.model, self.model.cfg
         b, device = x0.shape[0], x0.device
-        with torch.set_grad_enabled(not cfg.freeze_encoder and torch.is_grad_enabled()):
+        with torch.set_grad_enabled(stage.trains_encoder and torch.is_grad_enabled()):
             posterior = model.encode(x0, full_tile_geometry(mcfg, b, device))
         structural, tokens_1d = self._conditioning(posterior, gen)
         lengths = dropout_lengths(cfg, motion, mcfg.max_1d_tokens, gen)
@@ -125,7 +126,7 @@ class Objective(nn.Module):
             frames = torch.stack([torch.randperm(mcfg.frames, generator=gen, device=device)[:cfg.perceptual_frames]
                                   for _ in range(b)])
             parts["perc"] = perceptual_loss(self.frozen.lpips, x0_hat, x0, frames)
-        if cfg.w_kl > 0 and not cfg.freeze_encoder and cfg.latents == "kl":
+        if cfg.w_kl > 0 and stage.trains_encoder and cfg.latents == "kl":
             parts["kl"] = posterior.kl()
         if tapped is not None:
             n_groups = model.decoder.groups
@@ -144,7 +145,7 @@ class Objective(nn.Module):
         """The latents the decoder sees: posterior samples or noisy means (see `latents`), or, in
         decoder-ft, a per-sample mix of quantized means, LDM predictions of the means, and the means."""
         cfg = self.cfg
-        if cfg.stage != "decoder-ft":
+        if cfg.stage_spec.conditioning == "posterior":
             if cfg.latents == "kl":
                 return posterior.sample(gen)
             def noisy(mean: Tensor) -> Tensor:

@@ -231,28 +231,29 @@ class Trainer:
         self.gpu_minutes = 0.0
         self.val_seconds = 0.0  # how long the last validation took, kept in reserve by the time budget
 
+        stage = cfg.stage_spec
         frozen = Frozen()
-        if cfg.stage != "ldm" and cfg.w_perc > 0:
+        if stage.decodes and cfg.w_perc > 0:
             frozen.lpips = LPIPS(cfg.perceptual_net).to(device)
         projector = None
-        if cfg.stage != "ldm" and cfg.w_repa > 0:
+        if stage.decodes and cfg.w_repa > 0:
             if not 0 <= cfg.repa_block < model.cfg.dec_depth:
                 raise ValueError(f"repa_block {cfg.repa_block} is not a block of the {model.cfg.dec_depth}-block "
                                  "decoder")
             frozen.teacher = RepaTeacher(model.cfg.grid).to(device)
             projector = RepaProjector(model.cfg.dec_width, frozen.teacher.channels)
         ldm = None
-        if cfg.stage == "ldm":
+        if stage.trains == "ldm":
             ldm = LatentDiT(model.cfg.structural_tokens + model.cfg.max_1d_tokens, model.cfg.latent_channels,
                             cfg.ldm_width, cfg.ldm_depth, cfg.ldm_heads)
-        if cfg.stage == "decoder-ft" and cfg.ldm:
+        if stage.conditioning == "codec-mix" and cfg.ldm:
             ldm_checkpoint = load_checkpoint(cfg.ldm)
             frozen.ldm = ldm_from_checkpoint(ldm_checkpoint).to(device).requires_grad_(False).eval()
             self.history += [h for h in ldm_checkpoint.get("history", []) if h not in self.history]
 
         model.to(device)
         latent_stats = None
-        if cfg.stage in ("ldm", "decoder-ft"):
+        if stage.fixes_latent_statistics:
             model.eval()  # the encoder is frozen: its statistics are fixed for the stage
             latent_stats = latent_statistics(latent_means(model, self.train_videos, self.train_photos, cfg.seed,
                                                           cfg.photo_share, max(cfg.batch // self.proc.world, 1),
@@ -274,10 +275,10 @@ class Trainer:
     # ------------------------------------------------------------------ setup
 
     def _freeze_for_stage(self) -> None:
-        cfg, obj = self.cfg, self.objective
-        if cfg.stage == "ldm":
+        stage, obj = self.cfg.stage_spec, self.objective
+        if stage.trains == "ldm":
             obj.model.requires_grad_(False)
-        elif cfg.freeze_encoder:
+        elif not stage.trains_encoder:
             obj.model.encoder.requires_grad_(False)
 
     def _distribute(self) -> torch.nn.Module:
@@ -399,7 +400,7 @@ class Trainer:
             self.motion.update(scores)
             motion = self.motion.normalise(scores)
         self.objective.train()
-        if cfg.stage in ("ldm", "decoder-ft"):
+        if cfg.stage_spec.fixes_latent_statistics:
             self.objective.model.encoder.eval()
         with self._autocast():
             loss, parts = self.wrapped(clips, motion, gen)
@@ -460,7 +461,7 @@ class Trainer:
         snapshot = self._weights()
         if self.proc.main and self.val_clips is not None:
             model = model_from_checkpoint(snapshot).to(self.proc.device).eval()
-            if self.cfg.stage == "ldm":
+            if not self.cfg.stage_spec.decodes:
                 ldm = ldm_from_checkpoint(snapshot).to(self.proc.device).eval()
                 log.write_val(self.step, {"ldm_loss": ldm_validation_loss(model, ldm, self.objective.latent_stats,
                                                                           self.val_clips, self.proc.device)})
