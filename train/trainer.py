@@ -464,7 +464,8 @@ class Trainer:
             if not self.cfg.stage_spec.decodes:
                 ldm = ldm_from_checkpoint(snapshot).to(self.proc.device).eval()
                 log.write_val(self.step, {"ldm_loss": ldm_validation_loss(model, ldm, self.objective.latent_stats,
-                                                                          self.val_clips, self.proc.device)})
+                                                                          self.val_clips, self.proc.device)},
+                              self._gpu_minutes())
             else:
                 quantizer = None
                 if self.cfg.latents == "quantized":  # as the codec will: rounded to the step
@@ -473,7 +474,7 @@ class Trainer:
                 results, grids = evaluate(model, self.val_clips, self.cfg.val_steps, self.proc.device,
                                           self.metrics, self._autocast, quantizer=quantizer,
                                           refine_from=self.cfg.refine_from)
-                log.write_val(self.step, results)
+                log.write_val(self.step, results, self._gpu_minutes())
                 save_samples(self.out / "samples", self.step, grids)
         if dist.is_initialized():
             dist.barrier()
@@ -577,8 +578,8 @@ class MetricsLog:
         self.note(f"step {step}/{steps} loss {means['loss']:.4g} ({parts}) |g| {means['grad_norm']:.3g} "
                   f"lr {lr:.2e} {samples_per_s_per_process:.1f} samples/s/proc{memory}")
 
-    def write_val(self, step: int, results: dict) -> None:
-        self._append({"step": step, "time": time.time(), "val": results})
+    def write_val(self, step: int, results: dict, gpu_minutes: float) -> None:
+        self._append({"step": step, "time": time.time(), "gpu_minutes": round(gpu_minutes, 2), "val": results})
         text = " | ".join(f"{k}: PSNR {v['psnr']:.2f} SSIM {v['ssim']:.3f} LPIPS {v['lpips']:.3f}"
                           if isinstance(v, dict) else f"{k} {v:.4g}" for k, v in results.items())
         self.note(f"val step {step}: {text}")
