@@ -81,6 +81,15 @@ class TileCoder:
         self._pass_positions = [(rows[:, None] * prior.channels + channels).ravel() for rows in prior.passes]
         first = self._pass_positions[0]
         self._first_order = first[np.argsort(self._base_tables[first], kind="stable")]
+        self._first_pass_cache: dict[int, tuple[np.ndarray, list]] = {}
+
+    def _first_pass(self, values: int) -> tuple[np.ndarray, list[tuple[object, int, int]]]:
+        """The first pass's positions in coding order and its groups, for a tile of `values` values.
+        They depend on the length alone, and a video's tiles share a few dozen lengths."""
+        if values not in self._first_pass_cache:
+            order = self._first_order[self._first_order < values]
+            self._first_pass_cache[values] = (order, self._groups(self._base_tables[order]))
+        return self._first_pass_cache[values]
 
     def _check_shape(self, tokens: int, channels: int) -> None:
         prior = self.prior
@@ -113,11 +122,12 @@ class TileCoder:
         encoder = constriction.stream.queue.RangeEncoder()
         for number, positions in enumerate(self._pass_positions):
             if number == 0:
-                order = self._first_order[self._first_order < flat.size]
+                order, groups = self._first_pass(flat.size)
             else:
                 order = positions[np.argsort(tables[positions], kind="stable")]
+                groups = self._groups(tables[order])
             pass_entries = entries[order].astype(np.int32)
-            for model, start, end in self._groups(tables[order]):
+            for model, start, end in groups:
                 encoder.encode(pass_entries[start:end], model)
             escaped = pass_entries == escape
             if escaped.any():
@@ -133,12 +143,11 @@ class TileCoder:
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         flat = np.zeros(tokens * prior.channels, dtype=np.int64)
         try:
-            order = self._first_order[self._first_order < flat.size]
-            self._decode_pass(decoder, flat, order, self._base_tables[order], 0)
+            self._decode_pass(decoder, flat, *self._first_pass(flat.size), 0)
             for number in range(1, len(self._pass_positions)):
                 tables, prediction = self._context(flat, number)
                 order = np.argsort(tables, kind="stable")
-                self._decode_pass(decoder, flat, self._pass_positions[number][order], tables[order],
+                self._decode_pass(decoder, flat, self._pass_positions[number][order], self._groups(tables[order]),
                                   prediction[order])
         except (AssertionError, ValueError, RuntimeError) as exc:
             raise FormatError(f"latent data does not decode ({exc})") from None
@@ -146,10 +155,10 @@ class TileCoder:
             raise FormatError("latent data runs on past its last value")
         return flat.astype(np.int8).reshape(tokens, prior.channels)
 
-    def _decode_pass(self, decoder, flat: np.ndarray, positions: np.ndarray, tables: np.ndarray,
+    def _decode_pass(self, decoder, flat: np.ndarray, positions: np.ndarray, groups: list[tuple[object, int, int]],
                      prediction: np.ndarray | int) -> None:
-        entries = np.empty(len(positions), dtype=np.int64)
-        for model, start, end in self._groups(tables):
+        entries = np.empty(len(positions), dtype=np.int32)
+        for model, start, end in groups:
             entries[start:end] = decoder.decode(model, end - start)
         values = entries - self.prior.radius + prediction
         escaped = entries == 2 * self.prior.radius + 1
