@@ -45,6 +45,7 @@ SYMBOL_LIMIT = 127  # quantized symbols lie in [-127, 127]; escaped values are c
 KINDS = ("factorized", "lattice")
 ACTIVITY_EDGES = (0, 1, 3, 7)  # neighbours' max - min: 0 | 1 | 2-3 | 4-7 | 8+ -> activity 0..4
 ACTIVITIES = len(ACTIVITY_EDGES) + 1
+_ACTIVITY_EDGES = np.array(ACTIVITY_EDGES)
 _BAND_FRACTIONS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # upper edges of the 1D slot bands but the last
 _PSEUDO_COUNT = 0.5  # per alphabet entry when fitting (Krichevsky-Trofimov), so no symbol is impossible
 _NEIGHBOURS = {1: ((-1, -1), (-1, 1), (1, -1), (1, 1)),  # class 1 sees the class-0 diagonals
@@ -161,30 +162,34 @@ class EntropyPrior:
         return [np.flatnonzero(classes == k) for k in range(3)]
 
     @cached_property
-    def _neighbours(self) -> dict[int, np.ndarray]:
-        """For passes 1 and 2: the structural rows of each position's up to four neighbours of earlier
-        passes (-1 where the grid ends)."""
+    def _neighbours(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For passes 1 and 2: each position's up to four neighbours of earlier passes, as structural
+        rows twice over (where the grid ends: row S, a row of zeros, for sums; the first neighbour
+        again, for the max and min), and how many there are."""
         side = math.isqrt(self.structural_tokens)
         found = {}
         for k, offsets in _NEIGHBOURS.items():
             rows, cols = np.divmod(self.passes[k], side)
-            found[k] = np.stack([np.where((rows + dy >= 0) & (rows + dy < side) & (cols + dx >= 0) & (cols + dx < side),
-                                          (rows + dy) * side + cols + dx, -1) for dy, dx in offsets], axis=1)
+            rows_of = np.stack([np.where((rows + dy >= 0) & (rows + dy < side) & (cols + dx >= 0) & (cols + dx < side),
+                                         (rows + dy) * side + cols + dx, -1) for dy, dx in offsets], axis=1)
+            present = rows_of >= 0
+            first = rows_of[np.arange(len(rows_of)), present.argmax(axis=1)]
+            found[k] = (np.where(present, rows_of, self.structural_tokens), np.where(present, rows_of, first[:, None]),
+                        present.sum(axis=1)[:, None])
         return found
 
     def context(self, structural: np.ndarray, pass_number: int) -> tuple[np.ndarray, np.ndarray]:
         """(..., S, C) structural symbols, of which the earlier passes' are read -> (..., n, C) prediction
         and activity of each position of the pass: the mean of its neighbours rounded half up, and the
         bucket of their spread (max - min) among ACTIVITY_EDGES."""
-        neighbours = self._neighbours[pass_number]
-        present = neighbours >= 0
-        values = structural.astype(np.int64)[..., np.where(present, neighbours, 0), :]  # (..., n, 4, C)
-        mask = present[..., None]
-        count = present.sum(axis=1)[:, None]
-        total = np.where(mask, values, 0).sum(axis=-2)
+        for_sums, for_extremes, count = self._neighbours[pass_number]
+        structural = structural.astype(np.int64)
+        padded = np.concatenate([structural, np.zeros_like(structural[..., :1, :])], axis=-2)
+        total = padded[..., for_sums, :].sum(axis=-2)
         prediction = np.floor_divide(2 * total + count, 2 * count)
-        spread = np.where(mask, values, -(1 << 20)).max(axis=-2) - np.where(mask, values, 1 << 20).min(axis=-2)
-        return prediction, np.searchsorted(np.array(ACTIVITY_EDGES), spread, side="left")
+        near = structural[..., for_extremes, :]
+        spread = near.max(axis=-2) - near.min(axis=-2)
+        return prediction, np.searchsorted(_ACTIVITY_EDGES, spread, side="left")
 
     def codes(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(..., T, C) symbols, S <= T <= S + N -> the table and the entry that code each value (..., T, C).
