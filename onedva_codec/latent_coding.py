@@ -105,12 +105,12 @@ class TileCoder:
         models = self._models
         return [(models[k], end - count, end) for k, count, end in zip(used.tolist(), counts[used].tolist(), ends)]
 
-    def _context(self, flat: np.ndarray, pass_number: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tables and predictions (flat, in the pass's position order) of a contextual pass."""
-        prior = self.prior
-        structural = flat[: prior.structural_tokens * prior.channels].reshape(-1, prior.channels)
-        prediction, activity = prior.context(structural, pass_number)
-        return self._base_tables[self._pass_positions[pass_number]] + activity.ravel(), prediction.ravel()
+    def _context(self, flat: np.ndarray, pass_number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, tables and predictions (flat, in the pass's position order) of a contextual pass."""
+        positions = self._pass_positions[pass_number]
+        positions = positions[positions < flat.size]
+        prediction, offset = self.prior.context(flat.reshape(-1, self.prior.channels), pass_number)
+        return positions, self._base_tables[positions] + offset.ravel(), prediction.ravel()
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """(T, C) int8 symbols, S <= T <= S + N -> the tile's bytes."""
@@ -124,7 +124,8 @@ class TileCoder:
             if number == 0:
                 order, groups = self._first_pass(flat.size)
             else:
-                order = positions[np.argsort(tables[positions], kind="stable")]
+                positions = positions[positions < flat.size]
+                order = positions[np.argsort(tables[positions].astype(np.int16), kind="stable")]  # radix sort
                 groups = self._groups(tables[order])
             pass_entries = entries[order].astype(np.int32)
             for model, start, end in groups:
@@ -144,11 +145,10 @@ class TileCoder:
         flat = np.zeros(tokens * prior.channels, dtype=np.int64)
         try:
             self._decode_pass(decoder, flat, *self._first_pass(flat.size), 0)
-            for number in range(1, len(self._pass_positions)):
-                tables, prediction = self._context(flat, number)
-                order = np.argsort(tables, kind="stable")
-                self._decode_pass(decoder, flat, self._pass_positions[number][order], self._groups(tables[order]),
-                                  prediction[order])
+            for number in range(1, len(self._pass_positions)):  # contexts come from earlier passes
+                positions, tables, prediction = self._context(flat, number)
+                order = np.argsort(tables.astype(np.int16), kind="stable")  # int16: a radix sort
+                self._decode_pass(decoder, flat, positions[order], self._groups(tables[order]), prediction[order])
         except (AssertionError, ValueError, RuntimeError) as exc:
             raise FormatError(f"latent data does not decode ({exc})") from None
         if not decoder.maybe_exhausted():

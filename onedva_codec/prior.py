@@ -46,6 +46,9 @@ KINDS = ("factorized", "lattice")
 ACTIVITY_EDGES = (0, 1, 3, 7)  # neighbours' max - min: 0 | 1 | 2-3 | 4-7 | 8+ -> activity 0..4
 ACTIVITIES = len(ACTIVITY_EDGES) + 1
 _ACTIVITY_EDGES = np.array(ACTIVITY_EDGES)
+MAGNITUDE_EDGES = (0, 1, 3)  # a reference token's |symbol|: 0 | 1 | 2-3 | 4+ -> magnitude 0..3
+MAGNITUDES = len(MAGNITUDE_EDGES) + 1
+_MAGNITUDE_EDGES = np.array(MAGNITUDE_EDGES)
 _BAND_FRACTIONS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # upper edges of the 1D slot bands but the last
 _PSEUDO_COUNT = 0.5  # per alphabet entry when fitting (Krichevsky-Trofimov), so no symbol is impossible
 _NEIGHBOURS = {1: ((-1, -1), (-1, 1), (1, -1), (1, 1)),  # class 1 sees the class-0 diagonals
@@ -88,12 +91,13 @@ def lattice_classes(structural_tokens: int) -> np.ndarray:
     return np.where(rows % 2 == cols % 2, rows % 2, 2)
 
 
-def prior_index(structural_tokens: int, max_1d_tokens: int, channels: int, banded: bool, lattice: bool
-                ) -> np.ndarray:
+def prior_index(structural_tokens: int, max_1d_tokens: int, channels: int, banded: bool, lattice: bool,
+                referenced: np.ndarray | None = None) -> np.ndarray:
     """(S + N, C) base table numbers. Tables 0..C-1 code the structural channels (under a lattice prior,
     their class-0 positions); a lattice prior's class k of channel c uses the ACTIVITIES tables from
     C + ((k - 1) C + c) ACTIVITIES; the 1D tokens follow, one table per channel and band (banded)
-    or per channel."""
+    or per channel; then, where `referenced` (N,) marks 1D slots with a reference token, MAGNITUDES
+    tables per channel and band for those."""
     c = channels
     structural = np.broadcast_to(np.arange(c), (structural_tokens, c)).copy()
     first_1d = c
@@ -103,8 +107,25 @@ def prior_index(structural_tokens: int, max_1d_tokens: int, channels: int, bande
             structural[classes == k] = c + ((k - 1) * c + np.arange(c)) * ACTIVITIES
         first_1d = c + 2 * c * ACTIVITIES
     bands = slot_bands(max_1d_tokens) if banded else np.zeros(max_1d_tokens, dtype=np.int64)
-    tokens_1d = first_1d + bands[:, None] * c + np.arange(c)[None]
+    per_channel = bands[:, None] * c + np.arange(c)[None]
+    tokens_1d = first_1d + per_channel
+    if referenced is not None and referenced.any():
+        first_referenced = first_1d + (int(bands.max()) + 1) * c
+        tokens_1d[referenced] = first_referenced + per_channel[referenced] * MAGNITUDES
     return np.concatenate([structural, tokens_1d]).astype(np.int16)
+
+
+def group_zero_references(home_group: np.ndarray, home_position: np.ndarray, structural_tokens: int) -> np.ndarray:
+    """(S + N,) reference rows for 1D tokens with homes: each token of a later temporal group refers to the
+    token of the same position in the first group, coded before it (-1 for the rest). Motion makes a
+    position's residuals large in every group at once, so the first one's size predicts the others'."""
+    home_group, home_position = np.asarray(home_group), np.asarray(home_position)
+    slot_of = {(0, int(p)): slot for slot, (g, p) in enumerate(zip(home_group, home_position)) if g == 0}
+    reference = np.full(structural_tokens + len(home_group), -1, dtype=np.int64)
+    for slot, (g, p) in enumerate(zip(home_group, home_position)):
+        if g != 0 and slot_of.get((0, int(p)), slot) < slot:
+            reference[structural_tokens + slot] = structural_tokens + slot_of[(0, int(p))]
+    return reference
 
 
 def alphabet_entries(values: np.ndarray, radius: int) -> np.ndarray:
@@ -119,6 +140,8 @@ class EntropyPrior:
     index: np.ndarray  # (S + N, C) int16: the base table of each value of a full tile
     structural_tokens: int  # S
     kind: str = "factorized"  # or "lattice": structural values coded in three passes, with contexts
+    # (S + N,) int16: the earlier row whose symbol's size is each 1D token's context (-1: none), or None
+    reference: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         tables, index = self.tables, self.index
@@ -132,7 +155,14 @@ class EntropyPrior:
             raise ValueError("the prior's index does not cover its structural tokens")
         if self.kind == "lattice" and math.isqrt(self.structural_tokens) ** 2 != self.structural_tokens:
             raise ValueError("a lattice prior needs a square structural grid")
-        highest = [int(index[rows].max()) + (ACTIVITIES - 1 if k else 0) for k, rows in enumerate(self.passes)]
+        if self.reference is not None:
+            rows = np.flatnonzero(self.reference >= 0)
+            if (self.reference.shape != (index.shape[0],) or (rows < self.structural_tokens).any()
+                    or (self.reference[rows] >= rows).any() or (self.reference[self.reference[rows]] >= 0).any()):
+                raise ValueError("a prior's references must point from 1D tokens to earlier ones without one")
+        extra = {"lattice": ACTIVITIES - 1, "reference": MAGNITUDES - 1}
+        highest = [int(index[rows].max()) + (extra[self.pass_kinds[k]] if k else 0)
+                   for k, rows in enumerate(self.passes) if len(rows)]
         if index.min() < 0 or max(highest) >= len(tables):
             raise ValueError("the prior's index names tables it does not have")
         if self.radius > SYMBOL_LIMIT:
@@ -153,37 +183,51 @@ class EntropyPrior:
 
     @cached_property
     def passes(self) -> list[np.ndarray]:
-        """The token rows coded in each pass, in row order: first every 1D token and the structural
-        rows without a context, then (lattice) the structural rows of class 1, then of class 2."""
-        if self.kind == "factorized":
-            return [np.arange(self.tokens)]
-        classes = np.concatenate([lattice_classes(self.structural_tokens),
-                                  np.zeros(self.tokens - self.structural_tokens, dtype=np.int64)])
-        return [np.flatnonzero(classes == k) for k in range(3)]
+        """The token rows coded in each pass, in row order: first every row without a context, then
+        (lattice) the structural rows of class 1, then of class 2, then (with references) the 1D tokens
+        that have a reference."""
+        context = np.zeros(self.tokens, dtype=np.int64)  # 0: none; 1, 2: lattice class; 3: reference
+        if self.kind == "lattice":
+            context[: self.structural_tokens] = lattice_classes(self.structural_tokens)
+        if self.reference is not None:
+            context[self.reference >= 0] = 3
+        return [np.flatnonzero(context == k) for k in range(4) if k == 0 or (context == k).any()]
 
     @cached_property
-    def _neighbours(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def pass_kinds(self) -> list[str]:
+        """What gives each pass its contexts: "none" (the first), "lattice" or "reference"."""
+        kinds = ["none"] + ["lattice", "lattice"] * (self.kind == "lattice")
+        return kinds + ["reference"] * (len(self.passes) - len(kinds))
+
+    @cached_property
+    def _neighbours(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """For passes 1 and 2: each position's up to four neighbours of earlier passes, as structural
         rows twice over (where the grid ends: row S, a row of zeros, for sums; the first neighbour
         again, for the max and min), and how many there are."""
         side = math.isqrt(self.structural_tokens)
-        found = {}
+        found = []
         for k, offsets in _NEIGHBOURS.items():
             rows, cols = np.divmod(self.passes[k], side)
             rows_of = np.stack([np.where((rows + dy >= 0) & (rows + dy < side) & (cols + dx >= 0) & (cols + dx < side),
                                          (rows + dy) * side + cols + dx, -1) for dy, dx in offsets], axis=1)
             present = rows_of >= 0
             first = rows_of[np.arange(len(rows_of)), present.argmax(axis=1)]
-            found[k] = (np.where(present, rows_of, self.structural_tokens), np.where(present, rows_of, first[:, None]),
-                        present.sum(axis=1)[:, None])
+            found.append((np.where(present, rows_of, self.structural_tokens),
+                          np.where(present, rows_of, first[:, None]), present.sum(axis=1)[:, None]))
         return found
 
-    def context(self, structural: np.ndarray, pass_number: int) -> tuple[np.ndarray, np.ndarray]:
-        """(..., S, C) structural symbols, of which the earlier passes' are read -> (..., n, C) prediction
-        and activity of each position of the pass: the mean of its neighbours rounded half up, and the
-        bucket of their spread (max - min) among ACTIVITY_EDGES."""
-        for_sums, for_extremes, count = self._neighbours[pass_number]
-        structural = structural.astype(np.int64)
+    def context(self, symbols: np.ndarray, pass_number: int) -> tuple[np.ndarray, np.ndarray]:
+        """(..., T, C) symbols, of which the earlier passes' are read -> (..., n, C) prediction and table
+        offset of each row of the pass below T. Lattice: the mean of the row's neighbours rounded half
+        up, and the bucket of their spread (max - min) among ACTIVITY_EDGES. Reference: no prediction,
+        and the bucket of the reference token's |symbol| among MAGNITUDE_EDGES."""
+        if self.pass_kinds[pass_number] == "reference":
+            rows = self.passes[pass_number]
+            rows = rows[rows < symbols.shape[-2]]
+            size = np.abs(symbols.astype(np.int64)[..., self.reference[rows], :])
+            return np.zeros_like(size), np.searchsorted(_MAGNITUDE_EDGES, size, side="left")
+        for_sums, for_extremes, count = self._neighbours[pass_number - 1]
+        structural = symbols[..., : self.structural_tokens, :].astype(np.int64)
         padded = np.concatenate([structural, np.zeros_like(structural[..., :1, :])], axis=-2)
         total = padded[..., for_sums, :].sum(axis=-2)
         prediction = np.floor_divide(2 * total + count, 2 * count)
@@ -198,9 +242,9 @@ class EntropyPrior:
         tables = np.broadcast_to(self.index[: symbols.shape[-2]].astype(np.int64), symbols.shape).copy()
         coded = symbols.astype(np.int64).copy()
         for k in range(1, len(self.passes)):
-            rows = self.passes[k]
-            prediction, activity = self.context(symbols[..., : self.structural_tokens, :], k)
-            tables[..., rows, :] += activity
+            rows = self.passes[k][self.passes[k] < symbols.shape[-2]]
+            prediction, offset = self.context(symbols, k)
+            tables[..., rows, :] += offset
             coded[..., rows, :] -= prediction
         return tables, alphabet_entries(coded, self.radius)
 
@@ -211,6 +255,8 @@ class EntropyPrior:
                       f"{self.structural_tokens}".encode())
         digest.update(self.tables.astype("<i8").tobytes())
         digest.update(self.index.astype("<i2").tobytes())
+        if self.reference is not None:
+            digest.update(self.reference.astype("<i2").tobytes())
         return digest.hexdigest()
 
     @cached_property
@@ -228,9 +274,11 @@ class EntropyPrior:
         return self.symbol_bits[tables, entries].sum(axis=-1)
 
     def save(self, path: str | Path) -> None:
-        save_file({"tables": self.tables.astype(np.int64), "index": self.index.astype(np.int16)}, str(path),
-                  metadata={"kind": self.kind, "precision": str(PRECISION),
-                            "structural_tokens": str(self.structural_tokens)})
+        tensors = {"tables": self.tables.astype(np.int64), "index": self.index.astype(np.int16)}
+        if self.reference is not None:
+            tensors["reference"] = self.reference.astype(np.int16)
+        save_file(tensors, str(path), metadata={"kind": self.kind, "precision": str(PRECISION),
+                                                "structural_tokens": str(self.structural_tokens)})
 
     @classmethod
     def load(cls, path: str | Path) -> "EntropyPrior":
@@ -241,31 +289,37 @@ class EntropyPrior:
         if metadata.get("precision") != str(PRECISION):
             raise ValueError(f"prior precision {metadata.get('precision')} is not {PRECISION}")
         tensors = load_file(str(path))
+        reference = tensors["reference"].astype(np.int64) if "reference" in tensors else None
         return cls(tensors["tables"].astype(np.int64), tensors["index"].astype(np.int16),
-                   int(metadata["structural_tokens"]), metadata.get("kind", ""))
+                   int(metadata["structural_tokens"]), metadata.get("kind", ""), reference)
 
 
-def _fitted(symbols: np.ndarray, structural_tokens: int, banded: bool, lattice: bool) -> EntropyPrior:
+def _fitted(symbols: np.ndarray, structural_tokens: int, banded: bool, lattice: bool,
+            reference: np.ndarray | None) -> EntropyPrior:
     """A prior of the given layout whose tables are smoothed histograms of (n, S + N, C) symbols."""
     _, tokens, channels = symbols.shape
     radius = int(min(max(np.abs(symbols).max(), 1), SYMBOL_LIMIT))
     kind = "lattice" if lattice else "factorized"
-    index = prior_index(structural_tokens, tokens - structural_tokens, channels, banded, lattice)
-    uniform = frequencies(np.ones((int(index.max()) + (ACTIVITIES if lattice else 1), 2 * radius + 2)))
-    tables, entries = EntropyPrior(uniform, index, structural_tokens, kind).codes(symbols)
+    referenced = None if reference is None else reference[structural_tokens:] >= 0
+    index = prior_index(structural_tokens, tokens - structural_tokens, channels, banded, lattice, referenced)
+    spare = max(ACTIVITIES if lattice else 1, MAGNITUDES if reference is not None else 1)
+    uniform = frequencies(np.ones((int(index.max()) + spare, 2 * radius + 2)))
+    tables, entries = EntropyPrior(uniform, index, structural_tokens, kind, reference).codes(symbols)
     counts = np.zeros(uniform.shape)
     np.add.at(counts, (tables.ravel(), entries.ravel()), 1.0)
-    return EntropyPrior(frequencies(counts + _PSEUDO_COUNT), index, structural_tokens, kind)
+    return EntropyPrior(frequencies(counts + _PSEUDO_COUNT), index, structural_tokens, kind, reference)
 
 
-def fit_prior(symbols: np.ndarray, structural_tokens: int) -> tuple[EntropyPrior, dict]:
+def fit_prior(symbols: np.ndarray, structural_tokens: int, reference: np.ndarray | None = None
+              ) -> tuple[EntropyPrior, dict]:
     """Fit a prior to (n, S + N, C) quantized symbols of full tiles.
 
-    The radius is the largest magnitude seen. Whether the 1D tokens get one table per
-    slot band or one for all, and whether the structural latent is coded with lattice
-    contexts, is decided on tiles the fit did not see: each layout is fitted on one
-    half and scored on the other, and the best is refitted on all.
-    Returns the prior and a report of that choice (held-out bits per value of each layout).
+    The radius is the largest magnitude seen. Whether the 1D tokens get one table per slot band or
+    one for all, whether the structural latent is coded with lattice contexts, and whether 1D tokens
+    take the size of their `reference` token (group_zero_references) as a context, is decided on
+    tiles the fit did not see: each layout is fitted on one half and scored on the other, and the
+    best is refitted on all. Returns the prior and a report of that choice (held-out bits per value
+    of each layout).
     """
     symbols = np.asarray(symbols).astype(np.int64)
     if symbols.ndim != 3 or symbols.shape[0] < 2:
@@ -276,12 +330,14 @@ def fit_prior(symbols: np.ndarray, structural_tokens: int) -> tuple[EntropyPrior
     scores = {}
     for banded in (False, True):
         for lattice in (False, True) if square else (False,):
-            prior = _fitted(fit, structural_tokens, banded, lattice)
-            scores[(banded, lattice)] = float(prior.token_bits(held).sum()) / held.size
-    banded, lattice = min(scores, key=scores.get)
-    prior = _fitted(symbols, structural_tokens, banded, lattice)
+            for referenced in (False, True) if reference is not None else (False,):
+                prior = _fitted(fit, structural_tokens, banded, lattice, reference if referenced else None)
+                scores[(banded, lattice, referenced)] = float(prior.token_bits(held).sum()) / held.size
+    banded, lattice, referenced = min(scores, key=scores.get)
+    prior = _fitted(symbols, structural_tokens, banded, lattice, reference if referenced else None)
     report = {"radius": prior.radius, "kind": prior.kind, "bands": "log-spaced" if banded else "one",
-              "tiles": len(symbols),
-              "held_out_bits_per_value": {f"{'banded' if b else 'one band'}, {'lattice' if c else 'factorized'}":
-                                          round(v, 4) for (b, c), v in scores.items()}}
+              "references": referenced, "tiles": len(symbols),
+              "held_out_bits_per_value": {
+                  f"{'banded' if b else 'one band'}, {'lattice' if c else 'factorized'}"
+                  f"{', references' if r else ''}": round(v, 4) for (b, c, r), v in scores.items()}}
     return prior, report

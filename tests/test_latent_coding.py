@@ -181,10 +181,53 @@ def test_refitting_a_prior_keeps_the_weights_and_retires_old_files(tmp_path):
 
 
 def test_prior_identity_follows_the_format_document(prior):
-    """docs/format.md: SHA-256 of a text line, then the tables (i64) and the index (i16), little-endian."""
+    """docs/format.md: SHA-256 of a text line, then the tables (i64), the index (i16) and any reference
+    (i16), little-endian."""
     import hashlib
-    text = (f"odva-prior {prior.kind} 24 {prior.tables.shape} {prior.index.shape} "
-            f"{prior.structural_tokens}")
-    digest = hashlib.sha256(text.encode() + prior.tables.astype("<i8").tobytes() + prior.index.astype("<i2").tobytes())
-    assert digest.hexdigest() == prior.sha256
+    symbols, reference = _referenced_symbols(64)
+    referenced = fit_prior(symbols, S, reference)[0]
+    assert referenced.reference is not None
+    for each in (prior, referenced):
+        text = (f"odva-prior {each.kind} 24 {each.tables.shape} {each.index.shape} {each.structural_tokens}")
+        tail = b"" if each.reference is None else each.reference.astype("<i2").tobytes()
+        digest = hashlib.sha256(text.encode() + each.tables.astype("<i8").tobytes()
+                                + each.index.astype("<i2").tobytes() + tail)
+        assert digest.hexdigest() == each.sha256
     assert escape_table()[0] == 65794 and (escape_table()[1:] == 65793).all()
+
+
+def _referenced_symbols(tiles: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Symbols of a model with homes whose 1D tokens are large where their first-group token is, and the
+    references of tiny-homes."""
+    from onedva_codec.config import CONFIGS
+    from onedva_codec.model import token_homes
+    from onedva_codec.prior import group_zero_references
+    group, position = (t.numpy() for t in token_homes(CONFIGS["tiny-homes"]))
+    reference = group_zero_references(group, position, S)
+    rng = np.random.default_rng(seed)
+    activity = rng.choice([0.2, 4.0], size=(tiles, S, C))  # per position: still or moving
+    scale = np.concatenate([np.full((tiles, S, C), 3.0), activity[:, position]], axis=1)
+    return np.clip(np.round(rng.laplace(0, scale)), -127, 127).astype(np.int8), reference
+
+
+def test_1d_tokens_coded_by_their_first_group_token_round_trip_and_save_bits():
+    symbols, reference = _referenced_symbols(64)
+    prior, report = fit_prior(symbols, S, reference)
+    assert report["references"] and prior.reference is not None
+    coder = TileCoder(prior)
+    for tile in _referenced_symbols(4, seed=1)[0]:
+        for kept in (0, 1, 7, 33, N):
+            assert np.array_equal(coder.decode(coder.encode(tile[: S + kept]), S + kept), tile[: S + kept])
+    scores = report["held_out_bits_per_value"]
+    assert min(v for k, v in scores.items() if "references" in k) < 0.97 * min(
+        v for k, v in scores.items() if "references" not in k)
+
+
+def test_a_prior_whose_references_point_forward_is_refused():
+    symbols, reference = _referenced_symbols(64)
+    prior = fit_prior(symbols, S, reference)[0]
+    forward = prior.reference.copy()
+    rows = np.flatnonzero(forward >= 0)
+    forward[rows[0]] = S + N - 1
+    with pytest.raises(ValueError, match="references"):
+        replace(prior, reference=forward)

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from onedva_codec.latent_coding import Quantizer
-from onedva_codec.model import OneDVA
-from onedva_codec.prior import EntropyPrior, fit_prior
+from onedva_codec.model import OneDVA, token_homes
+from onedva_codec.prior import EntropyPrior, fit_prior, group_zero_references
 from onedva_codec.weights import CARD_FILE, CARD_VERSION, ModelCard, load_network, save_model, save_prior
 
 from .pack import Pack
@@ -24,9 +24,15 @@ def _training_latents(model: OneDVA, data: str, seed: int, photo_share: float, b
 
 
 def fitted_prior(latents: Tensor, card: ModelCard) -> tuple[EntropyPrior, dict]:
-    """The prior of the symbols the codec makes of `latents` with the card's quantizer."""
+    """The prior of the symbols the codec makes of `latents` with the card's quantizer; 1D tokens with
+    homes may take the same home's first-group token as a context."""
+    cfg = card.config
     quantizer = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
-    return fit_prior(quantizer.quantize(latents).numpy(), card.config.structural_tokens)
+    reference = None
+    if cfg.tokens_1d != "queries":
+        group, position = token_homes(cfg)
+        reference = group_zero_references(group.numpy(), position.numpy(), cfg.structural_tokens)
+    return fit_prior(quantizer.quantize(latents).numpy(), cfg.structural_tokens, reference)
 
 
 def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None, batch: int = 8,
