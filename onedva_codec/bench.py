@@ -41,7 +41,7 @@ from .codec import Codec, RateOptions
 from .errors import InputError
 from .metrics import VideoFeatures, frechet_distance, ms_ssim, psnr, psnr_y, ssim
 from .lpips import LPIPS
-from .pixels import to_model_range
+from .pixels import frames_to_model
 from .video_io import VideoReader
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only, not its banner on every encode
@@ -134,29 +134,26 @@ def vmaf(ffmpeg: str, reference: np.ndarray, decoded: np.ndarray, fps: Fraction)
 
 
 class Scorer:
-    """Every metric of a decoded clip against its reference."""
+    """Every metric of a decoded clip against its reference. `features` maps (T, 3, H, W) frames to
+    one row per window for rFVD: I3D unless another extractor is given (tests pass a cheap one)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, features: Callable[[torch.Tensor], np.ndarray] | None = None):
         self.device = device
         self.lpips = LPIPS("alexnet").to(device)
-        self.features = VideoFeatures(device)
+        self.features = features or VideoFeatures(device)
         self.ffmpeg = find_vmaf_ffmpeg()
-
-    @staticmethod
-    def _frames(video: np.ndarray) -> torch.Tensor:
-        return to_model_range(torch.from_numpy(video).permute(0, 3, 1, 2))
 
     def clip_features(self, video: np.ndarray) -> np.ndarray:
         """I3D features of a clip's 16-frame windows (none where it is shorter)."""
-        return self.features(self._frames(video))
+        return self.features(frames_to_model(video))
 
     @torch.no_grad()
     def __call__(self, reference: np.ndarray, decoded: np.ndarray, fps: Fraction, batch: int = 16) -> dict:
         """Every per-clip metric; rFVD is a set metric and is computed by run_bench."""
         sums = dict.fromkeys(("psnr", "psnr_y", "ssim", "ms_ssim", "lpips"), 0.0)
         for start in range(0, len(reference), batch):
-            a = self._frames(reference[start:start + batch]).to(self.device)
-            b = self._frames(decoded[start:start + batch]).to(self.device)
+            a = frames_to_model(reference[start:start + batch]).to(self.device)
+            b = frames_to_model(decoded[start:start + batch]).to(self.device)
             for name, fn in (("psnr", psnr), ("psnr_y", psnr_y), ("ssim", ssim), ("ms_ssim", ms_ssim),
                              ("lpips", self.lpips)):
                 sums[name] += fn(a, b).sum().item()
@@ -259,14 +256,16 @@ def _warm_up(codec: Codec, clip: np.ndarray, fps: Fraction) -> None:
 
 
 def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchSettings(),
-              progress: Callable[[int, int], None] | None = None) -> BenchResult:
-    """Code every clip with every setting and score it; `progress(done, total)` after each point."""
+              progress: Callable[[int, int], None] | None = None,
+              features: Callable[[torch.Tensor], np.ndarray] | None = None) -> BenchResult:
+    """Code every clip with every setting and score it; `progress(done, total)` after each point.
+    `features` stands in for the I3D features of rFVD (see Scorer)."""
     for name in settings.anchors:
         if name not in ANCHORS:
             raise InputError(f"unknown anchor {name!r}; use {', '.join(ANCHORS)}")
     steps = settings.steps or codec.loaded.card.default_steps
     jobs = _jobs(settings, steps)
-    scorer = Scorer(codec.device)
+    scorer = Scorer(codec.device, features)
     points: list[Point] = []
     reference_features: list[np.ndarray] = []
     decoded_features: dict[tuple[str, str], list[np.ndarray]] = {}

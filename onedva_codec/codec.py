@@ -40,7 +40,7 @@ from .geometry import TileGrid, chunk_frames
 from .latent_coding import ENTROPY_CODER, Quantizer, TileCoder, coded_size_bound
 from .model import Latents, geometry_features
 from .motion import motion_scores, normalise_motion
-from .pixels import to_8bit, to_model_range
+from .pixels import model_to_video, video_to_model
 from .ratecontrol import length_grid, lengths_for_budget, lengths_for_quality
 from .sampler import sample
 from .video_io import VideoReader, VideoWriter, extract_audio, output_kind
@@ -152,16 +152,6 @@ def _prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
         worker.join()
 
 
-def _to_model_range(frames: np.ndarray, device: torch.device) -> Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1]."""
-    return to_model_range(torch.from_numpy(frames).to(device, non_blocking=True).permute(3, 0, 1, 2))
-
-
-def _to_uint8(video: Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    return to_8bit(video).permute(1, 2, 3, 0).cpu().numpy()
-
-
 @dataclass
 class _Analysis:
     """What the first pass learns: per-unit facts plus the spooled symbols."""
@@ -266,7 +256,7 @@ class Codec:
             pending_real.clear()
 
         for chunk, real in _prefetch(chunk_frames(frames, cfg.frames)):
-            for tile in grid.split(_to_model_range(chunk, self.device)):
+            for tile in grid.split(video_to_model(chunk, self.device)):
                 pending_tiles.append(tile)
                 pending_real.append(real)
                 if len(pending_tiles) == self.batch_size:
@@ -480,7 +470,7 @@ class Codec:
                 if any(tile is None for tile in tiles):
                     break
                 del open_chunks[index]
-                yield record, _to_uint8(grid.merge(torch.stack(tiles)))
+                yield record, model_to_video(grid.merge(torch.stack(tiles)))
 
     def _unit_batches(self, chunks: Iterable[ChunkRecord], seed: int) -> Iterator["_UnitBatch"]:
         """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work)."""

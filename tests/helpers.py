@@ -12,7 +12,7 @@ import torch
 from onedva_codec.config import CONFIGS
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import OneDVA, full_tile_geometry
-from onedva_codec.pixels import to_model_range
+from onedva_codec.pixels import video_to_model
 from onedva_codec.prior import fit_prior
 from onedva_codec.weights import ModelCard, save_model
 
@@ -84,7 +84,7 @@ def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
     # The prior is fitted, as export fits it, to the symbols of clips like those the tests code.
     clips = np.stack([synthetic_clip(cfg.frames, cfg.tile, cfg.tile, seed=100 + i, speed=0.5 + i / 4)
                       for i in range(8)])
-    video = to_model_range(torch.from_numpy(clips).permute(0, 4, 1, 2, 3))
+    video = video_to_model(clips)
     with torch.no_grad():
         means = model.encode(video, full_tile_geometry(cfg, len(clips), "cpu")).means()
     quantizer = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))

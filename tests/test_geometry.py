@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from helpers import synthetic_clip
-from onedva_codec.codec import _to_model_range, _to_uint8, unit_noise
+from onedva_codec.codec import unit_noise
 from onedva_codec.geometry import TileGrid, chunk_frames
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import Latents, geometry_features
+from onedva_codec.pixels import model_to_video, video_to_model
 from onedva_codec.sampler import sample
 
 
@@ -56,17 +57,18 @@ def test_tiled_decode_equals_untiled_where_one_tile_covers_the_frame(codec, heig
     tiled = codec.decode_array(data, steps=2)
 
     cfg, model = codec.cfg, codec.loaded.model
-    video = _to_model_range(clip, codec.device)
+    video = video_to_model(clip, codec.device)
     padded = torch.nn.functional.pad(video, (0, cfg.tile - width, 0, cfg.tile - height), mode="replicate")[None]
     with torch.no_grad():
         post = model.encode(padded, geometry_features(torch.tensor([height]), torch.tensor([width]),
                                                       torch.tensor([17]), cfg))
-        quant = Quantizer(0.25, (0.0,) * 4, (1.0,) * 4)  # the tiny model's card
+        card = codec.loaded.card
+        quant = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
         s = quant.dequantize(quant.quantize(post.structural_mean))
         q = quant.dequantize(quant.quantize(post.tokens_1d_mean))
         kept = cfg.max_1d_tokens // 2  # quality 0.5, one unit
         latents = Latents(s, q, Latents.keep_mask(torch.tensor([kept]), cfg.max_1d_tokens))
         noise = unit_noise(9, 0, 0, (3, cfg.frames, cfg.tile, cfg.tile))[None]
         out = sample(lambda x, t: model.velocity(x, t, latents), noise, 2)
-    untiled = _to_uint8(out[0, :, :, :height, :width])
+    untiled = model_to_video(out[0, :, :, :height, :width])
     assert np.array_equal(tiled, untiled)

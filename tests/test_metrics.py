@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,3 +68,17 @@ def test_weight_files_cannot_run_code():
 
     with pytest.raises(pickle.UnpicklingError):
         NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(Exploit()))).load()
+
+
+def test_i3d_port_reads_the_packaged_weights_and_tells_clips_apart():
+    """The real rFVD network, once: one 16-frame window (the bench tests use a stand-in)."""
+    from onedva_codec.metrics import VideoFeatures
+    features = VideoFeatures("cpu")
+    torch.manual_seed(0)
+    still = torch.rand(1, 3, 1, 1).expand(16, 3, 64, 64) * 2 - 1
+    noise = torch.rand(16, 3, 64, 64) * 2 - 1
+    a, b = features(still), features(noise)
+    assert a.shape == b.shape == (1, 400) and np.isfinite(a).all()
+    assert np.array_equal(a, features(still))
+    assert np.abs(a - b).max() > 1.0
+    assert features(noise[:15]).shape == (0, 400)  # shorter than a window: no row

@@ -1,7 +1,7 @@
 """`odva-train`: build the data pack, run each stage of the recipe, export a model folder.
 
 \b
-    odva-train data -o pack                          # the DATA.md sources (+ --videos/--images DIR)
+    odva-train data -o pack                          # the sources of docs/data.md (+ --videos/--images DIR)
     odva-train stage1 --data pack --out runs/s1 --steps 20000 --batch 32
     odva-train stage2 --init runs/s1 --out runs/s2
     odva-train align --init runs/s2 --out runs/al
@@ -145,7 +145,7 @@ def data(out: Annotated[Path, typer.Option("--out", "-o", help="Pack folder to w
          videos: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of videos")] = None,
          images: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of photos")] = None,
          defaults: Annotated[bool, typer.Option("--defaults/--no-defaults",
-                                                help="Include the DATA.md sources")] = True) -> None:
+                                                help="Include the sources of docs/data.md")] = True) -> None:
     """Build the training pack: WebP frames and photos, an index, a held-out split."""
     from .pack import build_pack, folder_sources
     from .sources import default_sources

