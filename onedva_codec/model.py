@@ -419,13 +419,7 @@ class OneDVA(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.apply(_init_weights)
-        for block in self.decoder.blocks:
-            nn.init.zeros_(block.modulation[-1].weight)
-            nn.init.zeros_(block.modulation[-1].bias)
-        nn.init.zeros_(self.decoder.final.modulation[-1].weight)
-        nn.init.zeros_(self.decoder.final.modulation[-1].bias)
-        nn.init.zeros_(self.decoder.final.linear.weight)
-        nn.init.zeros_(self.decoder.final.linear.bias)
+        zero_init_adaln(self.decoder.blocks, self.decoder.final)
 
     def encode(self, video: Tensor, geometry: Tensor) -> Posterior:
         return self.encoder(video, geometry)
@@ -437,6 +431,14 @@ class OneDVA(nn.Module):
         """Flow-matching velocity v = eps - x0 for x_t = (1 - t) x0 + t eps."""
         x0 = self.predict_clean(x_t, t, latents)
         return (x_t - x0) / t.clamp(min=MIN_T).view(-1, 1, 1, 1, 1).to(x0.dtype)
+
+
+def zero_init_adaln(blocks: nn.ModuleList, final: FinalLayer) -> None:
+    """adaLN-Zero: every block's modulation and the final layer start at zero, so a DiT starts as the
+    identity followed by a zero output, and each block grows into its role."""
+    for layer in [*(block.modulation[-1] for block in blocks), final.modulation[-1], final.linear]:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -22,6 +22,22 @@ from torch import Tensor
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (x_t, t of shape (B,)) -> v
 
 
+def _per_sample(t: Tensor | float, like: Tensor) -> Tensor | float:
+    """t of shape (B,) as a tensor that broadcasts over a batch like `like`; a float stays a float."""
+    return t.view(-1, *[1] * (like.dim() - 1)) if isinstance(t, Tensor) else t
+
+
+def mix(x0: Tensor, eps: Tensor, t: Tensor | float) -> Tensor:
+    """The point x_t = (1 - t) x0 + t eps of the straight path from data (t = 0) to noise (t = 1)."""
+    t = _per_sample(t, x0)
+    return (1 - t) * x0 + t * eps
+
+
+def velocity_target(x0: Tensor, eps: Tensor) -> Tensor:
+    """The velocity dx_t/dt = eps - x0 of that path, which flow matching learns."""
+    return eps - x0
+
+
 def timesteps(steps: int, start: float = 1.0) -> Tensor:
     """The `steps + 1` times visited, from `start` down to 0, evenly spaced."""
     if steps < 1:
@@ -43,5 +59,5 @@ def sample(velocity: VelocityFn, noise: Tensor, steps: int, refine_from: float =
     if steps == 1 or refine_from == 1.0:
         return _euler(velocity, noise, timesteps(steps).tolist())
     x0 = _euler(velocity, noise, [1.0, 0.0])
-    x = (1 - refine_from) * x0 + refine_from * noise
+    x = mix(x0, noise, refine_from)
     return _euler(velocity, x, timesteps(steps - 1, refine_from).tolist())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from onedva_codec.model import DiTBlock, FinalLayer, ScalarEmbedder
+from onedva_codec.model import DiTBlock, FinalLayer, ScalarEmbedder, zero_init_adaln
 
 
 class LatentDiT(nn.Module):
@@ -23,9 +23,7 @@ class LatentDiT(nn.Module):
         self.t_embed = ScalarEmbedder(width)
         self.blocks = nn.ModuleList(DiTBlock(width, heads, 4.0) for _ in range(depth))
         self.final = FinalLayer(width, channels)
-        for module in [*(b.modulation[-1] for b in self.blocks), self.final.modulation[-1], self.final.linear]:
-            nn.init.zeros_(module.weight)
-            nn.init.zeros_(module.bias)
+        zero_init_adaln(self.blocks, self.final)
 
     def forward(self, z_t: Tensor, t: Tensor) -> Tensor:
         """(B, tokens, C) noisy latents, (B,) times -> velocity eps - z0."""

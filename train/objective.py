@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.lpips import LPIPS
 from onedva_codec.model import Latents, OneDVA, full_tile_geometry
+from onedva_codec.sampler import mix, velocity_target
 
 from .config import TrainConfig
 from .ldm import LatentDiT
@@ -115,8 +116,7 @@ class Objective(nn.Module):
 
         t = sample_t(cfg, b, gen, device)
         eps = torch.randn(x0.shape, generator=gen, device=device, dtype=x0.dtype)
-        tt = t.view(-1, 1, 1, 1, 1)
-        x_t = (1 - tt) * x0 + tt * eps
+        x_t = mix(x0, eps, t)
         tap = cfg.repa_block if self.projector is not None else None
         out = model.decoder(x_t, t, latents, tap_block=tap)
         x0_hat, tapped = out if tap is not None else (out, None)
@@ -163,7 +163,7 @@ class Objective(nn.Module):
             zn = stats.normalise(z)
             t = torch.rand(z.shape[0], generator=gen, device=z.device) * cfg.ldm_t_max
             noise = torch.randn(zn.shape, generator=gen, device=z.device, dtype=zn.dtype)
-            z_t = (1 - t.view(-1, 1, 1)) * zn + t.view(-1, 1, 1) * noise
+            z_t = mix(zn, noise, t)
             with torch.no_grad():
                 choices.append(stats.restore(self.frozen.ldm.predict_clean(z_t, t).float()))
         else:
@@ -180,6 +180,5 @@ class Objective(nn.Module):
             z0 = self.latent_stats.normalise(self.model.encode(x0, full_tile_geometry(mcfg, b, device)).means().float())
         t = torch.sigmoid(torch.randn(b, generator=gen, device=device))
         eps = torch.randn(z0.shape, generator=gen, device=device)
-        z_t = (1 - t.view(-1, 1, 1)) * z0 + t.view(-1, 1, 1) * eps
-        parts = {"ldm": (self.ldm(z_t, t).float() - (eps - z0)).pow(2).mean()}
+        parts = {"ldm": (self.ldm(mix(z0, eps, t), t).float() - velocity_target(z0, eps)).pow(2).mean()}
         return parts["ldm"], parts

@@ -44,7 +44,7 @@ from onedva_codec.metrics import FrameMetrics, video_frames
 from onedva_codec.model import Latents, OneDVA, full_tile_geometry
 from onedva_codec.motion import motion_scores
 from onedva_codec.pixels import model_to_frames, to_model_range
-from onedva_codec.sampler import sample
+from onedva_codec.sampler import mix, sample, velocity_target
 from onedva_codec.weights import load_model
 
 from . import config as config_io
@@ -529,8 +529,7 @@ def ldm_validation_loss(model: OneDVA, ldm: LatentDiT, stats: LatentStats, clips
         for level in (0.25, 0.5, 0.75):
             eps = torch.randn(z0.shape, generator=generator).to(device)
             t = torch.full((z0.shape[0],), level, device=device)
-            z_t = (1 - level) * z0 + level * eps
-            losses.append((ldm(z_t, t) - (eps - z0)).pow(2).mean().item())
+            losses.append((ldm(mix(z0, eps, level), t) - velocity_target(z0, eps)).pow(2).mean().item())
     return float(np.mean(losses))
 
 
