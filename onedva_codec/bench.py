@@ -37,7 +37,8 @@ import av
 import numpy as np
 import torch
 
-from .codec import Codec, RateOptions
+from .codec import Codec
+from .ratecontrol import RateOptions
 from .errors import InputError
 from .metrics import VideoFeatures, frechet_distance, ms_ssim, psnr, psnr_y, ssim
 from .lpips import LPIPS
@@ -263,7 +264,7 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
     for name in settings.anchors:
         if name not in ANCHORS:
             raise InputError(f"unknown anchor {name!r}; use {', '.join(ANCHORS)}")
-    steps = settings.steps or codec.loaded.card.default_steps
+    steps = codec.loaded.card.decoding_steps(settings.steps)
     jobs = _jobs(settings, steps)
     scorer = Scorer(codec.device, features)
     points: list[Point] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +19,10 @@ from rich.text import Text
 
 from . import __version__
 from .atomic import check_output_path
-from .codec import Codec, RateOptions
+from .codec import Codec
 from .container import read_info
 from .errors import InputError, OdvaError
-from .ratecontrol import parse_bitrate
+from .ratecontrol import RateOptions
 from .video_io import VideoReader, output_kind
 
 app = typer.Typer(
@@ -130,8 +131,8 @@ def encode(
     """Encode a video into a compact .odva file."""
     if quality is not None and bitrate is not None:
         raise InputError("give --quality or --bitrate, not both")
-    rate = RateOptions(quality=0.5 if quality is None else quality,
-                       bitrate=parse_bitrate(bitrate) if bitrate is not None else None, adaptive=adaptive)
+    rate = RateOptions(quality=quality, bitrate=parse_bitrate(bitrate) if bitrate is not None else None,
+                       adaptive=adaptive)
     # Input and output problems are reported before the model is loaded.
     with VideoReader(source) as reader:
         expected_frames = reader.info.frames_hint
@@ -146,6 +147,20 @@ def encode(
                   f"{float(result.fps):.3g} fps, {result.bytes / 1000:.1f} kB, {result.bitrate / 1000:.1f} kbit/s, "
                   f"{result.bpp:.4f} bpp, {result.kept_share:.0%} of 1D tokens kept, "
                   f"{result.frames / result.seconds:.1f} frames/s on {codec.device}")
+
+
+_BITRATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)(?:bps|b/s|bit/s)?\s*$")
+
+
+def parse_bitrate(text: str) -> float:
+    """'300k' -> 300000.0 bits per second; accepts k and M suffixes and a trailing 'bps'."""
+    match = _BITRATE.match(text)
+    if not match:
+        raise InputError(f"cannot read bitrate {text!r}; write it like 300k, 1.5M or 250000")
+    value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
+    if value <= 0:
+        raise InputError("bitrate must be positive")
+    return value
 
 
 def _parse_range(text: str) -> tuple[int, int]:

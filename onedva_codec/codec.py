@@ -18,15 +18,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import queue
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,34 +33,19 @@ from torch import Tensor
 from . import __version__
 from .atomic import atomic_output
 from .container import ChunkRecord, FileHeader, OdvaReader, OdvaWriter, TileRecord, container_overhead
-from .errors import FormatError, InputError, ModelMismatchError, OdvaError
+from .errors import FormatError, InputError
 from .geometry import TileGrid, chunk_frames
 from .latent_coding import ENTROPY_CODER, Quantizer, TileCoder, coded_size_bound
 from .model import Latents, geometry_features
 from .motion import motion_scores, normalise_motion
 from .pixels import model_to_video, video_to_model
-from .ratecontrol import length_grid, lengths_for_budget, lengths_for_quality
+from .ratecontrol import RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality
 from .sampler import sample
+from .prefetch import prefetch
 from .video_io import VideoReader, VideoWriter, extract_audio, output_kind
-from .weights import LoadedModel, load_model
+from .weights import LoadedModel, check_decodable, load_model
 
 Progress = Callable[[int], None]  # called with the number of frames just done
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RateOptions:
-    """How to spend bits: a quality in [0, 1] (mean share of 1D tokens kept) or, when given, a
-    bitrate in bits/s, which then overrides the quality."""
-
-    quality: float = 0.5
-    bitrate: float | None = None
-    adaptive: bool = True
-
-    def describe(self) -> dict:
-        if self.bitrate is not None:
-            return {"mode": "bitrate", "bitrate": float(self.bitrate), "adaptive": self.adaptive}
-        return {"mode": "quality", "quality": float(self.quality), "adaptive": self.adaptive}
 
 
 @dataclass
@@ -109,47 +92,6 @@ def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...]) -> Tens
     digest = hashlib.blake2b(f"{seed}:{chunk}:{tile}".encode(), digest_size=8).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
     return torch.randn(shape, generator=generator)
-
-
-def _prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """Produce `items` in a background thread, at most `depth` ahead of the consumer.
-
-    CPU work (demuxing and converting frames, unpacking latents, drawing noise) then
-    overlaps with model work on the GPU; the bounded queue keeps memory bounded.
-    An exception in the producer is re-raised in the consumer.
-    """
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put((done, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            slots.put((done, exc))
-
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = slots.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 @dataclass
@@ -255,7 +197,7 @@ class Codec:
             pending_tiles.clear()
             pending_real.clear()
 
-        for chunk, real in _prefetch(chunk_frames(frames, cfg.frames)):
+        for chunk, real in prefetch(chunk_frames(frames, cfg.frames)):
             for tile in grid.split(video_to_model(chunk, self.device)):
                 pending_tiles.append(tile)
                 pending_real.append(real)
@@ -272,16 +214,18 @@ class Codec:
 
     def _write_for_bitrate(self, out: BinaryIO, header: FileHeader, analysis: _Analysis, rate: RateOptions,
                            audio: bytes | None, tiles_per_chunk: int) -> tuple[np.ndarray, int, str | None]:
-        """Choose lengths from the estimated sizes, write, and check the file against the target.
+        """Choose lengths from the bounded sizes, write, and check the file against the target.
 
-        The estimates bound each tile's coded size from above, so the first write fits; should one
-        not, the file is written again with the budget cut by the excess.
+        The bounds hold each tile's coded size from above, so the first write fits; should one not,
+        the file is written again with the budget cut by the excess.
         """
-        target = int(rate.bitrate * float(analysis.frames / header.fps) / 8)
+        duration = float(analysis.frames / header.fps)
+        target = int(rate.bitrate * duration / 8)
+        overhead = container_overhead(header, len(audio or b""))
         start, excess = out.tell(), 0
         for _ in range(3):
-            lengths, note = self._lengths_for_bitrate(analysis, header, rate, len(audio or b""), tiles_per_chunk,
-                                                      excess)
+            lengths, note = lengths_for_bitrate(analysis.motion, analysis.sizes, rate, duration, overhead + excess,
+                                                self.cfg.max_1d_tokens)
             out.seek(start)
             out.truncate()
             written = self._write(out, header, analysis, lengths, tiles_per_chunk, audio)
@@ -289,29 +233,6 @@ class Codec:
                 break
             excess += written - target
         return lengths, written, note
-
-    def _lengths_for_bitrate(self, analysis: _Analysis, header: FileHeader, rate: RateOptions, audio_bytes: int,
-                             tiles_per_chunk: int, excess: int) -> tuple[np.ndarray, str | None]:
-        duration = float(analysis.frames / header.fps)
-        target = rate.bitrate * duration / 8
-        overhead = container_overhead(header, audio_bytes) + header.chunk_count * ChunkRecord.overhead(tiles_per_chunk)
-        budget = int(target) - overhead - excess
-        if budget <= 0:
-            raise InputError(f"bitrate too low: the container and audio alone need "
-                             f"{overhead * 8 / duration / 1000:.1f} kbit/s")
-        try:
-            lengths = lengths_for_budget(analysis.motion, analysis.sizes, budget, self.cfg.max_1d_tokens,
-                                         rate.adaptive)
-        except InputError:
-            floor = (int(analysis.sizes[:, 0].sum()) + overhead) * 8 / duration
-            raise InputError(f"bitrate too low: this video needs at least {floor / 1000:.1f} kbit/s "
-                             "(structural latents only)") from None
-        note = None
-        if (lengths == self.cfg.max_1d_tokens).all():
-            ceiling = (int(analysis.sizes[:, -1].sum()) + overhead) * 8 / duration
-            note = (f"the target exceeds what full quality needs; the file is "
-                    f"{ceiling / 1000:.1f} kbit/s")
-        return lengths, note
 
     def _write(self, out: BinaryIO, header: FileHeader, analysis: _Analysis, lengths: np.ndarray,
                tiles_per_chunk: int, audio: bytes | None) -> int:
@@ -381,7 +302,7 @@ class Codec:
                 try:
                     # The model runs in the background while this thread compresses and writes.
                     frames = self._decode_frames(reader, steps, first, stop)
-                    for frame in _prefetch(frames, depth=2 * header.chunk_frames):
+                    for frame in prefetch(frames, depth=2 * header.chunk_frames):
                         writer.write(frame)
                         count += 1
                         if progress:
@@ -408,37 +329,11 @@ class Codec:
             raise InputError(f"frame range {first}:{stop} is outside the video's {header.frames} frames")
         return first, stop
 
-    def _check_compatible(self, header: FileHeader) -> None:
-        card = self.loaded.card
-        if header.model_sha256 != card.weights_sha256:
-            raise ModelMismatchError(
-                f"this file was encoded with model {header.model_config}-{header.model_sha256[:16]}, but the "
-                f"loaded weights are {self.loaded.model_id} ({self.loaded.path}); pass --weights with the "
-                "model it was made with")
-        cfg = self.cfg
-        if (header.chunk_frames, header.tile_size, header.latent_channels, header.structural_tokens,
-                header.max_1d_tokens) != (cfg.frames, cfg.tile, cfg.latent_channels, cfg.structural_tokens,
-                                          cfg.max_1d_tokens):
-            raise ModelMismatchError("the file's latent geometry does not match the loaded model")
-        if header.entropy_coder != ENTROPY_CODER:
-            raise FormatError(f"this file uses entropy coder {header.entropy_coder!r}, which this odva cannot read "
-                              f"(it reads {ENTROPY_CODER!r})")
-        if header.prior_sha256 != card.prior_sha256:
-            raise ModelMismatchError(
-                f"this file was coded under entropy prior {header.prior_sha256[:16]}, but the loaded model "
-                f"{self.loaded.model_id} has prior {card.prior_sha256[:16]}; pass --weights with the model "
-                "folder it was made with")
-        planned = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
-        if (tuple(header.tile_ys), tuple(header.tile_xs)) != (planned.ys, planned.xs):
-            raise OdvaError("the file's tile layout differs from this odva's; it cannot be decoded")
-
     def _decode_frames(self, reader: OdvaReader, steps: int | None, first: int, stop: int) -> Iterator[np.ndarray]:
         """Yield frames first..stop-1, decoding only the chunks that hold them."""
         header = reader.header
-        self._check_compatible(header)
-        steps = steps or self.loaded.card.default_steps
-        if steps < 1:
-            raise InputError("steps must be at least 1")
+        check_decodable(header, self.loaded)
+        steps = self.loaded.card.decoding_steps(steps)
         grid = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
         quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
         per_chunk = header.chunk_frames
@@ -454,7 +349,7 @@ class Codec:
         """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks."""
         n_max = self.cfg.max_1d_tokens
         open_chunks: dict[int, tuple[ChunkRecord, list[Tensor | None]]] = {}
-        for batch in _prefetch(self._unit_batches(chunks, seed)):
+        for batch in prefetch(self._unit_batches(chunks, seed)):
             values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(self.device))
             s = self.cfg.structural_tokens
             keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(self.device), n_max)

@@ -146,10 +146,12 @@ class ChunkRecord:
 
 
 def container_overhead(header: FileHeader, audio_bytes: int) -> int:
-    """Bytes of everything in a file except the chunk records."""
+    """Bytes of everything in a file but the tiles' latent data: preamble, header, chunk records'
+    heads and tile entries, audio, index and trailer."""
     audio = RECORD_OVERHEAD + audio_bytes if header.audio is not None else 0
     index = RECORD_OVERHEAD + _OFFSET.size * (header.chunk_count + 1)
-    return _PREAMBLE.size + RECORD_OVERHEAD + len(header.to_bytes()) + audio + index + _TRAILER.size
+    chunks = header.chunk_count * ChunkRecord.overhead(header.tile_count)
+    return _PREAMBLE.size + RECORD_OVERHEAD + len(header.to_bytes()) + chunks + audio + index + _TRAILER.size
 
 
 def _record(kind: bytes, payload: bytes, covered: bytes = b"") -> bytes:

@@ -20,7 +20,6 @@ data the coder recognises as invalid, or left over after the last value, is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import constriction
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .errors import FormatError
-from .prior import SYMBOL_LIMIT, EntropyPrior, alphabet_entries, escape_table
+from .prior import SYMBOL_LIMIT, EntropyPrior, escape_table
 
 ENTROPY_CODER = "range-prior-v1"
 CODED_SIZE_MARGIN = 8  # bytes a tile may take beyond its ideal code length (seen: under 5; a test checks)

@@ -11,13 +11,13 @@ A single scale maps weights to lengths, k = clip(round(scale * weight), 0, N),
 and is searched for:
 
 * `--quality q`: the mean length is q * N;
-* `--bitrate b`: the largest scale whose coded size fits the budget, using each
-  unit's exact coded size at lengths on a grid of N / 32 tokens.
+* `--bitrate b`: the largest scale whose coded size fits the budget, using a
+  bound of each unit's coded size at lengths on a grid of N / 32 tokens.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,18 +26,30 @@ from .errors import InputError
 MOTION_SHARE = 0.5  # share of the 1D budget that follows motion when adaptive
 LENGTH_STEPS = 32  # --bitrate chooses lengths among multiples of N / LENGTH_STEPS
 
-_BITRATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)(?:bps|b/s|bit/s)?\s*$")
 
+@dataclass(frozen=True)
+class RateOptions:
+    """How to spend bits: a quality in [0, 1] (mean share of 1D tokens kept; 0.5 if neither is given)
+    or a bitrate in bits/s, not both; `adaptive` lets the share follow each unit's motion."""
 
-def parse_bitrate(text: str) -> float:
-    """'300k' -> 300000.0 bits per second; accepts k and M suffixes and a trailing 'bps'."""
-    match = _BITRATE.match(text)
-    if not match:
-        raise InputError(f"cannot read bitrate {text!r}; write it like 300k, 1.5M or 250000")
-    value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
-    if value <= 0:
-        raise InputError("bitrate must be positive")
-    return value
+    quality: float | None = None
+    bitrate: float | None = None
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.quality is not None and self.bitrate is not None:
+            raise InputError("give a quality or a bitrate, not both")
+        if self.quality is not None and not 0.0 <= self.quality <= 1.0:
+            raise InputError(f"quality must be between 0 and 1, not {self.quality}")
+        if self.bitrate is not None and not self.bitrate > 0:
+            raise InputError("bitrate must be positive")
+        if self.quality is None and self.bitrate is None:
+            object.__setattr__(self, "quality", 0.5)
+
+    def describe(self) -> dict:
+        if self.bitrate is not None:
+            return {"mode": "bitrate", "bitrate": float(self.bitrate), "adaptive": self.adaptive}
+        return {"mode": "quality", "quality": float(self.quality), "adaptive": self.adaptive}
 
 
 def allocation_weights(motion: np.ndarray, adaptive: bool) -> np.ndarray:
@@ -65,8 +77,6 @@ def _largest_scale(fits, upper: float) -> float:
 
 def lengths_for_quality(motion: np.ndarray, quality: float, max_tokens: int, adaptive: bool) -> np.ndarray:
     """Lengths whose mean is about quality * max_tokens."""
-    if not 0.0 <= quality <= 1.0:
-        raise InputError(f"quality must be between 0 and 1, not {quality}")
     weights = allocation_weights(motion, adaptive)
     target = quality * max_tokens
     upper = max_tokens / max(float(weights.min()), 1e-6)
@@ -81,14 +91,21 @@ def length_grid(max_tokens: int) -> np.ndarray:
     return grid if grid[-1] == max_tokens else np.append(grid, max_tokens)
 
 
-def lengths_for_budget(motion: np.ndarray, sizes: np.ndarray, budget: int, max_tokens: int,
-                       adaptive: bool) -> np.ndarray:
-    """Lengths on `length_grid` whose total coded size is the largest that fits `budget` bytes.
+def lengths_for_bitrate(motion: np.ndarray, sizes: np.ndarray, rate: RateOptions, duration: float,
+                        overhead: int, max_tokens: int) -> tuple[np.ndarray, str | None]:
+    """Lengths on `length_grid` whose file fits `rate.bitrate` over `duration` seconds, as large as fits.
 
-    `sizes[u, j]` is unit u's coded size at length `length_grid(max_tokens)[j]`.
+    `sizes[u, j]` bounds unit u's coded bytes at length `length_grid(max_tokens)[j]`; `overhead` is every
+    byte of the file besides the units' data (container, audio). Returns the lengths and, when even
+    every token fits with room to spare, a note that says so.
     """
+    target = rate.bitrate * duration / 8
+    budget = int(target) - overhead
+    if budget <= 0:
+        raise InputError(f"bitrate too low: the container and audio alone need "
+                         f"{overhead * 8 / duration / 1000:.1f} kbit/s")
     grid = length_grid(max_tokens)
-    weights = allocation_weights(motion, adaptive)
+    weights = allocation_weights(motion, rate.adaptive)
     rows = np.arange(len(sizes))
 
     def snapped(scale: float) -> np.ndarray:
@@ -99,7 +116,12 @@ def lengths_for_budget(motion: np.ndarray, sizes: np.ndarray, budget: int, max_t
         return int(sizes[rows, snapped(scale)].sum()) <= budget
 
     if not fits(0.0):
-        raise InputError("bitrate too low: even with no 1D latents this video needs "
-                         f"{int(sizes[:, 0].sum())} bytes of latents, the budget is {budget}")
-    scale = _largest_scale(fits, max_tokens / max(float(weights.min()), 1e-6))
-    return grid[snapped(scale)]
+        floor = (int(sizes[:, 0].sum()) + overhead) * 8 / duration
+        raise InputError(f"bitrate too low: this video needs at least {floor / 1000:.1f} kbit/s "
+                         "(structural latents only)")
+    lengths = grid[snapped(_largest_scale(fits, max_tokens / max(float(weights.min()), 1e-6)))]
+    note = None
+    if (lengths == max_tokens).all():
+        ceiling = (int(sizes[:, -1].sum()) + overhead) * 8 / duration
+        note = f"the target exceeds what full quality needs; the file is {ceiling / 1000:.1f} kbit/s"
+    return lengths, note

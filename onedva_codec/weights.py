@@ -23,7 +23,10 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_output
 from .config import ModelConfig
-from .errors import WeightsError
+from .container import FileHeader
+from .errors import FormatError, InputError, ModelMismatchError, WeightsError
+from .geometry import TileGrid
+from .latent_coding import ENTROPY_CODER
 from .model import OneDVA
 from .prior import EntropyPrior
 
@@ -52,6 +55,13 @@ class ModelCard:
     prior_sha256: str = ""
     prior_fit: dict = field(default_factory=dict)  # how the prior was fitted, informative
     training: dict = field(default_factory=dict)
+
+    def decoding_steps(self, requested: int | None = None) -> int:
+        """The steps to decode with: the caller's, else this model's default; never fewer than one."""
+        steps = self.default_steps if requested is None else requested
+        if steps < 1:
+            raise InputError(f"steps must be at least 1, not {steps}")
+        return steps
 
     def to_json(self) -> dict:
         return {
@@ -185,6 +195,31 @@ def save_prior(prior: EntropyPrior, card: ModelCard, folder: str | Path) -> Mode
     with atomic_output(folder / CARD_FILE, force=True) as tmp:
         tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
     return card
+
+
+def check_decodable(header: FileHeader, loaded: LoadedModel) -> None:
+    """Refuse, with the reason, a file the loaded model cannot decode: other weights, other latent
+    geometry, another entropy coder or prior, or a tile layout this odva would not make."""
+    card, cfg = loaded.card, loaded.card.config
+    if header.model_sha256 != card.weights_sha256:
+        raise ModelMismatchError(
+            f"this file was encoded with model {header.model_config}-{header.model_sha256[:16]}, but the "
+            f"loaded weights are {loaded.model_id} ({loaded.path}); pass --weights with the model it was made with")
+    if (header.chunk_frames, header.tile_size, header.latent_channels, header.structural_tokens,
+            header.max_1d_tokens) != (cfg.frames, cfg.tile, cfg.latent_channels, cfg.structural_tokens,
+                                      cfg.max_1d_tokens):
+        raise ModelMismatchError("the file's latent geometry does not match the loaded model")
+    if header.entropy_coder != ENTROPY_CODER:
+        raise FormatError(f"this file uses entropy coder {header.entropy_coder!r}, which this odva cannot read "
+                          f"(it reads {ENTROPY_CODER!r})")
+    if header.prior_sha256 != card.prior_sha256:
+        raise ModelMismatchError(
+            f"this file was coded under entropy prior {header.prior_sha256[:16]}, but the loaded model "
+            f"{loaded.model_id} has prior {card.prior_sha256[:16]}; pass --weights with the model folder it was "
+            "made with")
+    planned = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
+    if (tuple(header.tile_ys), tuple(header.tile_xs)) != (planned.ys, planned.xs):
+        raise FormatError("the file's tile layout differs from this odva's; it cannot be decoded")
 
 
 def load_model(folder: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from onedva_codec import Codec
-from onedva_codec.codec import RateOptions
+from onedva_codec.ratecontrol import RateOptions
 from onedva_codec.metrics import psnr
 from onedva_codec.pixels import frames_to_model
 from onedva_codec.video_io import VideoReader
@@ -63,7 +63,7 @@ def main() -> None:
             grid.paste(Image.fromarray(video[index]), (c * w, LABEL_HEIGHT + r * h))
     grid.save(args.output)
     print(f"wrote {args.output}: frames {args.frames}, model {codec.loaded.model_id}, "
-          f"{args.steps or codec.loaded.card.default_steps} step(s)")
+          f"{codec.loaded.card.decoding_steps(args.steps)} step(s)")
 
 
 if __name__ == "__main__":

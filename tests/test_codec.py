@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import synthetic_clip, write_video
-from onedva_codec import OutputExistsError, RateOptions, read_info
+from onedva_codec import InputError, OutputExistsError, RateOptions, read_info
 
 
 def _probe(path):
@@ -74,3 +74,10 @@ def test_existing_output_is_refused_without_force(codec, clip_with_audio, tmp_pa
     assert target.read_bytes() == b"keep me"
     codec.encode_file(clip_with_audio, target, force=True)
     assert read_info(target).header.frames == 50
+
+
+def test_steps_default_to_the_card_and_zero_is_an_error(codec):
+    data = codec.encode_array(synthetic_clip(17, 32, 32), 25)
+    assert np.array_equal(codec.decode_array(data), codec.decode_array(data, steps=codec.loaded.card.default_steps))
+    with pytest.raises(InputError, match="at least 1"):
+        codec.decode_array(data, steps=0)

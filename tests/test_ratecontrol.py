@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from onedva_codec import InputError
-from onedva_codec.ratecontrol import (length_grid, lengths_for_budget, lengths_for_quality,
-                                      parse_bitrate)
+from onedva_codec.cli import parse_bitrate
+from onedva_codec.ratecontrol import RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality
 
 
 @pytest.mark.parametrize("text,value", [("300k", 3e5), ("1.5M", 1.5e6), ("250000", 2.5e5), ("64kbps", 6.4e4)])
@@ -36,17 +36,31 @@ def test_adaptive_gives_more_tokens_to_more_motion():
 
 
 def test_budget_is_met_from_below_and_closely():
+    """Bytes of the units plus the container's overhead fill the target, from below."""
     rng = np.random.default_rng(1)
     grid = length_grid(1024)
     per_token = rng.uniform(1.0, 3.0, (50, 1))
     sizes = (500 + per_token * grid[None]).astype(int)
-    budget = int(sizes[:, 0].sum() + 0.4 * (sizes[:, -1] - sizes[:, 0]).sum())
-    lengths = lengths_for_budget(rng.random(50), sizes, budget, 1024, adaptive=True)
-    used = sizes[np.arange(50), np.searchsorted(grid, lengths)].sum()
-    assert 0.99 * budget <= used <= budget
+    overhead, duration = 3000, 2.0
+    target = overhead + sizes[:, 0].sum() + 0.4 * (sizes[:, -1] - sizes[:, 0]).sum()
+    rate = RateOptions(bitrate=target * 8 / duration)
+    lengths, note = lengths_for_bitrate(rng.random(50), sizes, rate, duration, overhead, 1024)
+    used = overhead + sizes[np.arange(50), np.searchsorted(grid, lengths)].sum()
+    assert 0.99 * target <= used <= target and note is None
 
 
-def test_budget_below_the_structural_floor_is_refused():
+def test_budgets_below_the_floor_are_refused_and_above_the_ceiling_noted():
     sizes = np.tile(np.arange(100, 133), (3, 1))
-    with pytest.raises(InputError, match="bitrate too low"):
-        lengths_for_budget(np.ones(3), sizes, 200, 1024, adaptive=False)
+    with pytest.raises(InputError, match="at least 2.4 kbit/s"):  # (300 + 0) bytes over 1 s
+        lengths_for_bitrate(np.ones(3), sizes, RateOptions(bitrate=2000), 1.0, 0, 1024)
+    with pytest.raises(InputError, match="container and audio alone need 8.0 kbit/s"):
+        lengths_for_bitrate(np.ones(3), sizes, RateOptions(bitrate=7000), 1.0, 1000, 1024)
+    lengths, note = lengths_for_bitrate(np.ones(3), sizes, RateOptions(bitrate=1e6), 1.0, 0, 1024)
+    assert (lengths == 1024).all() and "exceeds what full quality needs" in note
+
+
+def test_rate_options_take_a_quality_or_a_bitrate_not_both():
+    assert RateOptions().quality == 0.5 and RateOptions(bitrate=1e5).quality is None
+    for bad in (dict(quality=0.5, bitrate=1e5), dict(quality=1.5), dict(bitrate=0)):
+        with pytest.raises(InputError):
+            RateOptions(**bad)

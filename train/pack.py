@@ -105,8 +105,6 @@ def _unique_id(source: Source, taken: set[str]) -> str:
 
 def build_pack(sources: list[Source], out: Path, log: Callable[[str], None] = print) -> dict:
     """Write every source into the pack folder `out`; returns the index."""
-    from onedva_codec.video_io import VideoReader  # PyAV: only needed to build
-
     out.mkdir(parents=True, exist_ok=True)
     index: dict = {"format": PACK_FORMAT, "version": PACK_VERSION, "videos": [], "photos": []}
     taken: set[str] = set()
