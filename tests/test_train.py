@@ -15,11 +15,11 @@ from onedva_codec import Codec
 from onedva_codec.config import CONFIGS
 from onedva_codec.model import OneDVA
 from onedva_codec.pixels import to_model_range
-from train.clips import StepSampler, TrainClips, photo_clip
-from train.config import resolve
-from train.objective import Frozen, Objective
-from train.pack import Pack, build_pack, folder_sources
-from train.trainer import Trainer, load_checkpoint
+from odva_train.clips import StepSampler, TrainClips, photo_clip
+from odva_train.config import resolve
+from odva_train.objective import Frozen, Objective
+from odva_train.pack import Pack, build_pack, folder_sources
+from odva_train.trainer import Trainer, load_checkpoint
 
 FAST = ["workers=0", "warmup=2", "log_every=2", "val_every=1000", "ckpt_every=1000", "val_clips=4", "ema=0.9",
         "repa_block=0", "val_steps=2", "ldm_width=32", "ldm_depth=1", "ldm_heads=2"]
@@ -111,7 +111,7 @@ def test_every_stage_runs_and_exports_a_model_the_codec_loads(pack, tmp_path):
         assert any("val" in r for r in records)
     assert list((runs / "decoder-ft" / "samples").glob("*.png")) and list((runs / "decoder-ft" / "samples").glob("*.gif"))
 
-    from train.export import export
+    from odva_train.export import export
     card = export(runs / "decoder-ft", tmp_path / "model")
     assert [h["stage"] for h in card.training["stages"]] == ["stage1", "stage2", "align", "ldm", "decoder-ft"]
     assert card.default_steps == 8 and card.motion_mu > 0
@@ -121,7 +121,7 @@ def test_every_stage_runs_and_exports_a_model_the_codec_loads(pack, tmp_path):
 
 
 def test_a_stage_can_start_from_an_exported_model_folder(pack, tmp_path):
-    from train.export import export
+    from odva_train.export import export
     Trainer(_config("stage1", pack, tmp_path / "s1", steps=2)).run()
     export(tmp_path / "s1", tmp_path / "model")
     summary = Trainer(_config("stage2", pack, tmp_path / "s2", steps=2, init=str(tmp_path / "model"))).run()
@@ -169,9 +169,9 @@ def test_a_fresh_run_refuses_a_folder_with_a_checkpoint(pack, tmp_path):
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
 def test_torchrun_with_two_cpu_processes(pack, tmp_path, sharding):
     settings = [f"--set={s}" for s in FAST] + [f"--set=fsdp={sharding == 'fsdp'}"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "train.cli", "stage1",
-               "--model", "tiny", "--data", str(pack), "--out", str(tmp_path / sharding), "--steps", "4", "--batch",
-               "4", *settings]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "odva_train.cli",
+               "stage1", "--model", "tiny", "--data", str(pack), "--out", str(tmp_path / sharding), "--steps", "4",
+               "--batch", "4", *settings]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / sharding / "metrics.jsonl").read_text().splitlines()]
@@ -180,7 +180,7 @@ def test_torchrun_with_two_cpu_processes(pack, tmp_path, sharding):
 
 
 def test_cli_errors_are_one_line(pack, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "train.cli", "stage2", "--data", str(pack), "--out",
+    run = subprocess.run([sys.executable, "-m", "odva_train.cli", "stage2", "--data", str(pack), "--out",
                           str(tmp_path / "x")], capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.strip() == "odva-train: error: stage2 starts from a previous stage's checkpoint: give --init"
@@ -199,7 +199,7 @@ def test_a_run_from_scratch_can_change_fields_of_the_model_config(pack, tmp_path
 
 
 def test_report_tables_each_finished_run_with_its_last_held_out_figures(pack, tmp_path):
-    from train.report import runs_table
+    from odva_train.report import runs_table
     for name, lr in (("slow", 1e-5), ("fast", 1e-3)):
         Trainer(_config("stage1", pack, tmp_path / name, steps=2, lr=lr)).run()
     rows = runs_table([tmp_path / "slow", tmp_path / "fast"]).splitlines()[2:]
@@ -214,7 +214,7 @@ def test_report_tables_each_finished_run_with_its_last_held_out_figures(pack, tm
 
 def test_heldout_writes_centre_crops_of_the_held_out_videos_losslessly(pack, tmp_path):
     from onedva_codec.video_io import VideoReader
-    run = subprocess.run([sys.executable, "-m", "train.cli", "heldout", "--data", str(pack), "-o", str(tmp_path),
+    run = subprocess.run([sys.executable, "-m", "odva_train.cli", "heldout", "--data", str(pack), "-o", str(tmp_path),
                           "--size", "32"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     (video,) = Pack(pack).videos("val")
@@ -261,7 +261,7 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     settings = {"w_perc": 0, "w_repa": 0, "latents": "quantized", "quant_step": 0.5, "w_rate": 0.05,
                 "kept_lengths": "uniform", "refine_from": 0.5}
     Trainer(_config("stage1", pack, tmp_path / "v2", steps=2, model="tiny-residual", settings=settings)).run()
-    from train.export import export
+    from odva_train.export import export
     card = export(tmp_path / "v2", tmp_path / "model", weights_format="int8")
     assert card.latent_mean == [0.0] * 4 and card.latent_std == [1.0] * 4 and card.quant_step == 0.5
     assert card.refine_from == 0.5 and card.weights_format == "int8"
@@ -271,7 +271,7 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
 
 
 def test_each_stage_trains_what_its_stage_object_says(pack, tmp_path):
-    from train.stages import STAGES
+    from odva_train.stages import STAGES
     Trainer(_config("stage1", pack, tmp_path / "s1", steps=1)).run()
     for name, stage in STAGES.items():
         settings = {"ldm_share": 0, "w_repa": 0} if stage.conditioning == "codec-mix" else {"w_repa": 0}
