@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .lpips import LPIPS
-from .pixels import to_8bit
+from .pixels import frames_to_model, to_8bit
 
 
 def _levels(frames: Tensor) -> Tensor:
@@ -93,21 +93,30 @@ def ms_ssim(a: Tensor, b: Tensor) -> Tensor:
 
 
 class FrameMetrics:
-    """PSNR, SSIM and LPIPS (AlexNet) of frame pairs, averaged over frames."""
+    """Every per-frame metric (PSNR, PSNR-Y, SSIM, MS-SSIM, LPIPS with AlexNet) of frame pairs,
+    averaged over the frames: what validation logs and `odva bench` scores."""
 
     def __init__(self, device: torch.device | str = "cpu"):
+        self.device = device
         self.lpips = LPIPS("alexnet").to(device)
 
     @torch.no_grad()
-    def __call__(self, reference: Tensor, decoded: Tensor, batch: int = 64) -> dict[str, float]:
-        """(N, 3, H, W) pairs in [-1, 1] -> mean PSNR, SSIM and LPIPS over the N frames."""
-        sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
-        for start in range(0, reference.shape[0], batch):
-            a, b = reference[start:start + batch].float(), decoded[start:start + batch].float()
-            sums["psnr"] += psnr(a, b).sum().item()
-            sums["ssim"] += ssim(a, b).sum().item()
-            sums["lpips"] += self.lpips(a, b).sum().item()
-        return {k: v / reference.shape[0] for k, v in sums.items()}
+    def __call__(self, reference: Tensor | np.ndarray, decoded: Tensor | np.ndarray, batch: int = 16
+                 ) -> dict[str, float]:
+        """(N, 3, H, W) tensors in [-1, 1], or (N, H, W, 3) uint8 arrays (converted a batch at a time),
+        -> the mean of each metric over the N frames."""
+        def frames(video: Tensor | np.ndarray, start: int) -> Tensor:
+            part = video[start:start + batch]
+            part = frames_to_model(part) if isinstance(part, np.ndarray) else part
+            return part.to(self.device).float()
+
+        sums = dict.fromkeys(("psnr", "psnr_y", "ssim", "ms_ssim", "lpips"), 0.0)
+        for start in range(0, len(reference), batch):
+            a, b = frames(reference, start), frames(decoded, start)
+            for name, fn in (("psnr", psnr), ("psnr_y", psnr_y), ("ssim", ssim), ("ms_ssim", ms_ssim),
+                             ("lpips", self.lpips)):
+                sums[name] += fn(a, b).sum().item()
+        return {k: v / len(reference) for k, v in sums.items()}
 
 
 def video_frames(video: Tensor) -> Tensor:
