@@ -16,7 +16,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Codec": "codec", "RateOptions": "ratecontrol", "EncodeResult": "codec", "DecodeResult": "codec",
+    "Codec": "codec", "RateOptions": "ratecontrol", "EncodeResult": "encoding", "DecodeResult": "codec",
     "OdvaReader": "container", "FileHeader": "container", "FileInfo": "container", "read_info": "container",
     "load_model": "weights", "save_model": "weights", "LoadedModel": "weights", "ModelCard": "weights",
     "OdvaError": "errors", "InputError": "errors", "FormatError": "errors", "ModelMismatchError": "errors",

@@ -72,7 +72,8 @@ def _account(codec: Codec, data: bytes) -> dict:
         "bits_per_value": latent * 8 / totals["values"],
         "structural_share": totals["structural_bits"] / ideal, "tokens_1d_share": totals["tokens_1d_bits"] / ideal,
         "container_bytes": size - latent,
-        "encode_ms_per_chunk": totals["encode_s"] / chunks * 1e3, "decode_ms_per_chunk": totals["decode_s"] / chunks * 1e3,
+        "encode_ms_per_chunk": totals["encode_s"] / chunks * 1e3,
+        "decode_ms_per_chunk": totals["decode_s"] / chunks * 1e3,
     }
 
 

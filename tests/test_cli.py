@@ -137,12 +137,12 @@ def test_bad_options(cli, tmp_path):
 
 
 def test_interrupt_leaves_no_output(cli, monkeypatch, tmp_path):
-    from onedva_codec.codec import Codec
+    from onedva_codec import codec
 
-    def interrupted(self, reader, *args):
+    def interrupted(engine, reader, *args):
         yield next(iter(()), None) or (_ for _ in ()).throw(KeyboardInterrupt)
 
-    monkeypatch.setattr(Codec, "_decode_frames", interrupted)
+    monkeypatch.setattr(codec, "decode_frames", interrupted)
     result = cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.mp4")
     _one_line_error(result, "interrupted", code=130)
     assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import synthetic_clip
-from onedva_codec.codec import unit_noise
+from onedva_codec.decoding import unit_noise
 from onedva_codec.geometry import TileGrid, chunk_frames
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import Latents, geometry_features

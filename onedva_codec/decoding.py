@@ -1,0 +1,112 @@
+"""Decoding: chunk records in, frames out; only the chunks that hold the asked-for frames.
+
+Tiles of consecutive chunks are batched; unpacking latents and drawing noise run in
+a background thread, a bounded distance ahead of the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .container import ChunkRecord, OdvaReader
+from .engine import Engine
+from .errors import FormatError
+from .geometry import TileGrid
+from .latent_coding import Quantizer
+from .model import Latents
+from .pixels import model_to_video
+from .prefetch import prefetch
+from .sampler import sample
+from .weights import check_decodable
+
+
+def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...]) -> Tensor:
+    """The starting noise of one unit: fixed by the file's seed, independent of batching and device."""
+    digest = hashlib.blake2b(f"{seed}:{chunk}:{tile}".encode(), digest_size=8).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+    return torch.randn(shape, generator=generator)
+
+
+def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: int, stop: int
+                  ) -> Iterator[np.ndarray]:
+    """Yield frames first..stop-1, decoding only the chunks that hold them."""
+    header = reader.header
+    check_decodable(header, engine.loaded)
+    steps = engine.loaded.card.decoding_steps(steps)
+    grid = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
+    quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
+    per_chunk = header.chunk_frames
+    first_chunk, stop_chunk = first // per_chunk, -(-stop // per_chunk)
+    for chunk, video in _decode_chunks(engine, reader.chunks(first_chunk, stop_chunk), grid, quantizer, steps,
+                                            header.seed):
+        offset = chunk.index * per_chunk
+        for i in range(max(first - offset, 0), min(chunk.frames, stop - offset)):
+            yield video[i]
+
+def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid, quantizer: Quantizer, steps: int,
+                   seed: int) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
+    """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks."""
+    n_max = engine.cfg.max_1d_tokens
+    open_chunks: dict[int, tuple[ChunkRecord, list[Tensor | None]]] = {}
+    for batch in prefetch(_unit_batches(engine, chunks, seed)):
+        values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(engine.device))
+        s = engine.cfg.structural_tokens
+        keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(engine.device), n_max)
+        latents = Latents(values[:, :s], values[:, s:], keep)
+        noise = batch.noise.to(engine.device)
+        with torch.no_grad(), engine.autocast():
+            decoded = sample(lambda x, t: engine.loaded.model.velocity(x, t, latents), noise, steps,
+                             engine.loaded.card.refine_from)
+        for (record, t), tile in zip(batch.units, decoded):
+            open_chunks.setdefault(record.index, (record, [None] * len(record.tiles)))[1][t] = tile
+        for index in sorted(open_chunks):
+            record, tiles = open_chunks[index]
+            if any(tile is None for tile in tiles):
+                break
+            del open_chunks[index]
+            yield record, model_to_video(grid.merge(torch.stack(tiles)))
+
+def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> Iterator["_UnitBatch"]:
+    """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work)."""
+    cfg = engine.cfg
+    s, n_max, c = cfg.structural_tokens, cfg.max_1d_tokens, cfg.latent_channels
+    shape = (3, cfg.frames, cfg.tile, cfg.tile)
+    units: list[tuple[ChunkRecord, int]] = []
+
+    def batch() -> _UnitBatch:
+        symbols = np.zeros((len(units), s + n_max, c), dtype=np.int8)
+        for row, (record, t) in zip(symbols, units):
+            tile = record.tiles[t]
+            if tile.kept > n_max:
+                raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
+            row[: s + tile.kept] = engine.tile_coder.decode(tile.data, s + tile.kept)
+        kept = np.array([record.tiles[t].kept for record, t in units])
+        noise = torch.stack(list(pool.map(lambda unit: unit_noise(seed, unit[0].index, unit[1], shape), units)))
+        return _UnitBatch(list(units), symbols, kept, noise)
+
+    # Drawing noise is the largest CPU cost of decoding; torch releases the GIL while it draws.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for record in chunks:
+            for t in range(len(record.tiles)):
+                units.append((record, t))
+                if len(units) == engine.batch_size:
+                    yield batch()
+                    units.clear()
+        if units:
+            yield batch()
+
+
+@dataclass
+class _UnitBatch:
+    units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
+    symbols: np.ndarray  # (B, S + N, C) int8, zeros past each unit's kept length
+    kept: np.ndarray  # (B,)
+    noise: Tensor  # (B, 3, T, tile, tile), on the CPU

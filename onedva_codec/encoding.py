@@ -1,0 +1,190 @@
+"""Encoding: frames in, an .odva file out, in two passes over the latents but one over the video.
+
+Each tile of each chunk (a "unit") is encoded once at full length, its symbols are
+spooled to a temporary file, and rate control, which needs the whole video's motion
+scores (and, for --bitrate, a bound of every unit's coded size at every length),
+then decides how many 1D tokens each unit keeps. Memory stays bounded by a batch of
+units whatever the length of the video.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import BinaryIO, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import __version__
+from .container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, container_overhead
+from .engine import Engine
+from .errors import InputError
+from .geometry import TileGrid, chunk_frames
+from .latent_coding import ENTROPY_CODER, coded_size_bound
+from .model import geometry_features
+from .motion import motion_scores, normalise_motion
+from .pixels import video_to_model
+from .prefetch import prefetch
+from .ratecontrol import RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality
+
+Progress = Callable[[int], None]  # called with the number of frames just done
+
+
+@dataclass
+class EncodeResult:
+    frames: int
+    width: int
+    height: int
+    fps: Fraction
+    bytes: int
+    seconds: float  # wall-clock time of the encode
+    kept_share: float  # mean share of 1D tokens kept
+    notes: list[str] = field(default_factory=list)  # things the user should know
+
+    @property
+    def bitrate(self) -> float:
+        return self.bytes * 8 / float(self.frames / self.fps)
+
+    @property
+    def bpp(self) -> float:
+        return self.bytes * 8 / (self.frames * self.width * self.height)
+
+
+@dataclass
+class _Analysis:
+    """What the first pass learns: per-unit facts plus the spooled symbols."""
+
+    motion: np.ndarray  # normalised, per unit
+    sizes: np.ndarray | None  # coded bytes per unit per length_grid entry (--bitrate only)
+    real_frames: list[int]  # per chunk
+    spool: BinaryIO
+
+    @property
+    def frames(self) -> int:
+        return sum(self.real_frames)
+
+
+def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, height: int, fps: Fraction,
+                  out: BinaryIO, rate: RateOptions, seed: int, audio: bytes | None, audio_info: dict | None,
+                  progress: Progress | None) -> EncodeResult:
+    """Encode RGB frames of one size into `out`: analyse every unit, choose lengths, write the file."""
+    started = time.perf_counter()
+    grid = TileGrid.plan(height, width, engine.cfg.tile, engine.cfg.tile_overlap)
+    with tempfile.TemporaryFile() as spool:
+        analysis = _analyse(engine, frames, grid, spool, with_sizes=rate.bitrate is not None, progress=progress)
+        header = _header(engine, width, height, fps, analysis.frames, grid, seed, rate, audio_info)
+        n_max = engine.cfg.max_1d_tokens
+        notes: list[str] = []
+        if rate.bitrate is not None:
+            lengths, written, note = _write_for_bitrate(engine, out, header, analysis, rate, audio, grid.count)
+            notes += [note] if note else []
+        else:
+            lengths = lengths_for_quality(analysis.motion, rate.quality, n_max, rate.adaptive)
+            written = _write(engine, out, header, analysis, lengths, grid.count, audio)
+    return EncodeResult(analysis.frames, width, height, fps, written, time.perf_counter() - started,
+                        float(lengths.mean() / n_max), notes)
+
+def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool: BinaryIO, with_sizes: bool,
+             progress: Progress | None) -> _Analysis:
+    cfg, card = engine.cfg, engine.loaded.card
+    quantizer = engine.quantizer()
+    content_h, content_w = grid.content_size
+    grid_lengths = length_grid(cfg.max_1d_tokens)
+    motion: list[float] = []
+    sizes: list[list[int]] = []
+    real_frames: list[int] = []
+    pending_tiles: list[Tensor] = []
+    pending_real: list[int] = []  # real frames of each pending tile's chunk
+
+    def flush() -> None:
+        tiles = torch.stack(pending_tiles)
+        real = torch.tensor(pending_real, device=engine.device)
+        geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real, cfg)
+        with torch.no_grad(), engine.autocast():
+            posterior = engine.loaded.model.encode(tiles, geometry)
+        symbols = quantizer.quantize(posterior.means())
+        symbols = symbols.cpu().numpy()
+        spool.write(symbols.tobytes())
+        scores = normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma)
+        motion.extend(scores.tolist())
+        if with_sizes:  # bytes of each unit at each length, bounded from above by its ideal code length
+            bits = np.cumsum(engine.loaded.prior.token_bits(symbols), axis=1)
+            sizes.extend(coded_size_bound(bits[:, cfg.structural_tokens - 1 + grid_lengths]))
+        pending_tiles.clear()
+        pending_real.clear()
+
+    for chunk, real in prefetch(chunk_frames(frames, cfg.frames)):
+        for tile in grid.split(video_to_model(chunk, engine.device)):
+            pending_tiles.append(tile)
+            pending_real.append(real)
+            if len(pending_tiles) == engine.batch_size:
+                flush()
+        real_frames.append(real)
+        if progress:
+            progress(real)
+    if not real_frames:
+        raise InputError("the video has no frames")
+    if pending_tiles:
+        flush()
+    return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
+
+def _write_for_bitrate(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, rate: RateOptions,
+                       audio: bytes | None, tiles_per_chunk: int) -> tuple[np.ndarray, int, str | None]:
+    """Choose lengths from the bounded sizes, write, and check the file against the target.
+
+    The bounds hold each tile's coded size from above, so the first write fits; should one not,
+    the file is written again with the budget cut by the excess.
+    """
+    duration = float(analysis.frames / header.fps)
+    target = int(rate.bitrate * duration / 8)
+    overhead = container_overhead(header, len(audio or b""))
+    start, excess = out.tell(), 0
+    for _ in range(3):
+        lengths, note = lengths_for_bitrate(analysis.motion, analysis.sizes, rate, duration, overhead + excess,
+                                            engine.cfg.max_1d_tokens)
+        out.seek(start)
+        out.truncate()
+        written = _write(engine, out, header, analysis, lengths, tiles_per_chunk, audio)
+        if written <= target:
+            break
+        excess += written - target
+    return lengths, written, note
+
+def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, lengths: np.ndarray,
+           tiles_per_chunk: int, audio: bytes | None) -> int:
+    cfg = engine.cfg
+    unit_values = (cfg.structural_tokens + cfg.max_1d_tokens) * cfg.latent_channels
+    start = out.tell()
+    writer = OdvaWriter(out, header)
+    analysis.spool.seek(0)
+    for chunk, real in enumerate(analysis.real_frames):
+        tiles = []
+        for t in range(tiles_per_chunk):
+            unit = chunk * tiles_per_chunk + t
+            symbols = np.frombuffer(analysis.spool.read(unit_values), dtype=np.int8)
+            symbols = symbols.reshape(-1, cfg.latent_channels)[: cfg.structural_tokens + lengths[unit]]
+            motion = min(float(analysis.motion[unit]), 6e4)  # float16 range
+            tiles.append(TileRecord(int(lengths[unit]), motion, engine.tile_coder.encode(symbols)))
+        writer.write_chunk(ChunkRecord(chunk, real, tiles))
+    if audio is not None:
+        writer.write_audio(audio)
+    writer.finish()
+    return out.tell() - start
+
+def _header(engine: Engine, width: int, height: int, fps: Fraction, frames: int, grid: TileGrid, seed: int,
+            rate: RateOptions, audio_info: dict | None) -> FileHeader:
+    cfg, card = engine.cfg, engine.loaded.card
+    return FileHeader(
+        model_config=cfg.name, model_sha256=card.weights_sha256, prior_sha256=card.prior_sha256,
+        width=width, height=height, fps=fps, frames=frames, chunk_frames=cfg.frames,
+        tile_size=cfg.tile, tile_overlap=cfg.tile_overlap, tile_ys=list(grid.ys), tile_xs=list(grid.xs),
+        latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
+        max_1d_tokens=cfg.max_1d_tokens, quant_step=card.quant_step,
+        quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
+        entropy_coder=ENTROPY_CODER, seed=seed, rate=rate.describe(), audio=audio_info,
+        encoder=f"odva {__version__}",
+    )
