@@ -269,6 +269,15 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     decoded = codec.decode_array(codec.encode_array(synthetic_clip(20, 32, 40), 25), steps=3)
     assert decoded.shape == (20, 32, 40, 3)
 
+    # The exported folder validates as its run did: same clips, same quantizer, weights int8 instead of float.
+    from odva_train.validate import validate
+    from_run = validate(tmp_path / "v2", pack, [1, 3], [0.5, 1.0], clips=2)
+    from_folder = validate(tmp_path / "model", pack, [1, 3], [0.5, 1.0], clips=2)
+    assert [(r["steps"], r["refine_from"]) for r in from_folder] == [(1, 1.0), (3, 0.5), (3, 1.0)]
+    for run_row, folder_row in zip(from_run, from_folder):
+        assert abs(run_row["full"]["psnr"] - folder_row["full"]["psnr"]) < 0.3, (run_row, folder_row)
+    assert from_folder[1]["full"]["psnr"] != from_folder[2]["full"]["psnr"]  # t0 is used
+
 
 def test_each_stage_trains_what_its_stage_object_says(pack, tmp_path):
     from odva_train.stages import STAGES

@@ -9,12 +9,14 @@
     odva-train decoder-ft --init runs/al --ldm runs/ldm --out runs/ft
     odva-train export runs/ft -o weights/
     odva-train prior weights/ --data pack            # refit the entropy prior of a model folder
+    odva-train validate weights/ --data pack --steps 1,8 --refine-from 0.3,1   # held-out figures, each way
     torchrun --nproc_per_node 4 -m train.cli stage1 ...  # the same on 4 GPUs
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -137,6 +139,29 @@ def prior(folder: Annotated[Path, typer.Argument(help="Model folder to fit a pri
     fit = card.prior_fit
     print(f"wrote {folder / 'prior.safetensors'}: prior {card.prior_sha256[:16]}, radius {fit['radius']}, "
           f"{fit['bands']} 1D band(s), fitted on {fit['tiles']} training clips")
+
+
+@app.command()
+@_user_errors
+def validate(source: Annotated[Path, typer.Argument(help="Model folder, run folder or checkpoint, e.g. weights")],
+             data: DataOpt = None,
+             steps: Annotated[str, typer.Option(help="Decoding step counts, e.g. --steps 1,8")] = "1,8",
+             refine_from: Annotated[str, typer.Option(
+                 "--refine-from", help="t0 values of the refining sampler to try, e.g. --refine-from 0.2,0.4,1")] = "1",
+             clips: Annotated[int, typer.Option(min=1, help="Held-out clips, e.g. --clips 16")] = 16,
+             device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+             json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the rows here")] = None
+             ) -> None:
+    """Held-out PSNR/SSIM/LPIPS (all, half, none of the 1D latents) at each step count and t0."""
+    from .validate import format_rows, validate as validate_model
+    step_counts = [int(v) for v in steps.split(",")]
+    starts = [float(v) for v in refine_from.split(",")]
+    if min(step_counts) < 1 or not all(0 < t <= 1 for t in starts):
+        raise ValueError("steps must be at least 1 and each t0 in (0, 1]")
+    rows = validate_model(source, data or "pack", step_counts, starts, clips, device)
+    print(format_rows(rows))
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=1))
 
 
 @app.command()
