@@ -278,6 +278,16 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
         assert abs(run_row["full"]["psnr"] - folder_row["full"]["psnr"]) < 0.3, (run_row, folder_row)
     assert from_folder[1]["full"]["psnr"] != from_folder[2]["full"]["psnr"]  # t0 is used
 
+    # A bf16 folder re-written as int8 keeps its card and prior, and decodes as the direct int8 export does.
+    from odva_train.export import reformat
+    export(tmp_path / "v2", tmp_path / "bf16")
+    card_8 = reformat(tmp_path / "bf16", tmp_path / "int8", "int8")
+    assert card_8.weights_format == "int8" and card_8.prior_sha256 == card.prior_sha256
+    assert card_8.quant_step == card.quant_step and card_8.refine_from == card.refine_from
+    assert (tmp_path / "int8" / "model.safetensors").stat().st_size < (tmp_path / "bf16" / "model.safetensors").stat().st_size
+    rewritten = validate(tmp_path / "int8", pack, [1], [1.0], clips=2)
+    assert abs(rewritten[0]["full"]["psnr"] - from_folder[0]["full"]["psnr"]) < 0.1
+
 
 def test_each_stage_trains_what_its_stage_object_says(pack, tmp_path):
     from odva_train.stages import STAGES

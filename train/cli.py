@@ -109,7 +109,8 @@ def resume(run: Annotated[Path, typer.Argument(help="Run folder to continue, e.g
 
 @app.command()
 @_user_errors
-def export(checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint.pt, e.g. runs/ft")],
+def export(checkpoint: Annotated[Path, typer.Argument(
+               help="Run folder or checkpoint.pt, e.g. runs/ft; or a model folder, re-written in --weights-format")],
            out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write, e.g. -o weights")],
            data: DataOpt = None,
            weights_format: Annotated[str, typer.Option(
@@ -117,10 +118,14 @@ def export(checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkp
                                         "--weights-format int8")] = "bf16",
            force: Annotated[bool, typer.Option("--force", help="Replace an existing model folder")] = False) -> None:
     """Write a model folder (safetensors weights, entropy prior, card.json) that `odva --weights` loads."""
-    from .export import export as export_model
+    from onedva_codec.weights import CARD_FILE
+    from .export import export as export_model, reformat
     if (out / "model.safetensors").exists() and not force:
         raise FileExistsError(f"{out} already holds a model; pass --force to replace it")
-    card = export_model(checkpoint, out, data, weights_format=weights_format)
+    if (checkpoint / CARD_FILE).is_file():
+        card = reformat(checkpoint, out, weights_format)
+    else:
+        card = export_model(checkpoint, out, data, weights_format=weights_format)
     print(f"wrote {out}: config {card.config.name}, {card.weights_format} weights "
           f"({(out / 'model.safetensors').stat().st_size / 2**20:.1f} MiB), sha256 {card.weights_sha256[:16]}, "
           f"default steps {card.default_steps}")

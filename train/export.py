@@ -11,7 +11,8 @@ from torch import Tensor
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import OneDVA, token_homes
 from onedva_codec.prior import EntropyPrior, fit_prior, group_zero_references
-from onedva_codec.weights import CARD_FILE, CARD_VERSION, ModelCard, load_network, save_model, save_prior
+from onedva_codec.weights import (CARD_FILE, CARD_VERSION, ModelCard, load_model, load_network, save_model,
+                                  save_prior)
 
 from .pack import Pack
 from .trainer import latent_means, latent_statistics, load_checkpoint, model_from_checkpoint
@@ -65,6 +66,16 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
     )
     prior, card.prior_fit = fitted_prior(latents, card)
     return save_model(model, card, prior, out)
+
+
+def reformat(folder: str | Path, out: str | Path, weights_format: str) -> ModelCard:
+    """A model folder's weights re-written in another format (bf16 -> int8, say), card and prior kept:
+    how a round's float export becomes the shipped file without the checkpoint."""
+    loaded = load_model(folder)
+    card = loaded.card
+    card.weights_format = weights_format
+    card.training = {**card.training, "reformatted_from": str(folder)}
+    return save_model(loaded.model, card, loaded.prior, out)
 
 
 def refit_prior(folder: str | Path, data: str, seed: int = 0, batch: int = 8) -> ModelCard:
