@@ -257,6 +257,26 @@ def test_rate_term_is_finite_and_falls_as_training_goes(pack):
     assert np.mean(diffs[-10:]) < np.mean(diffs[:3])
 
 
+def test_the_perceptual_loss_can_spare_the_one_step_samples(pack):
+    """perc_below_one: no perceptual loss at t = 1 (the one-step decoder), the usual one below it."""
+    from onedva_codec.lpips import LPIPS
+    data = Pack(pack)
+    clips = TrainClips(data.videos("train"), data.photos("train"), 17, 32, 0)
+    batch = to_model_range(torch.stack([clips[i] for i in range(4)]))
+    model, lpips = OneDVA(CONFIGS["tiny"]), LPIPS("alexnet")
+
+    def perc(t_mode: str, below_one: bool) -> float:
+        cfg = _config("stage1", pack, Path("unused"), settings={"w_repa": 0, "t_mode": t_mode, "t_one_share": 0.0,
+                                                                "perc_below_one": below_one})
+        objective = Objective(cfg, model, None, None, Frozen(lpips=lpips), None)
+        with torch.no_grad():
+            return objective(batch, torch.full((4,), 0.5), torch.Generator().manual_seed(0))[1]["perc"].item()
+
+    assert perc("one", True) == 0.0 and perc("one", False) > 0.1
+    below = perc("logit-normal", True)
+    assert below > 0.1 and below == pytest.approx(perc("logit-normal", False), rel=1e-5)
+
+
 def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack, tmp_path):
     settings = {"w_perc": 0, "w_repa": 0, "latents": "quantized", "quant_step": 0.5, "w_rate": 0.05,
                 "kept_lengths": "uniform", "refine_from": 0.5}
@@ -281,9 +301,12 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     # A bf16 folder re-written as int8 keeps its card and prior, and decodes as the direct int8 export does.
     from odva_train.export import reformat
     export(tmp_path / "v2", tmp_path / "bf16")
-    card_8 = reformat(tmp_path / "bf16", tmp_path / "int8", "int8")
+    card_8 = reformat(tmp_path / "bf16", tmp_path / "int8", "int8", {"default_steps": 2, "refine_from": None})
     assert card_8.weights_format == "int8" and card_8.prior_sha256 == card.prior_sha256
     assert card_8.quant_step == card.quant_step and card_8.refine_from == card.refine_from
+    assert card_8.default_steps == 2 and Codec(tmp_path / "int8", device="cpu").loaded.card.default_steps == 2
+    with pytest.raises(ValueError, match="refine_from"):
+        reformat(tmp_path / "bf16", tmp_path / "bad", "int8", {"refine_from": 0.0})
     assert (tmp_path / "int8" / "model.safetensors").stat().st_size < (tmp_path / "bf16" / "model.safetensors").stat().st_size
     rewritten = validate(tmp_path / "int8", pack, [1], [1.0], clips=2)
     assert abs(rewritten[0]["full"]["psnr"] - from_folder[0]["full"]["psnr"]) < 0.1

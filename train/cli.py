@@ -70,8 +70,12 @@ SetOpt = Annotated[Optional[list[str]], typer.Option(
 
 
 def _train(cfg: config_io.TrainConfig, resume: bool) -> None:
+    import torch.distributed as dist
+
     from .trainer import Trainer  # torch start-up only when training
     summary = Trainer(cfg, resume=resume).run()
+    if dist.is_initialized():
+        dist.destroy_process_group()
     if _main_process():
         print(f"{cfg.stage}: step {summary['step']}, {summary['gpu_minutes']:.1f} GPU-minutes so far")
 
@@ -116,19 +120,26 @@ def export(checkpoint: Annotated[Path, typer.Argument(
            weights_format: Annotated[str, typer.Option(
                "--weights-format", help="bf16, or int8 (matrices as int8 rows with a scale each), e.g. "
                                         "--weights-format int8")] = "bf16",
+           default_steps: Annotated[Optional[int], typer.Option(
+               "--default-steps", help="Steps the codec decodes with by default, e.g. --default-steps 1")] = None,
+           refine_from: Annotated[Optional[float], typer.Option(
+               "--refine-from", help="t0 of the refining sampler for more steps, e.g. --refine-from 0.2")] = None,
            force: Annotated[bool, typer.Option("--force", help="Replace an existing model folder")] = False) -> None:
-    """Write a model folder (safetensors weights, entropy prior, card.json) that `odva --weights` loads."""
+    """Write a model folder (safetensors weights, entropy prior, card.json) that `odva --weights` loads.
+
+    Choose --default-steps and --refine-from with `odva-train validate`."""
     from onedva_codec.weights import CARD_FILE
     from .export import export as export_model, reformat
     if (out / "model.safetensors").exists() and not force:
         raise FileExistsError(f"{out} already holds a model; pass --force to replace it")
+    sampling = {"default_steps": default_steps, "refine_from": refine_from}
     if (checkpoint / CARD_FILE).is_file():
-        card = reformat(checkpoint, out, weights_format)
+        card = reformat(checkpoint, out, weights_format, sampling)
     else:
-        card = export_model(checkpoint, out, data, weights_format=weights_format)
+        card = export_model(checkpoint, out, data, weights_format=weights_format, sampling=sampling)
     print(f"wrote {out}: config {card.config.name}, {card.weights_format} weights "
           f"({(out / 'model.safetensors').stat().st_size / 2**20:.1f} MiB), sha256 {card.weights_sha256[:16]}, "
-          f"default steps {card.default_steps}")
+          f"default steps {card.default_steps}, refine from t0 = {card.refine_from:g}")
 
 
 @app.command()

@@ -58,6 +58,9 @@ class TrainConfig:
     latents: str = "kl"
     perceptual_net: str = "alexnet"  # LPIPS network for the perceptual loss
     perceptual_frames: int = 4  # frames per clip that enter the perceptual loss
+    # The perceptual loss on samples below t = 1 only: the one-step decoder stays MSE-optimal (PSNR) while
+    # the refining steps learn to draw detail
+    perc_below_one: bool = False
     repa_block: int = 2  # decoder block (from 0) whose output is aligned with the teacher, ~1/3 of depth
     repa_groups: int = 2  # temporal groups per clip aligned (each costs one teacher pass)
 

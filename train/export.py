@@ -37,13 +37,15 @@ def fitted_prior(latents: Tensor, card: ModelCard) -> tuple[EntropyPrior, dict]:
 
 
 def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None, batch: int = 8,
-           weights_format: str = "bf16") -> ModelCard:
+           weights_format: str = "bf16", sampling: dict | None = None) -> ModelCard:
     """EMA weights in bf16, plus a card with the latent and motion statistics and the training history,
     and an entropy prior fitted to the quantized latents of training clips.
 
     Latent statistics come from the checkpoint when its stage fixed them (ldm, decoder-ft), so that the
     codec quantizes exactly as the decoder was fine-tuned to expect; otherwise they are measured on the
-    same training clips of the pack (`data`, by default the run's own).
+    same training clips of the pack (`data`, by default the run's own). `sampling` ({"default_steps",
+    "refine_from"}) sets how the codec decodes by default, chosen by `odva-train validate`; without it,
+    8 steps after a stochastic stage and 1 after stage 1 alone, from the run's refine_from.
     """
     checkpoint = load_checkpoint(checkpoint_path)
     cfg = checkpoint["config"]
@@ -64,16 +66,28 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
         weights_format=weights_format,
         training={"stages": history, "exported_from": str(checkpoint_path), "step": checkpoint["step"]},
     )
+    _set_sampling(card, sampling)
     prior, card.prior_fit = fitted_prior(latents, card)
     return save_model(model, card, prior, out)
 
 
-def reformat(folder: str | Path, out: str | Path, weights_format: str) -> ModelCard:
-    """A model folder's weights re-written in another format (bf16 -> int8, say), card and prior kept:
-    how a round's float export becomes the shipped file without the checkpoint."""
+def _set_sampling(card: ModelCard, sampling: dict | None) -> None:
+    for key, value in (sampling or {}).items():
+        if value is not None:
+            setattr(card, key, value)
+    if card.default_steps < 1 or not 0 < card.refine_from <= 1:
+        raise ValueError(f"default steps must be at least 1 and refine_from in (0, 1], not "
+                         f"{card.default_steps} and {card.refine_from}")
+
+
+def reformat(folder: str | Path, out: str | Path, weights_format: str, sampling: dict | None = None) -> ModelCard:
+    """A model folder's weights re-written in another format (bf16 -> int8, say), card and prior kept
+    (but for `sampling`, as in `export`): how a round's float export becomes the shipped file without
+    the checkpoint."""
     loaded = load_model(folder)
     card = loaded.card
     card.weights_format = weights_format
+    _set_sampling(card, sampling)
     card.training = {**card.training, "reformatted_from": str(folder)}
     return save_model(loaded.model, card, loaded.prior, out)
 

@@ -72,8 +72,14 @@ def frame_subset(video: Tensor, frames: Tensor) -> Tensor:
     return picked.transpose(1, 2).flatten(0, 1)
 
 
-def perceptual_loss(lpips: LPIPS, x0_hat: Tensor, x0: Tensor, frames: Tensor) -> Tensor:
-    return lpips(frame_subset(x0_hat, frames).float(), frame_subset(x0, frames).float()).mean()
+def perceptual_loss(lpips: LPIPS, x0_hat: Tensor, x0: Tensor, frames: Tensor, weight: Tensor | None = None) -> Tensor:
+    """LPIPS over the chosen frames; with `weight` (B,) of 0s and 1s, the mean over the clips weighted 1
+    (0 when there are none), without a data-dependent shape that would stall the GPU."""
+    distances = lpips(frame_subset(x0_hat, frames).float(), frame_subset(x0, frames).float())
+    if weight is None:
+        return distances.mean()
+    per_clip = distances.reshape(x0.shape[0], -1).mean(1)
+    return (per_clip * weight).sum() / weight.sum().clamp(min=1)
 
 
 class RepaTeacher(nn.Module):

@@ -125,7 +125,8 @@ class Objective(nn.Module):
         if self.frozen.lpips is not None:
             frames = torch.stack([torch.randperm(mcfg.frames, generator=gen, device=device)[:cfg.perceptual_frames]
                                   for _ in range(b)])
-            parts["perc"] = perceptual_loss(self.frozen.lpips, x0_hat, x0, frames)
+            weight = (t < 1).float() if cfg.perc_below_one else None
+            parts["perc"] = perceptual_loss(self.frozen.lpips, x0_hat, x0, frames, weight)
         if cfg.w_kl > 0 and stage.trains_encoder and cfg.latents == "kl":
             parts["kl"] = posterior.kl()
         if tapped is not None:
