@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +21,11 @@ from rich.text import Text
 from . import __version__
 from .atomic import check_output_path
 from .codec import Codec
-from .container import read_info
+from .container import check_frame_size, read_info
 from .errors import InputError, OdvaError
 from .ratecontrol import RateOptions
 from .video_io import VideoReader, output_kind
+from .weights import MAX_DECODING_STEPS
 
 app = typer.Typer(
     name="odva",
@@ -52,8 +54,12 @@ def _user_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except OdvaError as exc:
             _fail(str(exc), 1)
-        except KeyboardInterrupt:
-            _fail("interrupted; nothing was written", 130)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP through launch.py
+            signum = getattr(exc, "signum", signal.SIGINT)
+            _fail(f"interrupted ({signal.Signals(signum).name}); nothing was written", 128 + signum)
+        except OSError as exc:  # the system's refusal (permissions, a full disk): not odva's fault
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}", 1)
         except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-line promise
             if os.environ.get("ODVA_DEBUG"):
                 raise
@@ -136,7 +142,8 @@ def encode(
     # Input and output problems are reported before the model is loaded.
     with VideoReader(source) as reader:
         expected_frames = reader.info.frames_hint
-    check_output_path(output, force)
+        check_frame_size(reader.info.width, reader.info.height)
+    check_output_path(output, force, source)
     codec = Codec(weights, device=device, batch_size=batch)
     with _progress("encoding", expected_frames, quiet) as advance:
         result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=advance)
@@ -180,8 +187,8 @@ def decode(
         "--output", "-o", metavar="FILE",
         help="Video to write: .mp4 (H.264), .mkv (FFV1, lossless) or .y4m. e.g. -o rec.mp4")],
     steps: Annotated[Optional[int], typer.Option(
-        min=1, help="Diffusion steps per chunk; more is slower and sharper (default: the model's). "
-                    "e.g. --steps 8")] = None,
+        min=1, max=MAX_DECODING_STEPS, help="Diffusion steps per chunk, 1 to 100; more is slower "
+                                            "(default: the model's). e.g. --steps 8")] = None,
     frames: Annotated[Optional[str], typer.Option(
         metavar="START:END", help="Decode only these frames (end exclusive). e.g. --frames 0:100")] = None,
     weights: WeightsOption = None,
@@ -194,7 +201,7 @@ def decode(
     frame_range = _parse_range(frames) if frames is not None else None
     info = read_info(source)  # checks the whole file before any model work
     output_kind(output)
-    check_output_path(output, force)
+    check_output_path(output, force, source)
     codec = Codec(weights, device=device, batch_size=batch)
     first, stop = frame_range or (0, info.header.frames)
     with _progress("decoding", stop - first, quiet) as advance:
@@ -266,7 +273,8 @@ def bench(
                          ] = "0,0.25,0.5,0.75,1",
     bitrates: Annotated[str, typer.Option(help="odva --bitrate targets too. e.g. --bitrates 200k,400k")] = "",
     steps: Annotated[Optional[int], typer.Option(
-        min=1, help="Decoding steps of the sweep (default: the model's). e.g. --steps 8")] = None,
+        min=1, max=MAX_DECODING_STEPS, help="Decoding steps of the sweep (default: the model's). e.g. --steps 8")
+                         ] = None,
     step_sweep: Annotated[str, typer.Option(help="Steps to compare at one quality. e.g. --step-sweep 1,4,8,25")
                           ] = "1,4,8,25",
     adaptive_sweep: Annotated[bool, typer.Option(
@@ -339,9 +347,23 @@ def bench(
     out.print(f"wrote {', '.join(str(p) for p in written)}")
 
 
+def run() -> int:
+    """Run the command line; returns the exit code. Usage errors come as typer's usage line and one
+    line of error, without the boxes that rich would draw around them."""
+    try:
+        result = app(standalone_mode=False, prog_name="odva")
+    except typer.TyperException as exc:  # a usage error: usage line, hint, one line of error
+        show = getattr(exc, "show", None)
+        show() if show else err.print(Text(f"odva: error: {exc.format_message()}"))
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    return result if isinstance(result, int) else 0
+
+
 def main() -> None:
-    app()
+    sys.exit(run())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -45,16 +45,16 @@ class Codec(Engine):
     def encode_file(self, source: str | Path, destination: str | Path, rate: RateOptions = RateOptions(),
                     seed: int = 0, force: bool = False, progress: Progress | None = None) -> EncodeResult:
         source, destination = Path(source), Path(destination)
-        if source.resolve() == destination.resolve():
-            raise InputError("the output would overwrite the input")
-        with atomic_output(destination, force) as tmp, VideoReader(source) as reader:
+        with atomic_output(destination, force, source) as tmp, VideoReader(source) as reader:
             audio = io.BytesIO()
             audio_info = extract_audio(source, audio) if reader.info.has_audio else None
             info = reader.info
             with open(tmp, "wb") as out:
-                return encode_frames(self, reader.frames(), info.width, info.height, info.fps, out, rate, seed,
-                                     audio.getvalue() if audio_info else None,
-                                     vars(audio_info) if audio_info else None, progress)
+                result = encode_frames(self, reader.frames(), info.width, info.height, info.fps, out, rate, seed,
+                                       audio.getvalue() if audio_info else None,
+                                       vars(audio_info) if audio_info else None, progress)
+            result.notes += [reader.timing_note] if reader.timing_note else []
+            return result
 
     def encode_array(self, frames: np.ndarray, fps: Fraction | float,
                      rate: RateOptions = RateOptions(), seed: int = 0) -> bytes:
@@ -85,7 +85,7 @@ class Codec(Engine):
                 notes.append("y4m holds no audio; the audio track was left out")
                 audio = None
             fps = header.fps
-            with atomic_output(destination, force) as tmp:
+            with atomic_output(destination, force, source) as tmp:
                 writer = VideoWriter(tmp, kind, header.width, header.height, fps,
                                      io.BytesIO(audio) if audio is not None else None,
                                      start=float(first / fps), end=float(stop / fps))
@@ -109,6 +109,7 @@ class Codec(Engine):
         """Decode an .odva file (path or bytes) to a (T, H, W, 3) uint8 array."""
         with OdvaReader(source) as reader:
             first, stop = self._check_range(reader.header, frame_range)
+            reader.read_audio()  # unused here, but a damaged record is a damaged file, as the CLI says
             return np.stack(list(decode_frames(self, reader, steps, first, stop)))
 
     @staticmethod

@@ -17,9 +17,11 @@ is its reference implementation.
 from __future__ import annotations
 
 import io
+import math
+import re
 import struct
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -42,6 +44,17 @@ _TILE_ENTRY = struct.Struct("<HeI")  # kept 1D tokens, motion score (float16), d
 _OFFSET = struct.Struct("<Q")
 
 RECORD_OVERHEAD = _RECORD_HEAD.size + _CRC.size
+
+# What a valid file may declare (docs/format.md, "Limits"): a reader refuses anything beyond these
+# before it allocates, so that a few bytes cannot ask for gigabytes.
+MAX_SIDE = 8192
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD
+MAX_FRAMES = 2**31 - 1
+MAX_FPS = 1000
+MAX_CHUNK_FRAMES = 1024
+MAX_LATENT_CHANNELS = 256
+MAX_TOKENS = 65536
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -79,17 +92,71 @@ class FileHeader:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "FileHeader":
+        """Parse and check a header: every field's type and range, and the fields against each other."""
         try:
             values = msgpack.unpackb(data)
-            values["fps"] = Fraction(*values["fps"])
-            known = set(cls.__dataclass_fields__)
-            # Newer minor versions may add fields; a reader ignores what it does not know.
-            header = cls(**{k: v for k, v in values.items() if k in known})
-        except (ValueError, TypeError, KeyError, ZeroDivisionError, msgpack.UnpackException) as exc:
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise FormatError(f"the file header is malformed ({exc})") from None
-        if header.frames <= 0 or header.width <= 0 or header.height <= 0 or header.fps <= 0:
-            raise FormatError("the file header describes an empty video")
+        if not isinstance(values, dict):
+            raise FormatError("the file header is malformed (not a map)")
+        fps = values.get("fps")
+        if not (isinstance(fps, list) and len(fps) == 2 and all(_is_int(v, 1, 2**31 - 1) for v in fps)):
+            raise FormatError("the file header's fps is not a fraction of two positive integers")
+        values["fps"] = Fraction(*fps)
+        known = set(cls.__dataclass_fields__)
+        # Newer minor versions may add fields; a reader ignores what it does not know.
+        missing = sorted(k for k, f in cls.__dataclass_fields__.items()
+                         if k not in values and f.default is MISSING and f.default_factory is MISSING)
+        if missing:
+            raise FormatError(f"the file header lacks {', '.join(missing)}")
+        header = cls(**{k: v for k, v in values.items() if k in known})
+        header.check()
         return header
+
+    def check(self) -> None:
+        """Refuse a header whose fields are of the wrong type, out of range or inconsistent."""
+        problems = []
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                problems.append(what)
+
+        for name in ("model_config", "entropy_coder", "encoder"):
+            need(isinstance(getattr(self, name), str) and len(getattr(self, name)) <= 256, f"{name} is not a name")
+        for name in ("model_sha256", "prior_sha256"):
+            need(isinstance(getattr(self, name), str) and bool(_SHA256.match(getattr(self, name))),
+                 f"{name} is not a SHA-256")
+        need(_is_int(self.width, 1, MAX_SIDE) and _is_int(self.height, 1, MAX_SIDE),
+             f"the frame size is not 1 to {MAX_SIDE} pixels a side")
+        need(0 < self.fps <= MAX_FPS, f"fps is not in (0, {MAX_FPS}]")
+        need(_is_int(self.frames, 1, MAX_FRAMES), "the frame count is not positive")
+        need(_is_int(self.chunk_frames, 1, MAX_CHUNK_FRAMES), "chunk_frames is out of range")
+        need(_is_int(self.tile_size, 1, MAX_SIDE) and _is_int(self.tile_overlap, 0, MAX_SIDE)
+             and self.tile_overlap < self.tile_size, "the tile size or overlap is out of range")
+        need(_is_int(self.latent_channels, 1, MAX_LATENT_CHANNELS), "latent_channels is out of range")
+        need(_is_int(self.structural_tokens, 1, MAX_TOKENS) and _is_int(self.max_1d_tokens, 0, MAX_TOKENS),
+             "the token counts are out of range")
+        need(_is_number(self.quant_step) and self.quant_step > 0, "quant_step is not a positive number")
+        channels = self.latent_channels if _is_int(self.latent_channels, 1, MAX_LATENT_CHANNELS) else -1
+        for name, positive in (("quant_mean", False), ("quant_std", True)):
+            value = getattr(self, name)
+            need(isinstance(value, list) and len(value) == channels
+                 and all(_is_number(v) and (v > 0 or not positive) for v in value),
+                 f"{name} is not {'positive ' if positive else ''}numbers, one per latent channel")
+        need(_is_int(self.seed, 0, 2**63 - 1), "the seed is out of range")
+        need(isinstance(self.rate, dict), "rate is not a map")
+        audio = self.audio
+        need(audio is None or (isinstance(audio, dict) and isinstance(audio.get("codec"), str)
+                               and _is_int(audio.get("sample_rate"), 1, 10**6)
+                               and _is_int(audio.get("channels"), 1, 255)),
+             "audio is not a codec, sample rate and channel count")
+        if not problems:  # the layout's numbers are trusted only once they are numbers
+            need(self.width * self.height <= MAX_FRAME_PIXELS,
+                 f"the frame size {self.width}x{self.height} is over the maximum of {MAX_FRAME_PIXELS} pixels")
+            for name, size in (("tile_ys", self.height), ("tile_xs", self.width)):
+                need(_is_tile_origins(getattr(self, name), size, self.tile_size), f"{name} is not a tile layout")
+        if problems:
+            raise FormatError(f"the file header is invalid: {problems[0]}")
 
     @property
     def chunk_count(self) -> int:
@@ -102,6 +169,29 @@ class FileHeader:
     @property
     def duration(self) -> float:
         return float(self.frames / self.fps)
+
+
+def check_frame_size(width: int, height: int) -> None:
+    """Refuse frames larger than a file may hold, before any of them is read."""
+    if max(width, height) > MAX_SIDE or width * height > MAX_FRAME_PIXELS:
+        raise InputError(f"frames of {width}x{height} are larger than odva codes: at most {MAX_SIDE} pixels a side "
+                         f"and {MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8K UHD, 7680x4320)")
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _is_tile_origins(origins: object, size: int, tile: int) -> bool:
+    """Increasing tile origins from 0 to the last tile's (size - tile), each tile inside the frame."""
+    if not (isinstance(origins, list) and 1 <= len(origins) <= size and all(_is_int(o, 0, size) for o in origins)):
+        return False
+    return (origins[0] == 0 and origins[-1] == max(size - tile, 0)
+            and all(a < b for a, b in zip(origins, origins[1:])))
 
 
 @dataclass
@@ -228,14 +318,24 @@ class OdvaReader:
         index_offset, trailer_magic = _TRAILER.unpack(self._file.read(_TRAILER.size))
         if trailer_magic != TRAILER_MAGIC or index_offset >= size:
             raise FormatError(f"{self.path} is truncated or damaged: its index is missing")
-        self.header = FileHeader.from_bytes(self._read_record(_PREAMBLE.size, KIND_HEADER, covered=preamble))
-        index = self._read_record(index_offset, KIND_INDEX)
+        self.file_size = size
+        try:
+            self.header = FileHeader.from_bytes(self._read_record(_PREAMBLE.size, KIND_HEADER, covered=preamble))
+        except FormatError as exc:
+            raise FormatError(f"{self.path}: {exc}") from None
         count = self.header.chunk_count
+        # Every chunk record holds at least its head and tile entries: a header cannot promise more
+        # chunks or tiles than the file has bytes for.
+        if count * ChunkRecord.overhead(self.header.tile_count) > size:
+            raise FormatError(f"{self.path} is damaged: its header promises more chunks than the file holds")
+        index = self._read_record(index_offset, KIND_INDEX)
         if len(index) != _OFFSET.size * (count + 1):
             raise FormatError(f"{self.path} is damaged: its index does not match its header")
         offsets = [o for (o,) in _OFFSET.iter_unpack(index)]
+        if any(not _PREAMBLE.size < o < index_offset for o in offsets[:count]) or \
+                not (offsets[count] == 0 or _PREAMBLE.size < offsets[count] < index_offset):
+            raise FormatError(f"{self.path} is damaged: its index points outside the file")
         self._chunk_offsets, self._audio_offset = offsets[:count], offsets[count]
-        self.file_size = size
 
     def _read_record(self, offset: int, kind: bytes, covered: bytes = b"") -> bytes:
         self._file.seek(offset)
@@ -245,6 +345,8 @@ class OdvaReader:
         found, length = _RECORD_HEAD.unpack(head)
         if found != kind:
             raise FormatError(f"{self.path} is damaged: expected a {kind.decode()} record at byte {offset}")
+        if offset + RECORD_OVERHEAD + length > self.file_size:  # before reading: the length may be a lie
+            raise FormatError(f"{self.path} is truncated or damaged: the record at byte {offset} runs past the end")
         payload = self._file.read(length)
         crc = self._file.read(_CRC.size)
         if len(payload) < length or len(crc) < _CRC.size:
@@ -258,6 +360,9 @@ class OdvaReader:
         expected_frames = min(self.header.chunk_frames, self.header.frames - index * self.header.chunk_frames)
         if chunk.index != index or chunk.frames != expected_frames or len(chunk.tiles) != self.header.tile_count:
             raise FormatError(f"{self.path} is damaged: chunk {index} does not match the header")
+        if any(t.kept > self.header.max_1d_tokens or not math.isfinite(t.motion) for t in chunk.tiles):
+            raise FormatError(f"{self.path} is damaged: a tile of chunk {index} keeps more 1D tokens than the "
+                              "header allows, or has no motion score")
         return chunk
 
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[ChunkRecord]:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, container_overhead
+from .container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
 from .engine import Engine
 from .errors import InputError
 from .geometry import TileGrid, chunk_frames
@@ -73,6 +73,7 @@ def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, heig
                   progress: Progress | None) -> EncodeResult:
     """Encode RGB frames of one size into `out`: analyse every unit, choose lengths, write the file."""
     started = time.perf_counter()
+    check_frame_size(width, height)
     grid = TileGrid.plan(height, width, engine.cfg.tile, engine.cfg.tile_overlap)
     with tempfile.TemporaryFile() as spool:
         analysis = _analyse(engine, frames, grid, spool, with_sizes=rate.bitrate is not None, progress=progress)
@@ -118,8 +119,8 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
         pending_real.clear()
 
     for chunk, real in prefetch(chunk_frames(frames, cfg.frames)):
-        for tile in grid.split(video_to_model(chunk, engine.device)):
-            pending_tiles.append(tile)
+        for pixels in grid.split(chunk):
+            pending_tiles.append(video_to_model(pixels, engine.device))
             pending_real.append(real)
             if len(pending_tiles) == engine.batch_size:
                 flush()

@@ -17,7 +17,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -81,12 +80,15 @@ class TileGrid:
         """Height and width of real (unpadded) pixels in every tile."""
         return min(self.height, self.tile), min(self.width, self.tile)
 
-    def split(self, video: Tensor) -> Tensor:
-        """(C, T, H, W) -> (tiles, C, T, tile, tile), row-major over the grid."""
+    def split(self, video: np.ndarray) -> Iterator[np.ndarray]:
+        """(T, H, W, 3) pixels -> each tile's (T, tile, tile, 3) pixels, row-major over the grid: views of
+        the frames, so that a large frame is never copied whole (nor held as floats)."""
         ph, pw = self.padded_size
-        if (ph, pw) != (self.height, self.width):
-            video = F.pad(video, (0, pw - self.width, 0, ph - self.height), mode="replicate")
-        return torch.stack([video[..., y:y + self.tile, x:x + self.tile] for y in self.ys for x in self.xs])
+        if (ph, pw) != (self.height, self.width):  # a side smaller than a tile: edge pixels repeated
+            video = np.pad(video, ((0, 0), (0, ph - self.height), (0, pw - self.width), (0, 0)), mode="edge")
+        for y in self.ys:
+            for x in self.xs:
+                yield video[:, y:y + self.tile, x:x + self.tile]
 
     def merge(self, tiles: Tensor) -> Tensor:
         """Inverse of `split`: blend (tiles, C, T, tile, tile) into (C, T, H, W)."""

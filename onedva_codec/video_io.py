@@ -89,19 +89,49 @@ class VideoReader:
             self._container.close()
             raise InputError(f"{self.path} has a video track with no frame size")
         self._stream = stream
+        self.repeated = self.dropped = 0  # by `frames`, to keep a variable-rate source's timing
         self.info = VideoInfo(width, height, Fraction(rate), bool(self._container.streams.audio),
                               stream.frames or None)
 
     def frames(self) -> Iterator[np.ndarray]:
-        index = 0
+        """The frames at the constant rate `info.fps`, timed by their timestamps: a frame is repeated
+        where the source holds it longer than one frame period and dropped where a later one takes its
+        slot, so that a variable-frame-rate source keeps its duration and its sync with the audio.
+        A constant-rate source comes through frame for frame (`repeated` and `dropped` stay 0)."""
+        index = emitted = 0
+        pending, start = None, None
         try:
             for frame in self._container.decode(self._stream):
                 if (frame.width, frame.height) != (self.info.width, self.info.height):
                     frame = frame.reformat(width=self.info.width, height=self.info.height)
-                yield frame.to_ndarray(format="rgb24")
+                if frame.time is None:  # no timestamp: the next slot
+                    slot = emitted + (pending is not None)
+                else:
+                    start = frame.time if start is None else start
+                    slot = round((frame.time - start) * self.info.fps)
+                if pending is not None:
+                    if slot > emitted:
+                        for _ in range(slot - emitted):
+                            yield pending
+                        self.repeated += slot - emitted - 1
+                        emitted = slot
+                    else:  # the new frame takes the pending one's slot
+                        self.dropped += 1
+                pending = frame.to_ndarray(format="rgb24")
                 index += 1
+            if pending is not None:
+                yield pending
         except av.FFmpegError as exc:
             raise InputError(f"cannot decode frame {index} of {self.path}: {_first_line(exc)}") from None
+
+    @property
+    def timing_note(self) -> str | None:
+        """What `frames` did to a variable-frame-rate source, in one line; None if nothing."""
+        if not (self.repeated or self.dropped):
+            return None
+        return (f"{self.path.name} has a variable frame rate; it was resampled to a constant {float(self.info.fps):.4g} "
+                f"fps by its timestamps ({self.repeated} frame(s) repeated, {self.dropped} dropped), keeping its "
+                "duration and audio sync")
 
     def close(self) -> None:
         self._container.close()

@@ -35,6 +35,7 @@ WEIGHT_FORMATS = ("bf16", "int8")
 _INT8_SCALE = ".int8_scale"  # the per-row scale of an int8 tensor is stored under its name plus this
 _INT8_MIN_SIZE = 4096  # smaller tensors (biases, norms, embeddings of a few rows) stay bf16
 PRIOR_FILE = "prior.safetensors"
+MAX_DECODING_STEPS = 100  # past a few dozen, more steps change nothing but the time spent
 CARD_FILE = "card.json"
 CARD_FORMAT = "odva-model"
 CARD_VERSION = 2  # 2 added the entropy prior
@@ -59,8 +60,8 @@ class ModelCard:
     def decoding_steps(self, requested: int | None = None) -> int:
         """The steps to decode with: the caller's, else this model's default; never fewer than one."""
         steps = self.default_steps if requested is None else requested
-        if steps < 1:
-            raise InputError(f"steps must be at least 1, not {steps}")
+        if not 1 <= steps <= MAX_DECODING_STEPS:
+            raise InputError(f"steps must be 1 to {MAX_DECODING_STEPS}, not {steps}")
         return steps
 
     def to_json(self) -> dict:

@@ -1,7 +1,9 @@
 """The command line as a user meets it: help, output, and one clear line per failure."""
 
+import signal
 import subprocess
 import sys
+import time
 
 import av
 import pytest
@@ -151,10 +153,81 @@ def test_interrupt_leaves_no_output(cli, monkeypatch, tmp_path):
 def test_installed_command_runs_without_traceback(tmp_path):
     """The real entry point, in a subprocess, as a shell user runs it."""
     env = {"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"}
-    odva = [sys.executable, "-m", "onedva_codec.cli"]
+    odva = [sys.executable, "-m", "onedva_codec"]
     ok = subprocess.run(odva + ["info", str(DATA / "reference.odva")], capture_output=True, text=True, env=env)
     assert ok.returncode == 0 and "chunks" in ok.stdout
     bad = subprocess.run(odva + ["decode", str(tmp_path / "nope.odva"), "-o", str(tmp_path / "r.mp4")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1
     assert bad.stderr.strip() == f"odva: error: {tmp_path / 'nope.odva'} does not exist"
+
+
+def _odva(*args, **kwargs) -> subprocess.Popen:
+    """The real `odva` process (the same entry point as the installed command), with the tiny model."""
+    env = {"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"}
+    return subprocess.Popen([sys.executable, "-m", "onedva_codec", *map(str, args)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def test_usage_errors_are_short_and_exit_2(tmp_path):
+    for args in (["encode", "x.mp4", "-o", "y.odva", "--quality", "2"], ["decode", "x.odva", "-o", "y.mp4",
+                                                                           "--steps", "10000"]):
+        stdout, stderr = _odva(*args).communicate(timeout=60)
+        lines = stderr.strip().splitlines()
+        assert lines[0].startswith("Usage: odva") and lines[-1].startswith("Error: Invalid value"), stderr
+        assert len(lines) <= 4 and "╭" not in stderr and "Traceback" not in stderr
+
+
+def test_decode_refuses_to_overwrite_its_input(cli, tmp_path):
+    coded = tmp_path / "clip.mkv"  # an .odva file with a video's name
+    coded.write_bytes((DATA / "reference.odva").read_bytes())
+    _one_line_error(cli("decode", coded, "-o", coded, "--force"), "overwrite the input")
+    assert coded.read_bytes() == (DATA / "reference.odva").read_bytes()
+
+
+def test_an_unwritable_folder_is_a_clean_error(cli, tmp_path):
+    """/sys refuses new files even to root."""
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", "/sys/odva-test.y4m"), "cannot write /sys/odva-test")
+
+
+@pytest.fixture(scope="module")
+def slow_decode(tmp_path_factory):
+    """An .odva file that takes the tiny model many seconds to decode at 100 steps."""
+    folder = tmp_path_factory.mktemp("slow")
+    clip = write_video(folder / "long.mp4", synthetic_clip(170, 64, 64, seed=4))
+    subprocess.run([sys.executable, "-m", "onedva_codec", "encode", str(clip), "-o", str(folder / "long.odva"),
+                    "-q"], env={"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"}, check=True)
+    return folder / "long.odva"
+
+
+def _signal_during_decode(coded, out, signals, delay: float = 0.0):
+    process = _odva("decode", coded, "-o", out, "--steps", "100", "--device", "cpu")
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(f".{out.name}.*.part")):  # the output is being written
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(delay)
+    for number in signals:
+        process.send_signal(number)
+        time.sleep(0.02)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize("signals,code", [([signal.SIGTERM], 143), ([signal.SIGHUP], 129),
+                                          ([signal.SIGINT, signal.SIGINT], 130)])
+def test_a_signal_during_decode_ends_cleanly(slow_decode, tmp_path, signals, code):
+    returncode, stderr = _signal_during_decode(slow_decode, tmp_path / "rec.mkv", signals, delay=0.3)
+    assert returncode == code, stderr
+    assert stderr.strip().count("\n") == 0 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert "terminate called" not in stderr
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its .part
+
+
+def test_ctrl_c_while_starting_up_is_one_line(tmp_path):
+    process = _odva("info", DATA / "reference.odva")
+    time.sleep(0.15)  # torch and friends are still loading
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode in (0, 130), stderr  # 0 if it won the race
+    assert "Traceback" not in stderr and stderr.strip().count("\n") == 0, stderr

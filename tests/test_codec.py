@@ -76,8 +76,9 @@ def test_existing_output_is_refused_without_force(codec, clip_with_audio, tmp_pa
     assert read_info(target).header.frames == 50
 
 
-def test_steps_default_to_the_card_and_zero_is_an_error(codec):
+def test_steps_default_to_the_card_and_must_be_1_to_100(codec):
     data = codec.encode_array(synthetic_clip(17, 32, 32), 25)
     assert np.array_equal(codec.decode_array(data), codec.decode_array(data, steps=codec.loaded.card.default_steps))
-    with pytest.raises(InputError, match="at least 1"):
-        codec.decode_array(data, steps=0)
+    for steps in (0, 101, 10000):
+        with pytest.raises(InputError, match="1 to 100"):
+            codec.decode_array(data, steps=steps)

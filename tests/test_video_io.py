@@ -73,3 +73,29 @@ def test_encode_and_decode_memory_does_not_grow_with_length(tmp_path):
                              capture_output=True, text=True, check=True)
         peaks.append(int(run.stdout.split()[-1]) / 1024)
     assert peaks[1] < peaks[0] + 15, f"peak RSS {peaks[0]:.0f} MiB -> {peaks[1]:.0f} MiB"
+
+
+def test_a_variable_frame_rate_source_keeps_its_timing(tmp_path, codec):
+    """Frames held for 1, 2 or 3 periods at 25 fps (times in ms): resampled by their timestamps, so the
+    coded video lasts as long as the source, each frame in its slot, and the encoder says so."""
+    times = [0, 40, 80, 160, 200, 320, 360, 380, 400]  # 380 ms rounds to 400's slot: dropped for it
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "bgr0"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, ms in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with VideoReader(path) as reader:
+        levels = [int(f[0, 0, 0]) for f in reader.frames()]
+        assert reader.info.fps == 25 and (reader.repeated, reader.dropped) == (3, 1)
+    assert levels == [0, 20, 40, 40, 60, 80, 80, 80, 100, 120, 160]  # slots 0..10 of 40 ms
+    result = codec.encode_file(path, tmp_path / "vfr.odva")
+    assert result.frames == 11 and any("variable frame rate" in note for note in result.notes)
+
+    constant = _write_raw(tmp_path / "cfr.mkv", synthetic_clip(9, 32, 32), Fraction(25), "matroska", "ffv1", "bgr0")
+    result = codec.encode_file(constant, tmp_path / "cfr.odva")
+    assert result.frames == 9 and result.notes == []

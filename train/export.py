@@ -86,9 +86,10 @@ def reformat(folder: str | Path, out: str | Path, weights_format: str, sampling:
     the checkpoint."""
     loaded = load_model(folder)
     card = loaded.card
+    card.training = {**card.training, "reformatted_from": {"weights_format": card.weights_format,
+                                                           "weights_sha256": card.weights_sha256}}
     card.weights_format = weights_format
     _set_sampling(card, sampling)
-    card.training = {**card.training, "reformatted_from": str(folder)}
     return save_model(loaded.model, card, loaded.prior, out)
 
 

@@ -1,0 +1,5 @@
+"""`python -m onedva_codec ...` is the `odva` command."""
+
+from .launch import main
+
+main()

@@ -1,0 +1,98 @@
+"""Fuzz the .odva reader and decoder with CRC-valid mutants (tests/odva_fuzz.py's mutator).
+
+Each mutant goes through what a user's file goes through: `read_info` (what `odva info` and
+`odva decode` check first) and `Codec.decode_array` at one step. Anything but an OdvaError is a
+finding, and so is an input slower than --max-seconds; the peak memory of the whole run is
+reported. Findings are saved under --save for replay (`python scripts/fuzz.py --replay FILE`).
+
+    python scripts/fuzz.py --minutes 30 --save fuzz-findings     # the long run
+    python scripts/fuzz.py --count 2000 --seed 1 --json           # what tests/test_fuzz.py runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import time
+import traceback
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import TINY_MODEL, synthetic_clip  # noqa: E402
+from odva_fuzz import mutate  # noqa: E402
+
+from onedva_codec import Codec, OdvaError, RateOptions, read_info  # noqa: E402
+
+
+def seed_files(codec: Codec) -> list[bytes]:
+    """The pinned reference file and a longer, two-tile file with several chunks."""
+    longer = codec.encode_array(synthetic_clip(40, 40, 60, seed=5), Fraction(30, 1), RateOptions(quality=0.7))
+    return [(ROOT / "tests" / "data" / "reference.odva").read_bytes(), longer]
+
+
+def try_one(codec: Codec, data: bytes) -> str | None:
+    """None if the input ends as it should (decoded, or refused with an OdvaError); else the finding."""
+    try:
+        read_info(data)
+        codec.decode_array(data, steps=1)
+    except OdvaError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - what the fuzzer is looking for
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return f"{type(exc).__name__} at {Path(where.filename).name}:{where.lineno}: {str(exc)[:200]}"
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=0, help="inputs to try (0: until --minutes)")
+    parser.add_argument("--minutes", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", type=Path, default=TINY_MODEL)
+    parser.add_argument("--max-seconds", type=float, default=2.0, help="slower than this is a finding")
+    parser.add_argument("--save", type=Path, help="folder for the inputs behind findings")
+    parser.add_argument("--replay", type=Path, help="try one saved input and print what happens")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args()
+    codec = Codec(args.weights, device="cpu", batch_size=4)
+    if args.replay:
+        print(try_one(codec, args.replay.read_bytes()) or "no finding")
+        return
+    rng = random.Random(args.seed)
+    seeds = seed_files(codec)
+    findings: dict[str, int] = {}
+    tried = slowest = 0
+    deadline = time.monotonic() + args.minutes * 60
+    while (tried < args.count) if args.count else (time.monotonic() < deadline):
+        data = mutate(seeds[tried % len(seeds)], rng)
+        started = time.perf_counter()
+        finding = try_one(codec, data)
+        seconds = time.perf_counter() - started
+        slowest = max(slowest, seconds)
+        if finding is None and seconds > args.max_seconds:
+            finding = f"slow: {seconds:.1f} s"
+        if finding is not None:
+            if finding not in findings and args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                (args.save / f"finding-{len(findings):03d}.odva").write_bytes(data)
+            findings[finding] = findings.get(finding, 0) + 1
+        tried += 1
+    summary = {"inputs": tried, "findings": findings, "slowest_s": round(slowest, 3),
+               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"{tried} inputs, {len(findings)} distinct findings, slowest {slowest:.2f} s, "
+          f"peak memory {summary['peak_rss_mib']} MiB")
+    for finding, count in sorted(findings.items(), key=lambda kv: -kv[1]):
+        print(f"  {count:6d}  {finding}")
+
+
+if __name__ == "__main__":
+    main()
