@@ -82,3 +82,15 @@ def test_steps_default_to_the_card_and_must_be_1_to_100(codec):
     for steps in (0, 101, 10000):
         with pytest.raises(InputError, match="1 to 100"):
             codec.decode_array(data, steps=steps)
+
+
+def test_the_bitstream_does_not_depend_on_the_batch_and_decoding_repeats_exactly():
+    """docs/format.md, "Determinism": on the CPU the file is the same whatever --batch (units spanning
+    chunks included), and the same file decodes to the same frames every time."""
+    from helpers import TINY_MODEL
+    from onedva_codec import Codec
+    clip = synthetic_clip(40, 40, 60, seed=8)  # 2 x 2 tiles, 3 chunks: 12 units
+    files = [Codec(TINY_MODEL, device="cpu", batch_size=b).encode_array(clip, 25) for b in (1, 3, 5)]
+    assert files[0] == files[1] == files[2]
+    codec = Codec(TINY_MODEL, device="cpu", batch_size=5)
+    assert np.array_equal(codec.decode_array(files[0], steps=2), codec.decode_array(files[0], steps=2))
