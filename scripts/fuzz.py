@@ -7,6 +7,11 @@ reported. Findings are saved under --save for replay (`python scripts/fuzz.py --
 
     python scripts/fuzz.py --minutes 30 --save fuzz-findings     # the long run
     python scripts/fuzz.py --count 2000 --seed 1 --json           # what tests/test_fuzz.py runs
+    python scripts/fuzz.py --atheris --minutes 30                 # coverage-guided (pip install atheris)
+
+With --atheris, libFuzzer chooses which inputs to keep by the coverage they reach in
+onedva_codec; the mutator is the same structured one (libFuzzer's own byte mutations for
+inputs it cannot take apart), and the run stops at the first finding, which it saves.
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers import TINY_MODEL, synthetic_clip  # noqa: E402
 from odva_fuzz import mutate  # noqa: E402
 
-from onedva_codec import Codec, OdvaError, RateOptions, read_info  # noqa: E402
+if "--atheris" in sys.argv:  # the codec's modules must be imported instrumented
+    import atheris
+    with atheris.instrument_imports(include=["onedva_codec"]):
+        from onedva_codec import Codec, OdvaError, RateOptions, read_info
+        from onedva_codec import codec as _codec, container as _container, decoding as _decoding  # noqa: F401
+else:
+    from onedva_codec import Codec, OdvaError, RateOptions, read_info
 
 
 def seed_files(codec: Codec) -> list[bytes]:
@@ -49,6 +60,32 @@ def try_one(codec: Codec, data: bytes) -> str | None:
     return None
 
 
+def run_atheris(codec: Codec, seeds: list[bytes], args: argparse.Namespace) -> None:
+    import tempfile
+
+    def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+        try:
+            return mutate(data, random.Random(seed))[:max_size]
+        except Exception:  # noqa: BLE001 - not a file it can take apart: libFuzzer's byte mutations
+            return atheris.Mutate(data, max_size)
+
+    def test_one_input(data: bytes) -> None:
+        finding = try_one(codec, data)
+        if finding is not None:
+            raise RuntimeError(finding)
+
+    corpus = Path(tempfile.mkdtemp(prefix="odva-corpus-"))
+    for i, data in enumerate(seeds):
+        (corpus / f"seed{i}.odva").write_bytes(data)
+    save = args.save or Path("fuzz-findings")
+    save.mkdir(parents=True, exist_ok=True)
+    argv = [sys.argv[0], str(corpus), f"-max_total_time={int(args.minutes * 60)}", f"-seed={args.seed or 1}",
+            f"-timeout={max(int(args.max_seconds), 1)}", f"-artifact_prefix={save}/", "-max_len=65536",
+            "-print_final_stats=1"]
+    atheris.Setup(argv, test_one_input, custom_mutator=custom_mutator)
+    atheris.Fuzz()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=0, help="inputs to try (0: until --minutes)")
@@ -59,6 +96,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="folder for the inputs behind findings")
     parser.add_argument("--replay", type=Path, help="try one saved input and print what happens")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--atheris", action="store_true", help="coverage-guided, with atheris (libFuzzer)")
     args = parser.parse_args()
     codec = Codec(args.weights, device="cpu", batch_size=4)
     if args.replay:
@@ -66,6 +104,9 @@ def main() -> None:
         return
     rng = random.Random(args.seed)
     seeds = seed_files(codec)
+    if args.atheris:
+        run_atheris(codec, seeds, args)
+        return
     findings: dict[str, int] = {}
     tried = slowest = 0
     deadline = time.monotonic() + args.minutes * 60
