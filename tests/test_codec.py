@@ -94,3 +94,15 @@ def test_the_bitstream_does_not_depend_on_the_batch_and_decoding_repeats_exactly
     assert files[0] == files[1] == files[2]
     codec = Codec(TINY_MODEL, device="cpu", batch_size=5)
     assert np.array_equal(codec.decode_array(files[0], steps=2), codec.decode_array(files[0], steps=2))
+
+
+def test_the_library_checks_the_audio_record_too(codec, clip_with_audio, tmp_path):
+    """decode_array does not use the audio, but a damaged audio record is a damaged file, as `odva` says."""
+    from onedva_codec import FormatError
+    coded = tmp_path / "a.odva"
+    codec.encode_file(clip_with_audio, coded)
+    data = bytearray(coded.read_bytes())
+    matroska = data.rindex(b"\x1a\x45\xdf\xa3")  # the audio record's payload starts with Matroska's magic
+    data[matroska + 20] ^= 0x40  # its CRC no longer matches
+    with pytest.raises(FormatError, match="CRC"):
+        codec.decode_array(bytes(data))
