@@ -19,10 +19,9 @@ from torch import Tensor
 from .container import ChunkRecord, OdvaReader
 from .engine import Engine
 from .errors import FormatError
-from .geometry import TileGrid
+from .geometry import ChunkAssembler, TileGrid
 from .latent_coding import Quantizer
 from .model import Latents
-from .pixels import model_to_video
 from .prefetch import prefetch
 from .sampler import sample
 from .weights import check_decodable
@@ -53,9 +52,10 @@ def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: 
 
 def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid, quantizer: Quantizer, steps: int,
                    seed: int) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
-    """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks."""
+    """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
+    blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order)."""
     n_max = engine.cfg.max_1d_tokens
-    open_chunks: dict[int, tuple[ChunkRecord, list[Tensor | None]]] = {}
+    open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
     for batch in prefetch(_unit_batches(engine, chunks, seed)):
         values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(engine.device))
         s = engine.cfg.structural_tokens
@@ -65,14 +65,14 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
         with torch.no_grad(), engine.autocast():
             decoded = sample(lambda x, t: engine.loaded.model.velocity(x, t, latents), noise, steps,
                              engine.loaded.card.refine_from)
-        for (record, t), tile in zip(batch.units, decoded):
-            open_chunks.setdefault(record.index, (record, [None] * len(record.tiles)))[1][t] = tile
+        for (record, _), tile in zip(batch.units, decoded):
+            open_chunks.setdefault(record.index, (record, grid.assembler()))[1].add(tile)
         for index in sorted(open_chunks):
-            record, tiles = open_chunks[index]
-            if any(tile is None for tile in tiles):
+            record, assembler = open_chunks[index]
+            if not assembler.done:
                 break
             del open_chunks[index]
-            yield record, model_to_video(grid.merge(torch.stack(tiles)))
+            yield record, assembler.frames
 
 def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> Iterator["_UnitBatch"]:
     """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work)."""

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .pixels import to_8bit
+
 
 def chunk_frames(frames: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, int]]:
     """Group (H, W, 3) frames into (length, H, W, 3) chunks; yields (chunk, real frame count)."""
@@ -90,16 +92,63 @@ class TileGrid:
             for x in self.xs:
                 yield video[:, y:y + self.tile, x:x + self.tile]
 
-    def merge(self, tiles: Tensor) -> Tensor:
-        """Inverse of `split`: blend (tiles, C, T, tile, tile) into (C, T, H, W)."""
-        ph, pw = self.padded_size
-        out = tiles.new_zeros(tiles.shape[1:3] + (ph, pw), dtype=torch.float32)
-        total = tiles.new_zeros((ph, pw), dtype=torch.float32)
-        origins = [(y, x) for y in self.ys for x in self.xs]
-        for tile, (y, x) in zip(tiles, origins):
-            wy = _blend_ramp(y, self.tile, ph, self.overlap)
-            wx = _blend_ramp(x, self.tile, pw, self.overlap)
-            weight = (wy[:, None] * wx[None]).to(out.device)
-            out[..., y:y + self.tile, x:x + self.tile] += tile.float() * weight
-            total[y:y + self.tile, x:x + self.tile] += weight
-        return (out / total)[..., : self.height, : self.width]
+    def assembler(self) -> "ChunkAssembler":
+        """Blends one chunk's decoded tiles, fed in row-major order, into its frames."""
+        return ChunkAssembler(self)
+
+
+class ChunkAssembler:
+    """The inverse of `TileGrid.split`: decoded tiles in, blended (T, H, W, 3) uint8 frames out.
+
+    Tiles arrive in row-major order and are blended with linear ramps across the overlaps. Only
+    the pixel rows that a later tile row may still reach are held as floats: once a tile row is
+    complete, the rows above the next tile row are final and go to 8 bits. A large frame is thus
+    never held whole as floats. Each pixel's weighted sum runs over its tiles in the same order as
+    a whole-frame sum would, so the frames do not depend on the frame's size or the batch.
+    """
+
+    def __init__(self, grid: TileGrid):
+        self.grid = grid
+        self.frames: np.ndarray | None = None  # (T, H, W, 3) uint8, allocated with the first tile
+        self._sum: Tensor | None = None  # (C, T, rows, padded width): weighted tiles of the open rows
+        self._weight: Tensor | None = None  # (rows, padded width): their weights
+        self._top = 0  # first open pixel row
+        self._count = 0  # tiles taken so far
+
+    def add(self, tile: Tensor) -> None:
+        """Take the next tile, (C, T, tile, tile) in [-1, 1]."""
+        grid, size = self.grid, self.grid.tile
+        row, column = divmod(self._count, len(grid.xs))
+        y, x = grid.ys[row], grid.xs[column]
+        ph, pw = grid.padded_size
+        if self._sum is None:
+            self.frames = np.empty((tile.shape[1], grid.height, grid.width, 3), dtype=np.uint8)
+            self._sum = tile.new_zeros(tile.shape[:2] + (0, pw), dtype=torch.float32)
+            self._weight = tile.new_zeros((0, pw), dtype=torch.float32)
+        grow = y + size - self._top - self._sum.shape[2]
+        if grow > 0:  # open the rows this tile reaches
+            self._sum = torch.cat([self._sum, self._sum.new_zeros(self._sum.shape[:2] + (grow, pw))], dim=2)
+            self._weight = torch.cat([self._weight, self._weight.new_zeros((grow, pw))])
+        weight = (_blend_ramp(y, size, ph, grid.overlap)[:, None] * _blend_ramp(x, size, pw, grid.overlap)[None])
+        weight = weight.to(tile.device)
+        top = y - self._top
+        self._sum[:, :, top:top + size, x:x + size] += tile.float() * weight
+        self._weight[top:top + size, x:x + size] += weight
+        self._count += 1
+        if column == len(grid.xs) - 1:  # a tile row is complete
+            self._close_rows(grid.ys[row + 1] if row + 1 < len(grid.ys) else ph)
+
+    def _close_rows(self, below: int) -> None:
+        """Rows above `below` get no more tiles: blend them to 8 bits and let go of their floats."""
+        n = below - self._top
+        blended = self._sum[:, :, :n] / self._weight[:n]
+        real = max(min(below, self.grid.height) - self._top, 0)
+        if real:
+            pixels = to_8bit(blended[:, :, :real, : self.grid.width]).movedim(0, -1).cpu().numpy()
+            self.frames[:, self._top:self._top + real] = pixels
+        self._sum, self._weight = self._sum[:, :, n:], self._weight[n:]
+        self._top = below
+
+    @property
+    def done(self) -> bool:
+        return self._count == self.grid.count

@@ -27,9 +27,34 @@ def test_chunks_cover_every_frame_once(length):
 def test_split_then_merge_returns_the_frame(height, width):
     grid = TileGrid.plan(height, width, tile=32, overlap=8)
     video = synthetic_clip(5, height, width, seed=1)
-    tiles = torch.stack([video_to_model(tile) for tile in grid.split(video)])
-    assert tiles.shape == (grid.count, 3, 5, 32, 32)
-    assert np.array_equal(model_to_video(grid.merge(tiles)), video)
+    assembler = grid.assembler()
+    for tile in grid.split(video):
+        assert tile.shape == (5, 32, 32, 3)
+        assembler.add(video_to_model(tile))
+    assert assembler.done and np.array_equal(assembler.frames, video)
+
+
+def test_assembling_row_by_row_equals_blending_the_whole_frame():
+    """Disagreeing tiles (3 tile rows meet in some pixels): the streamed blend is the whole-frame
+    weighted mean, to the level."""
+    grid = TileGrid.plan(79, 70, tile=32, overlap=8)
+    tiles = torch.rand(grid.count, 3, 2, 32, 32) * 2 - 1
+    assembler = grid.assembler()
+    for tile in tiles:
+        assembler.add(tile)
+    total = torch.zeros(grid.padded_size)
+    blended = torch.zeros(3, 2, *grid.padded_size)
+    for tile, (y, x) in zip(tiles, [(y, x) for y in grid.ys for x in grid.xs]):
+        wy = torch.ones(32)
+        wy[:8] = wy[:8] if y == 0 else (torch.arange(8) + 0.5) / 8
+        wy[-8:] = wy[-8:] if y + 32 >= 79 else ((torch.arange(8) + 0.5) / 8).flip(0)
+        wx = torch.ones(32)
+        wx[:8] = wx[:8] if x == 0 else (torch.arange(8) + 0.5) / 8
+        wx[-8:] = wx[-8:] if x + 32 >= 70 else ((torch.arange(8) + 0.5) / 8).flip(0)
+        weight = wy[:, None] * wx[None]
+        blended[..., y:y + 32, x:x + 32] += tile * weight
+        total[y:y + 32, x:x + 32] += weight
+    assert np.array_equal(assembler.frames, model_to_video(blended / total)[:, :79, :70])
 
 
 def test_neighbouring_tiles_overlap_by_at_least_the_minimum():
@@ -43,10 +68,13 @@ def test_neighbouring_tiles_overlap_by_at_least_the_minimum():
 
 def test_blending_hides_a_seam_between_disagreeing_tiles():
     grid = TileGrid.plan(32, 56, tile=32, overlap=8)
-    tiles = torch.stack([torch.zeros(1, 1, 32, 32), torch.ones(1, 1, 32, 32)])
-    row = grid.merge(tiles)[0, 0, 0]
+    assembler = grid.assembler()
+    for level in (-1.0, 1.0):
+        assembler.add(torch.full((3, 1, 32, 32), level))
+    row = assembler.frames[0, 0, :, 0].astype(int)
     steps = row[1:] - row[:-1]
-    assert steps.min() >= 0 and steps.max() < 0.2  # a ramp, not a jump
+    assert row[0] == 0 and row[-1] == 255
+    assert steps.min() >= 0 and steps.max() <= 255 / 8 + 1  # a ramp across the 8-pixel overlap, not a jump
 
 
 @pytest.mark.parametrize("height,width", [(32, 32), (24, 19)])
