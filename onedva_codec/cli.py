@@ -24,7 +24,7 @@ from .codec import Codec
 from .container import check_frame_size, read_info
 from .errors import InputError, OdvaError
 from .ratecontrol import RateOptions
-from .video_io import VideoReader, output_kind
+from .video_io import VideoReader, is_stdio, output_kind
 from .weights import MAX_DECODING_STEPS
 
 app = typer.Typer(
@@ -113,10 +113,13 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 
 @app.command(epilog="Examples:  odva encode in.mp4 -o out.odva --quality 0.6  |  "
                     "odva encode in.mkv -o out.odva --bitrate 300k  |  "
+                    "ffmpeg -i in.mkv -f yuv4mpegpipe - | odva encode - -o out.odva  |  "
                     "odva encode in.mp4 -o out.odva --quality 0.3 --no-adaptive --device cpu")
 @_user_errors
 def encode(
-    source: Annotated[Path, typer.Argument(metavar="INPUT", help="Video to encode (mp4, mkv, webm, avi, mov, y4m, ...).")],
+    source: Annotated[Path, typer.Argument(
+        metavar="INPUT", help="Video to encode (mp4, mkv, webm, avi, mov, y4m, ...); - reads YUV4MPEG2 from "
+                              "standard input.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
                                          help="The .odva file to write. e.g. -o out.odva")],
     quality: Annotated[Optional[float], typer.Option(
@@ -140,9 +143,11 @@ def encode(
     rate = RateOptions(quality=quality, bitrate=parse_bitrate(bitrate) if bitrate is not None else None,
                        adaptive=adaptive)
     # Input and output problems are reported before the model is loaded.
-    with VideoReader(source) as reader:
-        expected_frames = reader.info.frames_hint
-        check_frame_size(reader.info.width, reader.info.height)
+    expected_frames = None
+    if not is_stdio(source):  # a pipe can be read once only: the encoder checks it as it goes
+        with VideoReader(source) as reader:
+            expected_frames = reader.info.frames_hint
+            check_frame_size(reader.info.width, reader.info.height)
     check_output_path(output, force, source)
     codec = Codec(weights, device=device, batch_size=batch)
     with _progress("encoding", expected_frames, quiet) as advance:
@@ -178,14 +183,15 @@ def _parse_range(text: str) -> tuple[int, int]:
     return first, stop
 
 
-@app.command(epilog="Examples:  odva decode out.odva -o rec.mp4 --steps 8  |  "
+@app.command(epilog="Examples:  odva decode out.odva -o rec.mp4 --steps 8  |  odva decode out.odva -o - | ffplay -  |  "
                     "odva decode out.odva -o rec.mkv --frames 0:100  |  odva decode out.odva -o rec.y4m --device cpu")
 @_user_errors
 def decode(
     source: Annotated[Path, typer.Argument(metavar="INPUT", help="The .odva file to decode.")],
     output: Annotated[Path, typer.Option(
         "--output", "-o", metavar="FILE",
-        help="Video to write: .mp4 (H.264), .mkv (FFV1, lossless) or .y4m. e.g. -o rec.mp4")],
+        help="Video to write: .mp4 (H.264), .mkv (FFV1, lossless) or .y4m; - writes YUV4MPEG2 to standard "
+             "output. e.g. -o rec.mp4")],
     steps: Annotated[Optional[int], typer.Option(
         min=1, max=MAX_DECODING_STEPS, help="Diffusion steps per chunk, 1 to 100; more is slower "
                                             "(default: the model's). e.g. --steps 8")] = None,
@@ -201,7 +207,8 @@ def decode(
     frame_range = _parse_range(frames) if frames is not None else None
     info = read_info(source)  # checks the whole file before any model work
     output_kind(output)
-    check_output_path(output, force, source)
+    if not is_stdio(output):
+        check_output_path(output, force, source)
     codec = Codec(weights, device=device, batch_size=batch)
     first, stop = frame_range or (0, info.header.frames)
     with _progress("decoding", stop - first, quiet) as advance:
@@ -210,7 +217,8 @@ def decode(
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")
     if not quiet:
-        err.print(f"wrote {output}: {result.frames} frames, {result.frames / result.seconds:.1f} frames/s "
+        where = "standard output" if is_stdio(output) else output
+        err.print(f"wrote {where}: {result.frames} frames, {result.frames / result.seconds:.1f} frames/s "
                   f"on {codec.device}")
 
 

@@ -11,7 +11,10 @@ decoding.py; this module reads and writes files and arrays around them.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -27,7 +30,7 @@ from .engine import Engine
 from .errors import InputError
 from .prefetch import prefetch
 from .ratecontrol import RateOptions
-from .video_io import VideoReader, VideoWriter, extract_audio, output_kind
+from .video_io import VideoReader, VideoWriter, extract_audio, is_stdio, output_kind
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Codec(Engine):
         source, destination = Path(source), Path(destination)
         with atomic_output(destination, force, source) as tmp, VideoReader(source) as reader:
             audio = io.BytesIO()
-            audio_info = extract_audio(source, audio) if reader.info.has_audio else None
+            audio_info = extract_audio(source, audio) if reader.info.has_audio and not is_stdio(source) else None
             info = reader.info
             with open(tmp, "wb") as out:
                 result = encode_frames(self, reader.frames(), info.width, info.height, info.fps, out, rate, seed,
@@ -72,7 +75,9 @@ class Codec(Engine):
     def decode_file(self, source: str | Path, destination: str | Path, steps: int | None = None,
                     frame_range: tuple[int, int] | None = None, force: bool = False,
                     progress: Progress | None = None) -> DecodeResult:
-        """Decode to .mp4 (H.264), .mkv (FFV1, lossless) or .y4m, by the destination's extension."""
+        """Decode to .mp4 (H.264), .mkv (FFV1, lossless) or .y4m, by the destination's extension; "-"
+        writes YUV4MPEG2 to standard output. A reader that closes that pipe ends the decode early
+        (`DecodeResult.notes` says so), not with an error."""
         destination = Path(destination)
         kind = output_kind(destination)
         started = time.perf_counter()
@@ -84,25 +89,37 @@ class Codec(Engine):
             if audio is not None and kind == ".y4m":
                 notes.append("y4m holds no audio; the audio track was left out")
                 audio = None
-            fps = header.fps
-            with atomic_output(destination, force, source) as tmp:
-                writer = VideoWriter(tmp, kind, header.width, header.height, fps,
-                                     io.BytesIO(audio) if audio is not None else None,
-                                     start=float(first / fps), end=float(stop / fps))
-                count = 0
-                try:
-                    # The model runs in the background while this thread compresses and writes.
-                    frames = decode_frames(self, reader, steps, first, stop)
-                    for frame in prefetch(frames, depth=2 * header.chunk_frames):
-                        writer.write(frame)
-                        count += 1
-                        if progress:
-                            progress(1)
-                except BaseException:
-                    writer.abort()
-                    raise
-                writer.close()
+            output = contextlib.nullcontext(destination) if is_stdio(destination) else \
+                atomic_output(destination, force, source)
+            with output as path:
+                count = self._write_frames(reader, steps, first, stop, path, kind, audio, progress, notes)
         return DecodeResult(count, time.perf_counter() - started, notes)
+
+    def _write_frames(self, reader: OdvaReader, steps: int | None, first: int, stop: int, path: Path, kind: str,
+                      audio: bytes | None, progress: Progress | None, notes: list[str]) -> int:
+        header = reader.header
+        fps = header.fps
+        writer = VideoWriter(path, kind, header.width, header.height, fps,
+                             io.BytesIO(audio) if audio is not None else None,
+                             start=float(first / fps), end=float(stop / fps))
+        count = 0
+        try:
+            # The model runs in the background while this thread compresses and writes.
+            frames = decode_frames(self, reader, steps, first, stop)
+            for frame in prefetch(frames, depth=2 * header.chunk_frames):
+                writer.write(frame)
+                count += 1
+                if progress:
+                    progress(1)
+            writer.close()
+        except BrokenPipeError:  # the reader of standard output has had enough
+            writer.abort()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more can reach it
+            notes.append(f"the output pipe was closed after {count} frames; decoding stopped there")
+        except BaseException:
+            writer.abort()
+            raise
+        return count
 
     def decode_array(self, source: str | Path | bytes, steps: int | None = None,
                      frame_range: tuple[int, int] | None = None) -> np.ndarray:

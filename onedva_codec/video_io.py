@@ -9,6 +9,7 @@ hold the codec, transcodes to AAC).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,8 +30,19 @@ _MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"}
 _AUDIO_FALLBACK = ("aac", 192_000)
 
 
+# "-" as a path: YUV4MPEG2 on standard input (encode) or standard output (decode), as x264,
+# SVT-AV1, ffmpeg, ffplay and mpv read and write it.
+STDIO = "-"
+
+
+def is_stdio(path: str | Path) -> bool:
+    return str(path) == STDIO
+
+
 def output_kind(path: Path) -> str:
     """The extension that picks the output format, checked."""
+    if is_stdio(path):
+        return ".y4m"
     kind = path.suffix.lower()
     if kind not in OUTPUT_FORMATS:
         raise InputError(f"cannot write {path.name}: use a .mp4, .mkv or .y4m output")
@@ -59,6 +71,12 @@ def _first_line(exc: Exception) -> str:
 
 
 def _open_input(path: Path) -> av.container.InputContainer:
+    if is_stdio(path):
+        try:
+            return av.open(sys.stdin.buffer, format="yuv4mpegpipe")
+        except (av.FFmpegError, OSError) as exc:
+            raise InputError(f"cannot read standard input as YUV4MPEG2 ({_first_line(exc)}); pipe it in with "
+                             "ffmpeg -i IN -f yuv4mpegpipe -") from None
     if not path.exists():
         raise InputError(f"{path} does not exist")
     if path.is_dir():
@@ -232,7 +250,7 @@ class VideoWriter:
     def __init__(self, path: str | Path, kind: str, width: int, height: int, fps: Fraction,
                  audio: BinaryIO | None = None, start: float = 0.0, end: float | None = None):
         fmt, codec, options = OUTPUT_FORMATS[kind]
-        self._container = av.open(str(path), "w", format=fmt)
+        self._container = av.open(sys.stdout.buffer if is_stdio(path) else str(path), "w", format=fmt)
         self._stream = self._container.add_stream(codec, rate=fps, options=options)
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = _pixel_format(kind, width, height)
@@ -256,8 +274,11 @@ class VideoWriter:
         self._container.close()
 
     def abort(self) -> None:
-        """Close without flushing, after an error; the caller discards the file."""
-        self._container.close()
+        """Close without flushing, after an error; the caller discards the file (or the pipe is gone)."""
+        try:
+            self._container.close()
+        except (OSError, av.FFmpegError):
+            pass
 
 
 def _pixel_format(kind: str, width: int, height: int) -> str:

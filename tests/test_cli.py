@@ -231,3 +231,37 @@ def test_ctrl_c_while_starting_up_is_one_line(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode in (0, 130), stderr  # 0 if it won the race
     assert "Traceback" not in stderr and stderr.strip().count("\n") == 0, stderr
+
+
+def test_pipes_carry_yuv4mpeg2_both_ways(tmp_path):
+    """odva decode -o - | odva encode -: the pipe carries the very bytes of a .y4m file, and nothing else."""
+    reference = DATA / "reference.odva"
+    assert _odva("decode", reference, "-o", tmp_path / "file.y4m").wait(timeout=60) == 0
+    odva = f"{sys.executable} -m onedva_codec"
+    pipeline = (f"{odva} decode {reference} -o - 2>{tmp_path}/decode.log | tee {tmp_path}/piped.y4m | "
+                f"{odva} encode - -o {tmp_path}/p.odva")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, timeout=120,
+                          env={"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "piped.y4m").read_bytes() == (tmp_path / "file.y4m").read_bytes()
+    assert "wrote standard output: 20 frames" in (tmp_path / "decode.log").read_text()
+    from onedva_codec import read_info
+    assert read_info(tmp_path / "p.odva").header.frames == 20
+
+
+def test_a_reader_that_quits_ends_the_decode_cleanly(slow_decode):
+    process = subprocess.Popen(f"{sys.executable} -m onedva_codec decode {slow_decode} -o - | head -c 1000 >/dev/null",
+                               shell=True, stderr=subprocess.PIPE, text=True,
+                               env={"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"})
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0 and "Traceback" not in stderr and "Exception" not in stderr, stderr
+    assert "the output pipe was closed after" in stderr
+
+
+def test_standard_input_that_is_not_yuv4mpeg2_is_one_line(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "onedva_codec", "encode", "-", "-o", str(tmp_path / "x.odva")],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"})
+    _, stderr = process.communicate(b"not a video at all", timeout=60)
+    assert process.returncode == 1 and stderr.decode().count("\n") == 1 and b"YUV4MPEG2" in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
