@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -19,8 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .atomic import check_output_path
+from .atomic import atomic_output, check_output_path
 from .codec import Codec
+from .engine import resolve_device
 from .container import check_frame_size, read_info
 from .errors import InputError, OdvaError
 from .ratecontrol import RateOptions
@@ -260,6 +262,61 @@ def info(
         motion = sum(c.motion) / len(c.motion)
         chunks.add_row(str(c.index), str(c.frames), kept, str(c.bytes), f"{motion:.3f}")
     out.print(chunks)
+
+
+@app.command(epilog="Examples:  odva compare in.mp4 out.odva -o compare.png  |  "
+                    "odva compare in.mp4 out.odva x264.mp4 -o compare.png --frames 0,16,33")
+@_user_errors
+def compare(
+    reference: Annotated[Path, typer.Argument(metavar="REFERENCE", help="The original video.")],
+    distorted: Annotated[list[Path], typer.Argument(
+        metavar="DISTORTED...", help=".odva files (decoded with the model) or videos of other codecs.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
+                                         help="PNG grid to write; the per-frame plot goes beside it as "
+                                              "NAME-per-frame.png. e.g. -o compare.png")],
+    frames: Annotated[str, typer.Option(help="Frames shown, from 0. e.g. --frames 0,16,33")] = "0",
+    steps: Annotated[Optional[int], typer.Option(
+        min=1, max=MAX_DECODING_STEPS, help="Decoding steps for .odva files (default: the model's). "
+                                            "e.g. --steps 8")] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    force: ForceOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Frames side by side (original, odva, other codecs), labelled with bpp and PSNR, and quality per frame."""
+    from . import compare as comparing
+
+    shown = sorted(set(_numbers(frames, int, "--frames")))
+    if not shown or shown[0] < 0:
+        raise InputError("--frames takes frame numbers from 0, e.g. --frames 0,16,33")
+    if output.suffix.lower() != ".png":
+        raise InputError(f"cannot write {output.name}: the grid is a .png")
+    plot = output.with_name(f"{output.stem}-per-frame.png")
+    for path in (output, plot):
+        check_output_path(path, force, reference)
+    codecs: list[Codec] = []
+
+    def codec_for() -> Codec:  # the model is loaded only if an .odva file is compared
+        if not codecs:
+            codecs.append(Codec(weights, device=device))
+        return codecs[0]
+
+    result = comparing.compare(reference, distorted, shown, codec_for, steps, resolve_device(device))
+    written = [output, plot] if comparing.can_plot() else [output]
+    if len(written) == 1:
+        result.notes.append("the per-frame plot needs matplotlib: pip install 'odva[bench]'")
+    with contextlib.ExitStack() as outputs:  # both appear, or neither
+        temps = [outputs.enter_context(atomic_output(path, force)) for path in written]
+        comparing.frame_grid(result).save(temps[0], format="PNG")
+        if len(temps) == 2:
+            comparing.per_frame_plot(result, temps[1])
+    for note in result.notes:
+        err.print(f"odva: note: {note}", style="yellow")
+    if not quiet:
+        for column in result.columns:
+            lpips = f", LPIPS {sum(column.lpips) / len(column.lpips):.3f}" if column.lpips else ""
+            err.print(f"{column.label}{lpips}")
+        err.print(f"wrote {', '.join(map(str, written))}")
 
 
 def _numbers(text: str, kind: type, option: str) -> tuple:
