@@ -106,7 +106,8 @@ WeightsOption = Annotated[Optional[Path], typer.Option(
     "--weights", metavar="DIR", help="Model folder (safetensors + card.json); default: the shipped weights/. "
                                      "e.g. --weights runs/s/export")]
 DeviceOption = Annotated[str, typer.Option(
-    help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N. e.g. --device cpu")]
+    help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N, or several GPUs "
+         "(chunks spread over them, the same output): cuda:0,1 or cuda:all. e.g. --device cpu")]
 BatchOption = Annotated[Optional[int], typer.Option(
     "--batch", min=1, help="Tiles per model call (default 16 on GPU, 4 on CPU). e.g. --batch 32")]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists. e.g. --force")]

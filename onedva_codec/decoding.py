@@ -21,7 +21,7 @@ from .engine import Engine
 from .errors import FormatError
 from .geometry import ChunkAssembler, TileGrid
 from .latent_coding import Quantizer
-from .model import Latents
+from .model import Latents, OneDVA
 from .prefetch import prefetch
 from .sampler import sample
 from .weights import check_decodable
@@ -54,17 +54,19 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
                    seed: int) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
     blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order)."""
-    n_max = engine.cfg.max_1d_tokens
-    open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
-    for batch in prefetch(_unit_batches(engine, chunks, seed)):
-        values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(engine.device))
-        s = engine.cfg.structural_tokens
-        keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(engine.device), n_max)
+    n_max, s = engine.cfg.max_1d_tokens, engine.cfg.structural_tokens
+
+    def decode(device: torch.device, model: OneDVA, batch: _UnitBatch) -> tuple[_UnitBatch, Tensor]:
+        values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(device))
+        keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
         latents = Latents(values[:, :s], values[:, s:], keep)
-        noise = batch.noise.to(engine.device)
-        with torch.no_grad(), engine.autocast():
-            decoded = sample(lambda x, t: engine.loaded.model.velocity(x, t, latents), noise, steps,
-                             engine.loaded.card.refine_from)
+        noise = batch.noise.to(device)
+        with torch.no_grad(), engine.autocast(device):
+            decoded = sample(lambda x, t: model.velocity(x, t, latents), noise, steps, engine.loaded.card.refine_from)
+        return batch, decoded.to(engine.device)
+
+    open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
+    for batch, decoded in engine.map_batches(decode, prefetch(_unit_batches(engine, chunks, seed))):
         for (record, _), tile in zip(batch.units, decoded):
             open_chunks.setdefault(record.index, (record, grid.assembler()))[1].add(tile)
         for index in sorted(open_chunks):

@@ -17,7 +17,6 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from . import __version__
 from .container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
@@ -25,7 +24,7 @@ from .engine import Engine
 from .errors import InputError
 from .geometry import TileGrid, chunk_frames
 from .latent_coding import ENTROPY_CODER, coded_size_bound
-from .model import geometry_features
+from .model import OneDVA, geometry_features
 from .motion import motion_scores, normalise_motion
 from .pixels import video_to_model
 from .prefetch import prefetch
@@ -98,40 +97,42 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
     motion: list[float] = []
     sizes: list[list[int]] = []
     real_frames: list[int] = []
-    pending_tiles: list[Tensor] = []
-    pending_real: list[int] = []  # real frames of each pending tile's chunk
 
-    def flush() -> None:
-        tiles = torch.stack(pending_tiles)
-        real = torch.tensor(pending_real, device=engine.device)
+    def batches() -> Iterator[list[tuple[np.ndarray, int]]]:
+        """Units (a tile's pixels, its chunk's real frames), engine.batch_size at a time."""
+        units = []
+        for chunk, real in prefetch(chunk_frames(frames, cfg.frames)):
+            for pixels in grid.split(chunk):
+                units.append((pixels, real))
+                if len(units) == engine.batch_size:
+                    yield units
+                    units = []
+            real_frames.append(real)
+            if progress:
+                progress(real)
+        if units:
+            yield units
+
+    def encode(device: torch.device, model: OneDVA, units: list[tuple[np.ndarray, int]]
+               ) -> tuple[np.ndarray, list[float]]:
+        tiles = torch.stack([video_to_model(pixels, device) for pixels, _ in units])
+        real = torch.tensor([r for _, r in units], device=device)
         geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real, cfg)
-        with torch.no_grad(), engine.autocast():
-            posterior = engine.loaded.model.encode(tiles, geometry)
-        symbols = quantizer.quantize(posterior.means())
-        symbols = symbols.cpu().numpy()
+        with torch.no_grad(), engine.autocast(device):
+            posterior = model.encode(tiles, geometry)
+        symbols = quantizer.quantize(posterior.means()).cpu().numpy()
+        return symbols, normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist()
+
+    for symbols, scores in engine.map_batches(encode, batches()):
         spool.write(symbols.tobytes())
-        scores = normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma)
-        motion.extend(scores.tolist())
+        motion.extend(scores)
         if with_sizes:  # bytes of each unit at each length, bounded from above by its ideal code length
             bits = np.cumsum(engine.loaded.prior.token_bits(symbols), axis=1)
             sizes.extend(coded_size_bound(bits[:, cfg.structural_tokens - 1 + grid_lengths]))
-        pending_tiles.clear()
-        pending_real.clear()
-
-    for chunk, real in prefetch(chunk_frames(frames, cfg.frames)):
-        for pixels in grid.split(chunk):
-            pending_tiles.append(video_to_model(pixels, engine.device))
-            pending_real.append(real)
-            if len(pending_tiles) == engine.batch_size:
-                flush()
-        real_frames.append(real)
-        if progress:
-            progress(real)
     if not real_frames:
         raise InputError("the video has no frames")
-    if pending_tiles:
-        flush()
     return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
+
 
 def _write_for_bitrate(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, rate: RateOptions,
                        audio: bytes | None, tiles_per_chunk: int) -> tuple[np.ndarray, int, str | None]:

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import copy
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 
 from .errors import InputError
 from .latent_coding import Quantizer, TileCoder
+from .model import OneDVA
 from .weights import LoadedModel, load_model
+
+B = TypeVar("B")
+R = TypeVar("R")
+
+
+def resolve_devices(name: str = "auto") -> list[torch.device]:
+    """One device, or several to spread the work over: 'cuda:0,1' (or 'cuda:0,cuda:1'), 'cuda:all'
+    for every GPU of the machine; also 'cpu,cpu' (two model copies on the CPU, to test the spreading)."""
+    if name == "cuda:all":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda:all asked for, but no CUDA GPU is available; use --device cpu")
+        return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    parts = [part.strip() for part in name.split(",")]
+    if len(parts) > 1 and parts[0].startswith("cuda:"):  # cuda:0,1 means cuda:0,cuda:1
+        parts = [part if part.startswith("cuda") else f"cuda:{part}" for part in parts]
+    devices = [resolve_device(part) for part in parts]
+    if len(set(devices)) < len(devices) and devices[0].type == "cuda":
+        raise InputError(f"--device {name} names a GPU twice")
+    return devices
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -24,13 +48,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 class Engine:
-    """The loaded model on its device, the range coder of its prior, and how many tiles go to the model at once."""
+    """The loaded model on its device (or a copy on each of several), the range coder of its prior,
+    and how many tiles go to the model at once."""
 
     def __init__(self, weights: str | Path | LoadedModel | None = None, device: str = "auto",
                  batch_size: int | None = None):
-        self.device = resolve_device(device)
+        self.devices = resolve_devices(device)
+        self.device = self.devices[0]  # where results are gathered
         self.loaded = weights if isinstance(weights, LoadedModel) else load_model(weights, self.device)
         self.loaded.model.to(self.device)
+        self.models = [self.loaded.model] + [copy.deepcopy(self.loaded.model).to(d) for d in self.devices[1:]]
         self.cfg = self.loaded.card.config
         self.tile_coder = TileCoder(self.loaded.prior)
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 4)
@@ -42,5 +69,24 @@ class Engine:
         card = self.loaded.card
         return Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
 
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+    def autocast(self, device: torch.device | None = None):
+        """bf16 on a GPU (`device`, or the engine's first), nothing on the CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=(device or self.device).type == "cuda")
+
+    def map_batches(self, work: Callable[[torch.device, OneDVA, B], R], batches: Iterable[B]) -> Iterator[R]:
+        """`work(device, model, batch)` for each batch, in order. With several devices, batch i runs on
+        device i mod n, n batches at a time: each batch is the same as on one device, so the results are
+        too (devices of one kind), and a device never runs two batches at once."""
+        if len(self.devices) == 1:
+            for batch in batches:
+                yield work(self.device, self.models[0], batch)
+            return
+        with ThreadPoolExecutor(max_workers=len(self.devices)) as pool:
+            running: deque = deque()
+            for i, batch in enumerate(batches):
+                if len(running) == len(self.devices):
+                    yield running.popleft().result()
+                k = i % len(self.devices)
+                running.append(pool.submit(work, self.devices[k], self.models[k], batch))
+            while running:
+                yield running.popleft().result()

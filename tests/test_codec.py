@@ -106,3 +106,23 @@ def test_the_library_checks_the_audio_record_too(codec, clip_with_audio, tmp_pat
     data[matroska + 20] ^= 0x40  # its CRC no longer matches
     with pytest.raises(FormatError, match="CRC"):
         codec.decode_array(bytes(data))
+
+
+def test_spreading_over_several_devices_gives_the_same_file_and_frames():
+    """--device cpu,cpu runs a model copy per "device", batches alternating, as cuda:0,1 does on GPUs."""
+    from helpers import TINY_MODEL
+    from onedva_codec import Codec
+    clip = synthetic_clip(40, 40, 60, seed=9)  # 12 units: 6 batches of 2, 3 on each copy
+    one, two = Codec(TINY_MODEL, device="cpu", batch_size=2), Codec(TINY_MODEL, device="cpu,cpu", batch_size=2)
+    assert len(two.models) == 2 and two.models[0] is not two.models[1]
+    data = one.encode_array(clip, 25, RateOptions(quality=0.7))
+    assert two.encode_array(clip, 25, RateOptions(quality=0.7)) == data
+    assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
+
+
+def test_device_lists_are_checked():
+    from onedva_codec.engine import resolve_devices
+    assert [d.type for d in resolve_devices("cpu,cpu")] == ["cpu", "cpu"]
+    for name, message in [("cuda:all", "no CUDA GPU"), ("cuda:0,1", "no CUDA GPU"), ("tpu", "unknown device")]:
+        with pytest.raises(InputError, match=message):
+            resolve_devices(name)
