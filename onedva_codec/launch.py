@@ -29,7 +29,12 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_signalled = False
+
+
 def _on_signal(signum: int, frame: object) -> None:
+    global _signalled
+    _signalled = True
     for other in _SIGNALS:  # the clean-up must not be interrupted in its turn
         signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
@@ -46,6 +51,6 @@ def main() -> None:
         code = exc.exit_code
     sys.stdout.flush()
     sys.stderr.flush()
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a signal came: no teardown
+    if _signalled:  # no teardown: a background thread may still be inside torch
         os._exit(code)
     sys.exit(code)
