@@ -38,8 +38,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
-out = Console()
+err = Console(stderr=True, soft_wrap=True, markup=False)  # one message, one line; [brackets] are text
+out = Console(markup=False)
 
 
 def _fail(message: str, code: int) -> None:

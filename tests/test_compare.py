@@ -43,3 +43,14 @@ def test_compare_errors_are_one_line(cli, tmp_path):
         assert result.exit_code == 1 and message in result.stderr, result.stderr
         assert result.stderr.strip().count("\n") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.mkv", "small.mkv"]
+
+
+def test_notes_keep_their_brackets(cli, tmp_path, monkeypatch):
+    """Messages are text, not markup: "odva[bench]" stays whole."""
+    from onedva_codec import compare as comparing
+    monkeypatch.setattr(comparing, "can_plot", lambda: False)
+    reference = write_video(tmp_path / "ref.mkv", synthetic_clip(20, 40, 48), Fraction(25))
+    result = cli("compare", reference, DATA / "reference.odva", "-o", tmp_path / "cmp.png")
+    assert result.exit_code == 0, result.output
+    assert "pip install 'odva[bench]'" in result.stderr
+    assert not (tmp_path / "cmp-per-frame.png").exists()
