@@ -118,6 +118,14 @@ def _flip(data: bytes, rng: random.Random) -> bytes:
 
 def mutate(seed: bytes, rng: random.Random) -> bytes:
     """One mutant of a valid file: 1 to 3 structured mutations, then CRCs recomputed."""
+    while True:
+        try:
+            return _mutant(seed, rng)
+        except (OverflowError, ValueError, struct.error):  # a value no file can hold (msgpack, u16): another
+            continue
+
+
+def _mutant(seed: bytes, rng: random.Random) -> bytes:
     p = _copy(parse(seed))
     lie = index_edit = None
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
@@ -133,7 +141,7 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
             numeric = [k for k, v in p.header.items() if type(v) is int]
             if numeric:
                 key = rng.choice(numeric)
-                p.header[key] = max(0, p.header[key] + rng.choice((-17, -1, 1, 16, 256, 4096)))
+                p.header[key] = min(max(0, p.header[key] + rng.choice((-17, -1, 1, 16, 256, 4096))), 2**64 - 1)
         elif kind == 6 and p.chunks:  # a chunk's own fields
             chunk = rng.choice(p.chunks)
             field = rng.randrange(3)
