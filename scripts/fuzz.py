@@ -29,16 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+if "--atheris" in sys.argv:  # the codec's modules must be imported instrumented, before anything imports them
+    import atheris
+    with atheris.instrument_imports(include=["onedva_codec"]):
+        import onedva_codec.codec  # noqa: F401 - and with it container, latent_coding, prior, geometry, ...
+
 from helpers import TINY_MODEL, synthetic_clip  # noqa: E402
 from odva_fuzz import mutate  # noqa: E402
 
-if "--atheris" in sys.argv:  # the codec's modules must be imported instrumented
-    import atheris
-    with atheris.instrument_imports(include=["onedva_codec"]):
-        from onedva_codec import Codec, OdvaError, RateOptions, read_info
-        from onedva_codec import codec as _codec, container as _container, decoding as _decoding  # noqa: F401
-else:
-    from onedva_codec import Codec, OdvaError, RateOptions, read_info
+from onedva_codec import Codec, OdvaError, RateOptions, read_info  # noqa: E402
 
 
 def seed_files(codec: Codec) -> list[bytes]:

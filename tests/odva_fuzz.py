@@ -118,15 +118,17 @@ def _flip(data: bytes, rng: random.Random) -> bytes:
 
 def mutate(seed: bytes, rng: random.Random) -> bytes:
     """One mutant of a valid file: 1 to 3 structured mutations, then CRCs recomputed."""
-    while True:
+    parsed = parse(seed)  # raises for what is not a file to take apart
+    for _ in range(20):
         try:
-            return _mutant(seed, rng)
+            return _mutant(parsed, rng)
         except (OverflowError, ValueError, struct.error):  # a value no file can hold (msgpack, u16): another
             continue
+    raise ValueError("no mutant of this input can be written")
 
 
-def _mutant(seed: bytes, rng: random.Random) -> bytes:
-    p = _copy(parse(seed))
+def _mutant(parsed: Parsed, rng: random.Random) -> bytes:
+    p = _copy(parsed)
     lie = index_edit = None
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         kind = rng.randrange(12)
