@@ -74,3 +74,12 @@ def test_mutated_files_end_in_odva_errors_within_bounds():
     assert summary["inputs"] == 2000
     assert summary["findings"] == {}, summary["findings"]
     assert summary["peak_rss_mib"] < 1024, summary
+
+
+def test_odva_info_prints_a_crafted_name_as_text(cli, tmp_path):
+    """Header strings reach the terminal as they are: no console markup (or escape) is interpreted."""
+    path = tmp_path / "named.odva"
+    path.write_bytes(crafted(encoder="[bold red]odva[/] [link=http://x]y[/link]"))
+    result = cli("info", path)
+    assert result.exit_code == 0, result.output
+    assert "[bold red]odva[/] [link=http://x]y[/link]" in result.stdout
