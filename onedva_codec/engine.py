@@ -66,8 +66,7 @@ class Engine:
 
     def quantizer(self) -> Quantizer:
         """The card's quantizer: what the encoder applies to every latent."""
-        card = self.loaded.card
-        return Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
+        return self.loaded.card.quantizer()
 
     def autocast(self, device: torch.device | None = None):
         """bf16 on a GPU (`device`, or the engine's first), nothing on the CPU."""

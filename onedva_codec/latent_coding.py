@@ -39,6 +39,12 @@ class Quantizer:
     mean: tuple[float, ...]  # per channel
     std: tuple[float, ...]
 
+    @classmethod
+    def in_latent_units(cls, step: float, channels: int) -> "Quantizer":
+        """Rounding to `step` in the latents' own units (mean 0, std 1): what a model trained with
+        quantized latents is coded with."""
+        return cls(step, (0.0,) * channels, (1.0,) * channels)
+
     def _scale(self, like: Tensor) -> tuple[Tensor, Tensor]:
         mean = torch.tensor(self.mean, device=like.device, dtype=torch.float32)
         scale = torch.tensor(self.std, device=like.device, dtype=torch.float32) * self.step

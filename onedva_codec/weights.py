@@ -26,7 +26,7 @@ from .config import ModelConfig
 from .container import FileHeader
 from .errors import FormatError, InputError, ModelMismatchError, WeightsError
 from .geometry import TileGrid
-from .latent_coding import ENTROPY_CODER
+from .latent_coding import ENTROPY_CODER, Quantizer
 from .model import OneDVA
 from .prior import EntropyPrior
 
@@ -63,6 +63,10 @@ class ModelCard:
         if not 1 <= steps <= MAX_DECODING_STEPS:
             raise InputError(f"steps must be 1 to {MAX_DECODING_STEPS}, not {steps}")
         return steps
+
+    def quantizer(self) -> Quantizer:
+        """What the encoder applies to every latent of this model."""
+        return Quantizer(self.quant_step, tuple(self.latent_mean), tuple(self.latent_std))
 
     def to_json(self) -> dict:
         return {

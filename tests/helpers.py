@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from onedva_codec.config import CONFIGS
-from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import OneDVA, full_tile_geometry
 from onedva_codec.pixels import video_to_model
 from onedva_codec.prior import fit_prior
@@ -87,6 +86,6 @@ def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
     video = video_to_model(clips)
     with torch.no_grad():
         means = model.encode(video, full_tile_geometry(cfg, len(clips), "cpu")).means()
-    quantizer = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
+    quantizer = card.quantizer()
     prior, card.prior_fit = fit_prior(quantizer.quantize(means).numpy(), cfg.structural_tokens)
     return save_model(model, card, prior, folder)

@@ -7,7 +7,6 @@ import torch
 from helpers import synthetic_clip
 from onedva_codec.decoding import unit_noise
 from onedva_codec.geometry import TileGrid, chunk_frames
-from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import Latents, geometry_features
 from onedva_codec.pixels import model_to_video, video_to_model
 from onedva_codec.sampler import sample
@@ -90,8 +89,7 @@ def test_tiled_decode_equals_untiled_where_one_tile_covers_the_frame(codec, heig
     with torch.no_grad():
         post = model.encode(padded, geometry_features(torch.tensor([height]), torch.tensor([width]),
                                                       torch.tensor([17]), cfg))
-        card = codec.loaded.card
-        quant = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
+        quant = codec.loaded.card.quantizer()
         s = quant.dequantize(quant.quantize(post.structural_mean))
         q = quant.dequantize(quant.quantize(post.tokens_1d_mean))
         kept = cfg.max_1d_tokens // 2  # quality 0.5, one unit

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from onedva_codec.latent_coding import Quantizer
 from onedva_codec.model import OneDVA, token_homes
 from onedva_codec.prior import EntropyPrior, fit_prior, group_zero_references
 from onedva_codec.weights import (CARD_FILE, CARD_VERSION, ModelCard, load_model, load_network, save_model,
@@ -28,7 +27,7 @@ def fitted_prior(latents: Tensor, card: ModelCard) -> tuple[EntropyPrior, dict]:
     """The prior of the symbols the codec makes of `latents` with the card's quantizer; 1D tokens with
     homes may take the same home's first-group token as a context."""
     cfg = card.config
-    quantizer = Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
+    quantizer = card.quantizer()
     reference = None
     if cfg.tokens_1d != "queries":
         group, position = token_homes(cfg)

@@ -156,9 +156,8 @@ class Objective(nn.Module):
         s = posterior.structural_mean.shape[1]
         z = posterior.means().detach()
         stats = self.latent_stats
-        c = z.shape[-1]
         quantizer = (stats.quantizer(cfg.quant_step) if cfg.latents == "kl"
-                     else Quantizer(cfg.quant_step, (0.0,) * c, (1.0,) * c))
+                     else Quantizer.in_latent_units(cfg.quant_step, z.shape[-1]))
         choices = [quantizer.dequantize(quantizer.quantize(z))]
         if self.frozen.ldm is not None:
             zn = stats.normalise(z)

@@ -470,8 +470,7 @@ class Trainer:
             else:
                 quantizer = None
                 if self.cfg.latents == "quantized":  # as the codec will: rounded to the step
-                    c = model.cfg.latent_channels
-                    quantizer = Quantizer(self.cfg.quant_step, (0.0,) * c, (1.0,) * c)
+                    quantizer = Quantizer.in_latent_units(self.cfg.quant_step, model.cfg.latent_channels)
                 results, grids = evaluate(model, self.val_clips, self.cfg.val_steps, self.proc.device,
                                           self.metrics, self._autocast, quantizer=quantizer,
                                           refine_from=self.cfg.refine_from)

@@ -26,15 +26,13 @@ def _model_and_quantizer(source: Path) -> tuple[OneDVA, Quantizer | None]:
     """A model folder decodes as the codec would; a run's checkpoint as its own validation does."""
     if (source / CARD_FILE).is_file():
         loaded = load_model(source)
-        card = loaded.card
-        return loaded.model, Quantizer(card.quant_step, tuple(card.latent_mean), tuple(card.latent_std))
+        return loaded.model, loaded.card.quantizer()
     checkpoint = load_checkpoint(source)
     model = model_from_checkpoint(checkpoint)
     cfg = checkpoint["config"]
     quantizer = None
     if cfg.get("latents", "kl") == "quantized":
-        channels = model.cfg.latent_channels
-        quantizer = Quantizer(cfg["quant_step"], (0.0,) * channels, (1.0,) * channels)
+        quantizer = Quantizer.in_latent_units(cfg["quant_step"], model.cfg.latent_channels)
     return model, quantizer
 
 
