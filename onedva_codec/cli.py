@@ -22,7 +22,7 @@ from rich.text import Text
 from . import __version__
 from .atomic import atomic_output, check_output_path
 from .codec import Codec
-from .engine import resolve_device
+from .engine import resolve_devices
 from .container import check_frame_size, read_info
 from .errors import InputError, OdvaError
 from .ratecontrol import RateOptions
@@ -302,7 +302,8 @@ def compare(
             codecs.append(Codec(weights, device=device))
         return codecs[0]
 
-    result = comparing.compare(reference, distorted, shown, codec_for, steps, resolve_device(device))
+    # Metrics run on the (first) device the model would use: `--device cuda:0,1` is accepted here too.
+    result = comparing.compare(reference, distorted, shown, codec_for, steps, resolve_devices(device)[0])
     written = [output, plot] if comparing.can_plot() else [output]
     if len(written) == 1:
         result.notes.append("the per-frame plot needs matplotlib: pip install 'odva[bench]'")

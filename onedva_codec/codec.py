@@ -114,7 +114,9 @@ class Codec(Engine):
             writer.close()
         except BrokenPipeError:  # the reader of standard output has had enough
             writer.abort()
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more can reach it
+            devnull = os.open(os.devnull, os.O_WRONLY)  # nothing more can reach the reader: stdout goes nowhere
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
             notes.append(f"the output pipe was closed after {count} frames; decoding stopped there")
         except BaseException:
             writer.abort()

@@ -3,7 +3,7 @@
 Usage: python scripts/frame_grid.py CLIP -o grid.png [--qualities 0,1] [--steps 1] [--frames 0,16,33]
        [--weights DIR] [--device cpu]
 Each column is labelled with its quality, bits per pixel (whole .odva file) and PSNR (mean over frames, as
-`odva bench` reports it).
+`odva bench` reports it); the grid is `odva compare`'s (onedva_codec/compare.py).
 """
 
 from __future__ import annotations
@@ -11,19 +11,18 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from onedva_codec import Codec
-from onedva_codec.ratecontrol import RateOptions
+from onedva_codec.compare import Column, Comparison, frame_grid
 from onedva_codec.metrics import psnr
 from onedva_codec.pixels import frames_to_model
+from onedva_codec.ratecontrol import RateOptions
 from onedva_codec.video_io import VideoReader
 
-LABEL_HEIGHT = 18
 
-
-def clip_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return psnr(frames_to_model(a), frames_to_model(b)).mean().item()
+def column(name: str, clip: np.ndarray, decoded: np.ndarray, bpp: float, shown: list[int]) -> Column:
+    per_frame = psnr(frames_to_model(clip), frames_to_model(decoded)).tolist()
+    return Column(name, bpp, psnr=per_frame, shown=[decoded[i] for i in shown])
 
 
 def main() -> None:
@@ -48,20 +47,12 @@ def main() -> None:
     clip = np.stack(frames)
     codec = Codec(args.weights, device=args.device)
     t, h, w, _ = clip.shape
-    columns = [("original", clip)]
+    columns = []
     for quality in (float(q) for q in args.qualities.split(",")):
         data = codec.encode_array(clip, fps, RateOptions(quality))
-        decoded = codec.decode_array(data, steps=args.steps)
-        bpp = len(data) * 8 / (t * h * w)
-        columns.append((f"q {quality:g}: {bpp:.3f} bpp, {clip_psnr(clip, decoded):.1f} dB", decoded))
-
-    grid = Image.new("RGB", (w * len(columns), LABEL_HEIGHT + h * len(shown)), "white")
-    draw = ImageDraw.Draw(grid)
-    for c, (label, video) in enumerate(columns):
-        draw.text((c * w + 4, 3), label, fill="black")
-        for r, index in enumerate(shown):
-            grid.paste(Image.fromarray(video[index]), (c * w, LABEL_HEIGHT + r * h))
-    grid.save(args.output)
+        columns.append(column(f"q {quality:g}", clip, codec.decode_array(data, steps=args.steps),
+                              len(data) * 8 / (t * h * w), shown))
+    frame_grid(Comparison(Column("original", 0.0, shown=[clip[i] for i in shown]), columns, shown)).save(args.output)
     print(f"wrote {args.output}: frames {args.frames}, model {codec.loaded.model_id}, "
           f"{codec.loaded.card.decoding_steps(args.steps)} step(s)")
 
