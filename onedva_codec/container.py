@@ -151,7 +151,7 @@ class FileHeader:
                                and _is_int(audio.get("channels"), 1, 255)),
              "audio is not a codec, sample rate and channel count")
         if not problems:  # the layout's numbers are trusted only once they are numbers
-            need(self.width * self.height <= MAX_FRAME_PIXELS,
+            need(_frame_fits(self.width, self.height),
                  f"the frame size {self.width}x{self.height} is over the maximum of {MAX_FRAME_PIXELS} pixels")
             for name, size in (("tile_ys", self.height), ("tile_xs", self.width)):
                 need(_is_tile_origins(getattr(self, name), size, self.tile_size), f"{name} is not a tile layout")
@@ -173,9 +173,13 @@ class FileHeader:
 
 def check_frame_size(width: int, height: int) -> None:
     """Refuse frames larger than a file may hold, before any of them is read."""
-    if max(width, height) > MAX_SIDE or width * height > MAX_FRAME_PIXELS:
+    if not _frame_fits(width, height):
         raise InputError(f"frames of {width}x{height} are larger than odva codes: at most {MAX_SIDE} pixels a side "
                          f"and {MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8K UHD, 7680x4320)")
+
+
+def _frame_fits(width: int, height: int) -> bool:
+    return max(width, height) <= MAX_SIDE and width * height <= MAX_FRAME_PIXELS
 
 
 def _is_int(value: object, low: int, high: int) -> bool:
