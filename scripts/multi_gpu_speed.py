@@ -1,0 +1,112 @@
+"""Encode and decode frames per second on one device and on several (`--device cuda:0,1`), in-process.
+
+The clip is scaled to --size (1080p by default) and repeated forwards and backwards to --frames.
+Each device list encodes and decodes the same frames; every list after the first must give the
+same file and the same frames as the first, or the script says so and exits 1. Figures are medians
+of --runs runs after one warm-up run, synchronised on every device.
+
+    python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cuda:0 cuda:0,1 --steps 1 8
+    python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cpu cpu,cpu --size 256x256 --frames 17 --steps 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from onedva_codec import Codec, RateOptions
+from onedva_codec.video_io import VideoReader
+
+
+def load_frames(clip: str, width: int, height: int, count: int) -> tuple[np.ndarray, float]:
+    with VideoReader(clip) as reader:
+        video = np.stack(list(itertools.islice(reader.frames(), count)))
+        fps = float(reader.info.fps)
+    scaled = torch.nn.functional.interpolate(torch.from_numpy(video).permute(0, 3, 1, 2).float(),
+                                             size=(height, width), mode="bicubic", align_corners=False)
+    video = scaled.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    # forwards then backwards, so the repeated clip has no cut that would change its motion
+    order = list(range(len(video))) + list(range(len(video) - 2, 0, -1))
+    return video[[order[i % len(order)] for i in range(count)]], fps
+
+
+def timed(codec: Codec, work, runs: int):
+    def once():
+        for d in codec.devices:
+            if d.type == "cuda":
+                torch.cuda.synchronize(d)
+        start = time.perf_counter()
+        result = work()
+        for d in codec.devices:
+            if d.type == "cuda":
+                torch.cuda.synchronize(d)
+        return result, time.perf_counter() - start
+
+    result, _ = once()  # warm-up: kernels, allocator, the model copies' first batches
+    seconds = [once()[1] for _ in range(runs)]
+    return result, statistics.median(seconds), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clip")
+    parser.add_argument("--devices", nargs="+", required=True, help="device lists, e.g. cuda:0 cuda:0,1")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT")
+    parser.add_argument("--frames", type=int, default=68)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1])
+    parser.add_argument("--quality", type=float, default=0.5)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    video, fps = load_frames(args.clip, width, height, args.frames)
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    print(f"{len(video)} frames of {width}x{height}; GPUs: {names or 'none'}")
+
+    rows, reference = [], None
+    for devices in args.devices:
+        codec = Codec(args.weights, device=devices, batch_size=args.batch)
+        data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, RateOptions(args.quality)),
+                                      args.runs)
+        row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
+                   bytes=len(data), encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
+        decoded = {}
+        for steps in args.steps:
+            decoded[steps], dec_s, dec_runs = timed(codec, lambda: codec.decode_array(data, steps=steps), args.runs)
+            row[f"decode_{steps}_fps"] = len(video) / dec_s
+            row[f"decode_{steps}_runs_s"] = dec_runs
+        if reference is None:
+            reference = (data, decoded)
+        row["same_file"] = data == reference[0]
+        row["same_frames"] = all(np.array_equal(decoded[s], reference[1][s]) for s in args.steps)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        del codec
+        torch.cuda.empty_cache()
+
+    base = rows[0]
+    print(f"\n| devices | encode frames/s | " + " | ".join(f"decode {s} step(s) frames/s" for s in args.steps)
+          + " | same file and frames |")
+    print("|---|---|" + "---|" * len(args.steps) + "---|")
+    for row in rows:
+        cells = [f"{row['encode_fps']:.1f} ({row['encode_fps'] / base['encode_fps']:.2f}x)"]
+        cells += [f"{row[f'decode_{s}_fps']:.1f} ({row[f'decode_{s}_fps'] / base[f'decode_{s}_fps']:.2f}x)"
+                  for s in args.steps]
+        print(f"| {row['devices']} | " + " | ".join(cells) + f" | {row['same_file'] and row['same_frames']} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    if not all(r["same_file"] and r["same_frames"] for r in rows):
+        raise SystemExit("a device list gave another file or other frames than the first")
+
+
+if __name__ == "__main__":
+    main()
