@@ -1,6 +1,7 @@
 """odva-train on CPU with the tiny config: data, every stage, exact resume, torchrun, export."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,12 @@ def test_a_stage_can_start_from_an_exported_model_folder(pack, tmp_path):
     assert summary["step"] == 2
     stages = [h["stage"] for h in load_checkpoint(tmp_path / "s2")["history"]]
     assert stages == ["stage1", "stage2"]
+    # the next round reuses the folder name, as rounds on a GPU machine do: both rounds stay in the history
+    export(tmp_path / "s2", tmp_path / "model2")
+    shutil.rmtree(tmp_path / "s2")
+    Trainer(_config("stage2", pack, tmp_path / "s2", steps=3, init=str(tmp_path / "model2"))).run()
+    history = load_checkpoint(tmp_path / "s2")["history"]
+    assert [(h["stage"], h["steps"]) for h in history] == [("stage1", 2), ("stage2", 2), ("stage2", 3)]
 
 
 def _tensors_equal(a, b) -> bool:
@@ -151,6 +158,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(pack, tmp_path):
     for key in ("model", "ema", "optimizer"):
         assert _tensors_equal(a[key], b[key]), key
     assert a["motion"] == b["motion"]
+    assert [(h["stage"], h["steps"]) for h in b["history"]] == [("stage1", 8)]  # one line for the resumed run
 
 
 def test_time_budget_saves_before_it_runs_out(pack, tmp_path):

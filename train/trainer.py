@@ -226,7 +226,10 @@ class Trainer:
         if self.proc.main:
             self.val_clips = validation_clips(pack.videos("val"), pack.photos("val"), model.cfg.frames,
                                               model.cfg.tile)[: cfg.val_clips]
-        self.history: list[dict] = list(previous.get("history", [])) if previous else []
+        # the stages this run continues; this run's own line is added by _history(), so that a later run
+        # writing to the same folder name never replaces an earlier run's line
+        self.inherited: list[dict] = list(previous.get("history", [])) if previous else []
+        self.last_train: dict = {}
         self.motion = MotionStats(cfg.motion_momentum, **(previous.get("motion", {}) if previous else {}),
                                   device=self.proc.device)
         self.gpu_minutes = 0.0
@@ -250,7 +253,7 @@ class Trainer:
         if stage.conditioning == "codec-mix" and cfg.ldm:
             ldm_checkpoint = load_checkpoint(cfg.ldm)
             frozen.ldm = ldm_from_checkpoint(ldm_checkpoint).to(device).requires_grad_(False).eval()
-            self.history += [h for h in ldm_checkpoint.get("history", []) if h not in self.history]
+            self.inherited += [h for h in ldm_checkpoint.get("history", []) if h not in self.inherited]
 
         model.to(device)
         latent_stats = None
@@ -308,7 +311,7 @@ class Trainer:
         return {
             **self._weights(), "step": self.step, "optimizer": optim_state, "motion": self.motion.to_dict(),
             "latent_stats": stats.to_dict() if stats is not None else None,
-            "history": self.history, "gpu_minutes": self._gpu_minutes(),
+            "inherited": self.inherited, "history": self._history(), "gpu_minutes": self._gpu_minutes(),
             "rng": {"torch": torch.get_rng_state()},
         }
 
@@ -340,10 +343,17 @@ class Trainer:
             self.objective.latent_stats = LatentStats(
                 torch.tensor(state["latent_stats"]["mean"], device=self.proc.device),
                 torch.tensor(state["latent_stats"]["std"], device=self.proc.device))
-        self.history = state["history"]
+        self.inherited = state["inherited"]
         self.gpu_minutes = state["gpu_minutes"]
         self.started = time.time()
         torch.set_rng_state(state["rng"]["torch"])
+
+    def _history(self) -> list[dict]:
+        """The training history up to now: the inherited stages, then this run as far as it has got."""
+        cfg = self.cfg
+        entry = {"stage": cfg.stage, "steps": self.step, "batch": cfg.batch, "processes": self.proc.world,
+                 "gpu_minutes": round(self._gpu_minutes(), 2), "final": self.last_train, "run": str(self.out)}
+        return self.inherited + [entry]
 
     def _gpu_minutes(self) -> float:
         return self.gpu_minutes + (time.time() - self.started) / 60 * self.proc.world
@@ -433,10 +443,8 @@ class Trainer:
     def _finish(self, log: "MetricsLog", stopped_early: bool) -> dict:
         cfg = self.cfg
         self.validate(log)  # every run ends with held-out figures: budgets are compared by them
-        entry = {"stage": cfg.stage, "steps": self.step, "batch": cfg.batch, "processes": self.proc.world,
-                 "gpu_minutes": round(self._gpu_minutes(), 2), "final": log.last_train, "run": str(self.out)}
-        history = [h for h in self.history if not (h["stage"] == cfg.stage and h["run"] == str(self.out))]
-        self.history = history + [entry]
+        self.last_train = log.last_train
+        entry = self._history()[-1]
         self.save()
         if self.proc.main:
             summary = {**entry, "stopped_early": stopped_early, "model_config": self.objective.model.cfg.to_dict()}
