@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -27,11 +27,12 @@ from .sampler import sample
 from .weights import check_decodable
 
 
-def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...]) -> Tensor:
-    """The starting noise of one unit: fixed by the file's seed, independent of batching and device."""
+def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...], out: Tensor | None = None) -> Tensor:
+    """The starting noise of one unit: fixed by the file's seed, independent of batching and device
+    (drawn on the CPU; into `out` if given)."""
     digest = hashlib.blake2b(f"{seed}:{chunk}:{tile}".encode(), digest_size=8).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
-    return torch.randn(shape, generator=generator)
+    return torch.randn(shape, generator=generator, out=out)
 
 
 def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: int, stop: int
@@ -60,13 +61,16 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
         values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(device))
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
         latents = Latents(values[:, :s], values[:, s:], keep)
-        noise = batch.noise.to(device)
+        for job in batch.noise_jobs:
+            job.result()
+        noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
         with torch.no_grad(), engine.autocast(device):
             decoded = sample(lambda x, t: model.velocity(x, t, latents), noise, steps, engine.loaded.card.refine_from)
         return batch, decoded.to(engine.device)
 
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
-    for batch, decoded in engine.map_batches(decode, prefetch(_unit_batches(engine, chunks, seed))):
+    batches = prefetch(_unit_batches(engine, chunks, seed), depth=len(engine.devices) + 1)  # every device fed
+    for batch, decoded in engine.map_batches(decode, batches):
         for (record, _), tile in zip(batch.units, decoded):
             open_chunks.setdefault(record.index, (record, grid.assembler()))[1].add(tile)
         for index in sorted(open_chunks):
@@ -77,13 +81,21 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
             yield record, assembler.frames
 
 def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> Iterator["_UnitBatch"]:
-    """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work)."""
+    """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work).
+
+    Noise is the largest CPU cost of decoding: it is drawn by a pool of threads (torch releases the
+    GIL while it draws) while this thread unpacks the next batch's symbols, into page-locked memory
+    when a GPU is in use, so that it crosses to the GPU without a staging copy."""
     cfg = engine.cfg
     s, n_max, c = cfg.structural_tokens, cfg.max_1d_tokens, cfg.latent_channels
     shape = (3, cfg.frames, cfg.tile, cfg.tile)
+    pin = any(d.type == "cuda" for d in engine.devices)
     units: list[tuple[ChunkRecord, int]] = []
 
     def batch() -> _UnitBatch:
+        noise = torch.empty((len(units),) + shape, pin_memory=pin)
+        jobs = [pool.submit(unit_noise, seed, record.index, t, shape, out)
+                for (record, t), out in zip(units, noise)]
         symbols = np.zeros((len(units), s + n_max, c), dtype=np.int8)
         for row, (record, t) in zip(symbols, units):
             tile = record.tiles[t]
@@ -91,11 +103,9 @@ def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> I
                 raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
             row[: s + tile.kept] = engine.tile_coder.decode(tile.data, s + tile.kept)
         kept = np.array([record.tiles[t].kept for record, t in units])
-        noise = torch.stack(list(pool.map(lambda unit: unit_noise(seed, unit[0].index, unit[1], shape), units)))
-        return _UnitBatch(list(units), symbols, kept, noise)
+        return _UnitBatch(list(units), symbols, kept, noise, jobs)
 
-    # Drawing noise is the largest CPU cost of decoding; torch releases the GIL while it draws.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         for record in chunks:
             for t in range(len(record.tiles)):
                 units.append((record, t))
@@ -111,4 +121,5 @@ class _UnitBatch:
     units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
     symbols: np.ndarray  # (B, S + N, C) int8, zeros past each unit's kept length
     kept: np.ndarray  # (B,)
-    noise: Tensor  # (B, 3, T, tile, tile), on the CPU
+    noise: Tensor  # (B, 3, T, tile, tile), on the CPU, filled by noise_jobs
+    noise_jobs: list[Future]

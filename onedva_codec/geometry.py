@@ -11,6 +11,7 @@ blended with linear ramps across the overlaps, so seams fade instead of jumping.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -53,6 +54,13 @@ def _blend_ramp(origin: int, tile: int, size: int, overlap: int) -> Tensor:
         if origin + tile < size:
             weights[-overlap:] = ramp.flip(0)
     return weights
+
+
+@functools.lru_cache(maxsize=256)
+def _tile_weight(y: int, x: int, tile: int, height: int, width: int, overlap: int, device: torch.device) -> Tensor:
+    """A tile's (tile, tile) blend weights on `device`, made once per grid position (read only)."""
+    weight = _blend_ramp(y, tile, height, overlap)[:, None] * _blend_ramp(x, tile, width, overlap)[None]
+    return weight.to(device)
 
 
 @dataclass(frozen=True)
@@ -105,15 +113,20 @@ class ChunkAssembler:
     complete, the rows above the next tile row are final and go to 8 bits. A large frame is thus
     never held whole as floats. Each pixel's weighted sum runs over its tiles in the same order as
     a whole-frame sum would, so the frames do not depend on the frame's size or the batch.
+
+    Everything stays on the tiles' device until the last tile: on a GPU the chunk then crosses to
+    the host once, without waiting for work queued after it (`frames` waits for the copy alone).
     """
 
     def __init__(self, grid: TileGrid):
         self.grid = grid
-        self.frames: np.ndarray | None = None  # (T, H, W, 3) uint8, allocated with the first tile
+        self._pixels: Tensor | None = None  # (T, H, W, 3) uint8 on the tiles' device
         self._sum: Tensor | None = None  # (C, T, rows, padded width): weighted tiles of the open rows
         self._weight: Tensor | None = None  # (rows, padded width): their weights
         self._top = 0  # first open pixel row
         self._count = 0  # tiles taken so far
+        self._host: Tensor | None = None  # the finished frames on the host
+        self._copied: torch.cuda.Event | None = None  # recorded after the copy to the host
 
     def add(self, tile: Tensor) -> None:
         """Take the next tile, (C, T, tile, tile) in [-1, 1]."""
@@ -122,21 +135,23 @@ class ChunkAssembler:
         y, x = grid.ys[row], grid.xs[column]
         ph, pw = grid.padded_size
         if self._sum is None:
-            self.frames = np.empty((tile.shape[1], grid.height, grid.width, 3), dtype=np.uint8)
+            self._pixels = torch.empty((tile.shape[1], grid.height, grid.width, 3), dtype=torch.uint8,
+                                       device=tile.device)
             self._sum = tile.new_zeros(tile.shape[:2] + (0, pw), dtype=torch.float32)
             self._weight = tile.new_zeros((0, pw), dtype=torch.float32)
         grow = y + size - self._top - self._sum.shape[2]
         if grow > 0:  # open the rows this tile reaches
             self._sum = torch.cat([self._sum, self._sum.new_zeros(self._sum.shape[:2] + (grow, pw))], dim=2)
             self._weight = torch.cat([self._weight, self._weight.new_zeros((grow, pw))])
-        weight = (_blend_ramp(y, size, ph, grid.overlap)[:, None] * _blend_ramp(x, size, pw, grid.overlap)[None])
-        weight = weight.to(tile.device)
+        weight = _tile_weight(y, x, size, ph, pw, grid.overlap, tile.device)
         top = y - self._top
         self._sum[:, :, top:top + size, x:x + size] += tile.float() * weight
         self._weight[top:top + size, x:x + size] += weight
         self._count += 1
         if column == len(grid.xs) - 1:  # a tile row is complete
             self._close_rows(grid.ys[row + 1] if row + 1 < len(grid.ys) else ph)
+        if self.done:
+            self._to_host()
 
     def _close_rows(self, below: int) -> None:
         """Rows above `below` get no more tiles: blend them to 8 bits and let go of their floats."""
@@ -144,11 +159,31 @@ class ChunkAssembler:
         blended = self._sum[:, :, :n] / self._weight[:n]
         real = max(min(below, self.grid.height) - self._top, 0)
         if real:
-            pixels = to_8bit(blended[:, :, :real, : self.grid.width]).movedim(0, -1).cpu().numpy()
-            self.frames[:, self._top:self._top + real] = pixels
+            pixels = to_8bit(blended[:, :, :real, : self.grid.width]).movedim(0, -1)
+            self._pixels[:, self._top:self._top + real] = pixels
         self._sum, self._weight = self._sum[:, :, n:], self._weight[n:]
         self._top = below
+
+    def _to_host(self) -> None:
+        if self._pixels.device.type != "cuda":
+            self._host = self._pixels
+            return
+        self._host = torch.empty(self._pixels.shape, dtype=torch.uint8, pin_memory=True)
+        self._host.copy_(self._pixels, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record(torch.cuda.current_stream(self._pixels.device))
+        self._pixels = None
 
     @property
     def done(self) -> bool:
         return self._count == self.grid.count
+
+    @property
+    def frames(self) -> np.ndarray:
+        """The chunk's (T, H, W, 3) uint8 frames, once every tile is in."""
+        if not self.done:
+            raise RuntimeError("the chunk still lacks tiles")
+        if self._copied is not None:
+            self._copied.synchronize()
+            self._copied = None
+        return self._host.numpy()

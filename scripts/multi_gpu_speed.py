@@ -12,6 +12,7 @@ of --runs runs after one warm-up run, synchronised on every device.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import statistics
@@ -77,12 +78,13 @@ def main() -> None:
         data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, RateOptions(args.quality)),
                                       args.runs)
         row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
-                   bytes=len(data), encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
+                   bytes=len(data), file_md5=hashlib.md5(data).hexdigest(), encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
         decoded = {}
         for steps in args.steps:
             decoded[steps], dec_s, dec_runs = timed(codec, lambda: codec.decode_array(data, steps=steps), args.runs)
             row[f"decode_{steps}_fps"] = len(video) / dec_s
             row[f"decode_{steps}_runs_s"] = dec_runs
+            row[f"decode_{steps}_md5"] = hashlib.md5(decoded[steps].tobytes()).hexdigest()  # to compare versions
         if reference is None:
             reference = (data, decoded)
         row["same_file"] = data == reference[0]
