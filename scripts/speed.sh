@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# Time whole `odva encode` and `odva decode` commands on a video, with a random-weights
-# model of the named config (speed does not depend on the weights' values).
-# Usage: bash scripts/speed.sh CONFIG CLIP STEPS...      e.g. bash scripts/speed.sh s clip.mp4 1 4 8
-# Set BATCH=N to pass --batch N. Wheels in .whl/ (if any) are installed first, for machines without PyAV.
+# Time whole `odva encode` and `odva decode` commands on a video: RUNS runs of each (default 3), the
+# median and every run, for decoding to raw .y4m and to H.264 .mp4 (whose encoder may be the limit).
+# In-process figures, one GPU against several: scripts/multi_gpu_speed.py.
+# Usage: bash scripts/speed.sh WEIGHTS CLIP STEPS...      e.g. bash scripts/speed.sh weights clip.mp4 1 8
+# Set BATCH=N to pass --batch N, DEVICE=cuda:0,1 to pass --device. Wheels in .whl/ (if any) are
+# installed first, for machines without PyAV.
 set -uo pipefail
-CONFIG=$1; CLIP=$2; shift 2
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+WEIGHTS=$1; CLIP=$2; shift 2
+RUNS=${RUNS:-3}; WORK=$(mktemp -d)
 if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD; else export PYTHONPATH=$PWD; fi
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee $OUT/gpu.txt
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 python3 -c "import torch, av; print('torch', torch.__version__, 'av', av.__version__, 'cuda', torch.cuda.is_available())"
-python3 - "$CONFIG" <<'PY'
-import sys, torch
-from onedva_codec.config import get_config
-from onedva_codec.model import OneDVA
-from onedva_codec.weights import ModelCard, save_model
-torch.manual_seed(0)
-cfg = get_config(sys.argv[1]); c = cfg.latent_channels
-save_model(OneDVA(cfg), ModelCard(cfg, [0.0] * c, [1.0] * c, 0.03, 0.02, training={"note": "random, for speed"}), "/tmp/model")
-PY
-odva() { python3 -m onedva_codec.cli "$@"; }
-run() { local t0=$(date +%s%N); "$@" 2>&1 | tail -2; echo "whole process: $(( ($(date +%s%N) - t0) / 1000000 )) ms"; }
-for i in 1 2; do echo "== encode (run $i)"; run odva encode "$CLIP" -o /tmp/clip.odva --weights /tmp/model --force ${BATCH:+--batch $BATCH}; done
-odva info /tmp/clip.odva | head -20
-for s in "$@"; do for i in 1 2; do echo "== decode steps $s (run $i)"; run odva decode /tmp/clip.odva -o /tmp/rec.mp4 --steps $s --weights /tmp/model --force ${BATCH:+--batch $BATCH}; done; done
+options=(--weights "$WEIGHTS" --force ${BATCH:+--batch $BATCH} ${DEVICE:+--device $DEVICE})
+odva() { python3 -m onedva_codec "$@"; }
+timed() {  # NAME COMMAND...: RUNS runs; prints the median and each run
+    local name=$1 times=() t0; shift
+    for _ in $(seq "$RUNS"); do
+        t0=$(date +%s%N)
+        "$@" 2>"$WORK/err" || { cat "$WORK/err"; exit 1; }
+        times+=($(( ($(date +%s%N) - t0) / 1000000 )))
+    done
+    python3 -c "
+import statistics, sys
+name, frames, ms = sys.argv[1], int(sys.argv[2]), [int(v) for v in sys.argv[3:]]
+m = statistics.median(ms) / 1000
+print(f'{name:<26} median {m:6.2f} s {frames / m:7.1f} frames/s   runs (ms): {ms}')" "$name" "$frames" "${times[@]}"
+}
+odva encode "$CLIP" -o "$WORK/clip.odva" "${options[@]}" -q  # warms the disk cache and checks the clip
+frames=$(odva info "$WORK/clip.odva" --json | python3 -c "import json, sys; print(json.load(sys.stdin)['frames'])")
+odva info "$WORK/clip.odva" | head -12
+timed "encode" odva encode "$CLIP" -o "$WORK/clip.odva" "${options[@]}" -q
+for s in "$@"; do
+    for ext in y4m mp4; do
+        timed "decode --steps $s .$ext" odva decode "$WORK/clip.odva" -o "$WORK/rec.$ext" --steps "$s" "${options[@]}" -q
+    done
+done
+rm -rf "$WORK"
