@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from .container import ChunkRecord, OdvaReader
 from .engine import Engine
@@ -32,7 +33,8 @@ def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...], out: Te
     (drawn on the CPU; into `out` if given)."""
     digest = hashlib.blake2b(f"{seed}:{chunk}:{tile}".encode(), digest_size=8).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
-    return torch.randn(shape, generator=generator, out=out)
+    with record_function("odva.draw_noise"):
+        return torch.randn(shape, generator=generator, out=out)
 
 
 def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: int, stop: int
@@ -64,15 +66,16 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
         for job in batch.noise_jobs:
             job.result()
         noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
-        with torch.no_grad(), engine.autocast(device):
+        with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
             decoded = sample(lambda x, t: model.velocity(x, t, latents), noise, steps, engine.loaded.card.refine_from)
         return batch, decoded.to(engine.device)
 
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
     batches = prefetch(_unit_batches(engine, chunks, seed), depth=len(engine.devices) + 1)  # every device fed
     for batch, decoded in engine.map_batches(decode, batches):
-        for (record, _), tile in zip(batch.units, decoded):
-            open_chunks.setdefault(record.index, (record, grid.assembler()))[1].add(tile)
+        with record_function("odva.blend"):
+            for (record, _), tile in zip(batch.units, decoded):
+                open_chunks.setdefault(record.index, (record, grid.assembler()))[1].add(tile)
         for index in sorted(open_chunks):
             record, assembler = open_chunks[index]
             if not assembler.done:
@@ -97,11 +100,12 @@ def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> I
         jobs = [pool.submit(unit_noise, seed, record.index, t, shape, out)
                 for (record, t), out in zip(units, noise)]
         symbols = np.zeros((len(units), s + n_max, c), dtype=np.int8)
-        for row, (record, t) in zip(symbols, units):
-            tile = record.tiles[t]
-            if tile.kept > n_max:
-                raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
-            row[: s + tile.kept] = engine.tile_coder.decode(tile.data, s + tile.kept)
+        with record_function("odva.unpack_latents"):
+            for row, (record, t) in zip(symbols, units):
+                tile = record.tiles[t]
+                if tile.kept > n_max:
+                    raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
+                row[: s + tile.kept] = engine.tile_coder.decode(tile.data, s + tile.kept)
         kept = np.array([record.tiles[t].kept for record, t in units])
         return _UnitBatch(list(units), symbols, kept, noise, jobs)
 

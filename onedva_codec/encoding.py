@@ -17,6 +17,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from . import __version__
 from .container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
@@ -118,7 +119,7 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
         tiles = torch.stack([video_to_model(pixels, device) for pixels, _ in units])
         real = torch.tensor([r for _, r in units], device=device)
         geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real, cfg)
-        with torch.no_grad(), engine.autocast(device):
+        with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
             posterior = model.encode(tiles, geometry)
         symbols = quantizer.quantize(posterior.means()).cpu().numpy()
         return symbols, normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist()
@@ -170,7 +171,8 @@ def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysi
             symbols = np.frombuffer(analysis.spool.read(unit_values), dtype=np.int8)
             symbols = symbols.reshape(-1, cfg.latent_channels)[: cfg.structural_tokens + lengths[unit]]
             motion = min(float(analysis.motion[unit]), 6e4)  # float16 range
-            tiles.append(TileRecord(int(lengths[unit]), motion, engine.tile_coder.encode(symbols)))
+            with record_function("odva.pack_latents"):
+                tiles.append(TileRecord(int(lengths[unit]), motion, engine.tile_coder.encode(symbols)))
         writer.write_chunk(ChunkRecord(chunk, real, tiles))
     if audio is not None:
         writer.write_audio(audio)

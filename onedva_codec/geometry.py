@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from .pixels import to_8bit
 
@@ -184,6 +185,7 @@ class ChunkAssembler:
         if not self.done:
             raise RuntimeError("the chunk still lacks tiles")
         if self._copied is not None:
-            self._copied.synchronize()
+            with record_function("odva.wait_for_frames"):
+                self._copied.synchronize()
             self._copied = None
         return self._host.numpy()
