@@ -9,6 +9,7 @@ hold the codec, transcodes to AAC).
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,6 +27,7 @@ OUTPUT_FORMATS = {
     ".mkv": ("matroska", "ffv1", {}),  # lossless
     ".y4m": ("yuv4mpegpipe", "rawvideo", {}),  # raw frames, no audio
 }
+_CONVERSION_THREADS = min(8, os.cpu_count() or 1)  # RGB to the output's YUV (same pixels on any count)
 _MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"}
 _AUDIO_FALLBACK = ("aac", 192_000)
 
@@ -262,6 +264,8 @@ class VideoWriter:
         if self._audio is not None:
             self._audio.write_until(float((self._count + 1) / self._fps))
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        # the encoder would convert on one thread; at 1080p that alone can hold a GPU decoder back
+        video_frame = video_frame.reformat(format=self._stream.pix_fmt, threads=_CONVERSION_THREADS)
         video_frame.pts = self._count
         video_frame.time_base = 1 / self._fps
         self._container.mux(self._stream.encode(video_frame))
