@@ -51,8 +51,9 @@ class Comparison:
 
 
 def _video_frames(path: Path, codec_for: Callable[[], object], steps: int | None
-                  ) -> tuple[Iterator[np.ndarray], tuple[int, int], int]:
-    """Frames of a video or an .odva file, their (height, width), and the file's size in bytes."""
+                  ) -> tuple[Iterator[np.ndarray], tuple[int, int], int, int | None]:
+    """Frames of a video or an .odva file, their (height, width), the file's size in bytes, and its
+    frame count where the file states it (.odva)."""
     size = path.stat().st_size if path.is_file() else 0
     if path.suffix.lower() == ".odva":
         reader = OdvaReader(path)
@@ -61,13 +62,13 @@ def _video_frames(path: Path, codec_for: Callable[[], object], steps: int | None
         def frames() -> Iterator[np.ndarray]:
             with reader:
                 yield from decode_frames(codec_for(), reader, steps, 0, h.frames)
-        return frames(), (h.height, h.width), size
+        return frames(), (h.height, h.width), size, h.frames
     video = VideoReader(path)
 
     def frames() -> Iterator[np.ndarray]:
         with video:
             yield from video.frames()
-    return frames(), (video.info.height, video.info.width), size
+    return frames(), (video.info.height, video.info.width), size, None
 
 
 def _lpips_network(device: torch.device):
@@ -85,17 +86,17 @@ def compare(reference: Path, distorted: list[Path], shown: list[int], codec_for:
     if not distorted:
         raise InputError("give at least one distorted video or .odva file to compare with the reference")
     device = torch.device(device)
-    reference_frames, (height, width), _ = _video_frames(reference, codec_for, None)
+    reference_frames, (height, width), _, _ = _video_frames(reference, codec_for, None)
     sources = []
     for path in distorted:
-        frames, (h, w), size = _video_frames(path, codec_for, steps)
+        frames, (h, w), size, total = _video_frames(path, codec_for, steps)
         if (h, w) != (height, width):
             raise InputError(f"{path} is {w}x{h}, the reference {width}x{height}")
-        sources.append((path, frames, size))
+        sources.append((path, frames, size, total))
     lpips = _lpips_network(device)
     notes = [] if lpips is not None else ["no LPIPS weights installed: the per-frame plot shows PSNR only"]
     ref = Column(reference.name, 0.0)
-    columns = [Column(path.name, 0.0) for path, _, _ in sources]
+    columns = [Column(path.name, 0.0) for path, _, _, _ in sources]
     count = 0
     pending: list[tuple[np.ndarray, list[np.ndarray]]] = []
 
@@ -108,7 +109,7 @@ def compare(reference: Path, distorted: list[Path], shown: list[int], codec_for:
                 with torch.no_grad():
                     column.lpips += lpips(a, b).tolist()
 
-    iterators = [frames for _, frames, _ in sources]
+    iterators = [frames for _, frames, _, _ in sources]
     for index, original in enumerate(reference_frames):
         decoded = [next(it, None) for it in iterators]
         if any(d is None for d in decoded):
@@ -131,8 +132,12 @@ def compare(reference: Path, distorted: list[Path], shown: list[int], codec_for:
     missing = [f for f in shown if f >= count]
     if missing:
         raise InputError(f"frame {missing[0]} is past the {count} frames compared; choose --frames below {count}")
-    for column, (_, _, size) in zip(columns, sources):
-        column.bpp = size * 8 / (count * height * width)
+    for column, (path, frames, size, total) in zip(columns, sources):
+        # a file's bits pay for all of its frames, not only those compared: read a video to its end
+        total = total if total is not None else count + sum(1 for _ in frames)
+        column.bpp = size * 8 / (total * height * width)
+        if total > count:
+            notes.append(f"{path} has {total} frames, {count} compared; its bpp is over all {total}")
     return Comparison(ref, columns, sorted(shown), notes)
 
 

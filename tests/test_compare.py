@@ -33,6 +33,22 @@ def test_the_grid_shows_each_chosen_frame_of_each_version(cli, tmp_path):
     assert x264.psnr[0] > odva.psnr[0]  # near-lossless H.264 against the tiny model
 
 
+def test_bpp_counts_every_frame_of_a_longer_version(tmp_path):
+    """A version longer than the reference is compared over the reference's frames, but its file's
+    bits paid for all of its own: bpp divides by those."""
+    clip = synthetic_clip(30, 40, 48, seed=2)
+    reference = write_video(tmp_path / "ref.mkv", clip[:20], Fraction(25))
+    longer = write_video(tmp_path / "longer.mkv", clip, Fraction(25))
+    coded = tmp_path / "c.odva"
+    Codec(TINY_MODEL, device="cpu").encode_file(longer, coded)
+    comparison = compare(reference, [coded, longer], [0], lambda: Codec(TINY_MODEL, device="cpu"))
+    odva, video = comparison.columns
+    assert len(odva.psnr) == len(video.psnr) == 20
+    assert odva.bpp == coded.stat().st_size * 8 / (30 * 40 * 48)
+    assert video.bpp == longer.stat().st_size * 8 / (30 * 40 * 48)
+    assert sum("has 30 frames, 20 compared" in note for note in comparison.notes) == 2
+
+
 def test_compare_errors_are_one_line(cli, tmp_path):
     reference = write_video(tmp_path / "ref.mkv", synthetic_clip(20, 40, 48), Fraction(25))
     smaller = write_video(tmp_path / "small.mkv", synthetic_clip(20, 32, 32), Fraction(25))
