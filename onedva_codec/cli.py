@@ -26,7 +26,7 @@ from .engine import resolve_devices
 from .container import check_frame_size, read_info
 from .errors import InputError, OdvaError
 from .ratecontrol import RateOptions
-from .video_io import VideoReader, is_stdio, output_kind
+from .video_io import VideoReader, check_mp4_preset, is_stdio, output_kind
 from .weights import MAX_DECODING_STEPS
 
 app = typer.Typer(
@@ -200,6 +200,9 @@ def decode(
                                             "(default: the model's). e.g. --steps 8")] = None,
     frames: Annotated[Optional[str], typer.Option(
         metavar="START:END", help="Decode only these frames (end exclusive). e.g. --frames 0:100")] = None,
+    mp4_preset: Annotated[str, typer.Option(
+        metavar="PRESET", help="libx264 preset of .mp4 output, ultrafast to veryslow: faster presets write "
+                               "faster, for as large or a larger file. e.g. --mp4-preset veryfast")] = "medium",
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,
@@ -209,14 +212,14 @@ def decode(
     """Decode an .odva file back to a video by multi-step diffusion."""
     frame_range = _parse_range(frames) if frames is not None else None
     info = read_info(source)  # checks the whole file before any model work
-    output_kind(output)
+    check_mp4_preset(mp4_preset, output_kind(output))
     if not is_stdio(output):
         check_output_path(output, force, source)
     codec = Codec(weights, device=device, batch_size=batch)
     first, stop = frame_range or (0, info.header.frames)
     with _progress("decoding", stop - first, quiet) as advance:
         result = codec.decode_file(source, output, steps=steps, frame_range=frame_range, force=force,
-                                   progress=advance)
+                                   progress=advance, mp4_preset=mp4_preset)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")
     if not quiet:

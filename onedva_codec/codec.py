@@ -30,7 +30,7 @@ from .engine import Engine
 from .errors import InputError
 from .prefetch import prefetch
 from .ratecontrol import RateOptions
-from .video_io import VideoReader, VideoWriter, extract_audio, is_stdio, output_kind
+from .video_io import VideoReader, VideoWriter, check_mp4_preset, extract_audio, is_stdio, output_kind
 
 
 @dataclass
@@ -74,12 +74,14 @@ class Codec(Engine):
 
     def decode_file(self, source: str | Path, destination: str | Path, steps: int | None = None,
                     frame_range: tuple[int, int] | None = None, force: bool = False,
-                    progress: Progress | None = None) -> DecodeResult:
+                    progress: Progress | None = None, mp4_preset: str = "medium") -> DecodeResult:
         """Decode to .mp4 (H.264), .mkv (FFV1, lossless) or .y4m, by the destination's extension; "-"
         writes YUV4MPEG2 to standard output. A reader that closes that pipe ends the decode early
-        (`DecodeResult.notes` says so), not with an error."""
+        (`DecodeResult.notes` says so), not with an error. `mp4_preset`: libx264's preset for .mp4
+        (`video_io.X264_PRESETS`; veryfast wrote 1080p 2.5 times as fast as medium, docs/performance.md)."""
         destination = Path(destination)
         kind = output_kind(destination)
+        check_mp4_preset(mp4_preset, kind)
         started = time.perf_counter()
         notes: list[str] = []
         with OdvaReader(source) as reader:
@@ -92,16 +94,17 @@ class Codec(Engine):
             output = contextlib.nullcontext(destination) if is_stdio(destination) else \
                 atomic_output(destination, force, source)
             with output as path:
-                count = self._write_frames(reader, steps, first, stop, path, kind, audio, progress, notes)
+                count = self._write_frames(reader, steps, first, stop, path, kind, audio, progress, notes,
+                                           mp4_preset)
         return DecodeResult(count, time.perf_counter() - started, notes)
 
     def _write_frames(self, reader: OdvaReader, steps: int | None, first: int, stop: int, path: Path, kind: str,
-                      audio: bytes | None, progress: Progress | None, notes: list[str]) -> int:
+                      audio: bytes | None, progress: Progress | None, notes: list[str], mp4_preset: str) -> int:
         header = reader.header
         fps = header.fps
         writer = VideoWriter(path, kind, header.width, header.height, fps,
                              io.BytesIO(audio) if audio is not None else None,
-                             start=float(first / fps), end=float(stop / fps))
+                             start=float(first / fps), end=float(stop / fps), mp4_preset=mp4_preset)
         count = 0
         try:
             # The model runs in the background while this thread compresses and writes.

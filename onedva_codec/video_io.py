@@ -27,6 +27,8 @@ OUTPUT_FORMATS = {
     ".mkv": ("matroska", "ffv1", {}),  # lossless
     ".y4m": ("yuv4mpegpipe", "rawvideo", {}),  # raw frames, no audio
 }
+# libx264's presets, fastest first: at CRF 12 they differ little in fidelity, a lot in speed
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 _CONVERSION_THREADS = min(8, os.cpu_count() or 1)  # RGB to the output's YUV (same pixels on any count)
 _MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"}
 _AUDIO_FALLBACK = ("aac", 192_000)
@@ -246,12 +248,16 @@ class VideoWriter:
 
     `kind` is the extension that picks the format (the path itself may be a temp
     file). `audio` is a Matroska audio stream as made by `extract_audio`; `start`
-    and `end` (seconds) cut it to the frames written.
+    and `end` (seconds) cut it to the frames written. `mp4_preset` is libx264's
+    preset for .mp4 (one of X264_PRESETS; see `check_mp4_preset`).
     """
 
     def __init__(self, path: str | Path, kind: str, width: int, height: int, fps: Fraction,
-                 audio: BinaryIO | None = None, start: float = 0.0, end: float | None = None):
+                 audio: BinaryIO | None = None, start: float = 0.0, end: float | None = None,
+                 mp4_preset: str = "medium"):
+        check_mp4_preset(mp4_preset, kind)
         fmt, codec, options = OUTPUT_FORMATS[kind]
+        options = {**options, "preset": mp4_preset} if kind == ".mp4" else options
         self._container = av.open(sys.stdout.buffer if is_stdio(path) else str(path), "w", format=fmt)
         self._stream = self._container.add_stream(codec, rate=fps, options=options)
         self._stream.width, self._stream.height = width, height
@@ -283,6 +289,14 @@ class VideoWriter:
             self._container.close()
         except (OSError, av.FFmpegError):
             pass
+
+
+def check_mp4_preset(preset: str, kind: str) -> None:
+    """A preset names one of libx264's, and only .mp4 output has one (the default, medium, passes anywhere)."""
+    if preset not in X264_PRESETS:
+        raise InputError(f"unknown H.264 preset {preset!r}: use one of {', '.join(X264_PRESETS)}")
+    if preset != "medium" and kind != ".mp4":
+        raise InputError(f"an H.264 preset applies to .mp4 output only, not {kind}")
 
 
 def _pixel_format(kind: str, width: int, height: int) -> str:

@@ -13,7 +13,8 @@ from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip, write_vid
 COMMAND_OPTIONS = {
     "encode": ["--output", "--quality", "--bitrate", "--adaptive", "--seed", "--weights", "--device", "--batch",
                "--force", "--quiet"],
-    "decode": ["--output", "--steps", "--frames", "--weights", "--device", "--batch", "--force", "--quiet"],
+    "decode": ["--output", "--steps", "--frames", "--mp4-preset", "--weights", "--device", "--batch", "--force",
+               "--quiet"],
     "info": ["--json"],
 }
 
@@ -51,6 +52,20 @@ def test_encode_info_decode(cli, clip_with_audio, tmp_path):
     assert result.exit_code == 0, result.output
     with av.open(str(rec)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 50
+
+
+def test_mp4_preset_reaches_the_encoder(cli, tmp_path):
+    fast, default = tmp_path / "fast.mp4", tmp_path / "default.mp4"
+    for path, extra in [(fast, ["--mp4-preset", "ultrafast"]), (default, [])]:
+        result = cli("decode", DATA / "reference.odva", "-o", path, *extra)
+        assert result.exit_code == 0, result.output
+    # libx264 writes its settings into the stream: ultrafast searches no subpixel motion
+    assert b"subme=0" in fast.read_bytes() and b"subme=7" in default.read_bytes()
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.mp4", "--mp4-preset", "warp"),
+                    "unknown H.264 preset 'warp'")
+    _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.y4m", "--mp4-preset", "veryfast"),
+                    "applies to .mp4 output only")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default.mp4", "fast.mp4"]
 
 
 def test_info_json(cli):
