@@ -3,7 +3,8 @@
 The clip is scaled to --size (1080p by default) and repeated forwards and backwards to --frames.
 Each device list encodes and decodes the same frames; every list after the first must give the
 same file and the same frames as the first, or the script says so and exits 1. Figures are medians
-of --runs runs after one warm-up run, synchronised on every device.
+of --runs runs after one warm-up run, synchronised on every device; each row also has the peak GPU
+memory per GPU (`--size 3840x2160` for 4K).
 
     python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cuda:0 cuda:0,1 --steps 1 8
     python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cpu cpu,cpu --size 256x256 --frames 17 --steps 1
@@ -75,6 +76,9 @@ def main() -> None:
     rows, reference = [], None
     for devices in args.devices:
         codec = Codec(args.weights, device=devices, batch_size=args.batch)
+        for device in codec.devices:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
         data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, RateOptions(args.quality)),
                                       args.runs)
         row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
@@ -85,6 +89,8 @@ def main() -> None:
             row[f"decode_{steps}_fps"] = len(video) / dec_s
             row[f"decode_{steps}_runs_s"] = dec_runs
             row[f"decode_{steps}_md5"] = hashlib.md5(decoded[steps].tobytes()).hexdigest()  # to compare versions
+        row["peak_gpu_mib"] = [round(torch.cuda.max_memory_allocated(d) / 2 ** 20) for d in codec.devices
+                               if d.type == "cuda"]  # model, encode and decode together, per GPU
         if reference is None:
             reference = (data, decoded)
         row["same_file"] = data == reference[0]
