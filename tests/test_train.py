@@ -285,6 +285,33 @@ def test_the_perceptual_loss_can_spare_the_one_step_samples(pack):
     assert below > 0.1 and below == pytest.approx(perc("logit-normal", False), rel=1e-5)
 
 
+def test_refining_samples_start_from_the_decoders_own_estimate(pack):
+    """refine_share: the decoder's one-step estimate (from the sample's own noise, t = 1, no gradient),
+    noised back to the sample's t with that noise, is what the model learns to refine."""
+    data = Pack(pack)
+    clips = TrainClips(data.videos("train"), data.photos("train"), 17, 32, 0)
+    batch = to_model_range(torch.stack([clips[i] for i in range(4)]))
+    cfg = _config("stage1", pack, Path("unused"), settings={"w_perc": 0, "w_repa": 0, "t_mode": "logit-normal",
+                                                            "t_one_share": 0.0, "refine_share": 1.0})
+    objective = Objective(cfg, OneDVA(CONFIGS["tiny"]), None, None, Frozen(), None)
+    calls = []
+    forward = objective.model.decoder.forward
+
+    def recording(x_t, t, latents, **kwargs):
+        calls.append((x_t.detach().clone(), t.detach().clone(), torch.is_grad_enabled()))
+        out = forward(x_t, t, latents, **kwargs)
+        calls[-1] += (out.detach().clone() if isinstance(out, torch.Tensor) else out[0].detach().clone(),)
+        return out
+
+    objective.model.decoder.forward = recording
+    loss, _ = objective(batch, torch.full((4,), 0.5), torch.Generator().manual_seed(0))
+    (eps, ones, grad_first, estimate), (x_t, t, grad_second, _) = calls
+    assert torch.equal(ones, torch.ones(4)) and not grad_first and grad_second and bool((t < 1).all())
+    view = t.view(-1, 1, 1, 1, 1)
+    assert torch.allclose(x_t, (1 - view) * estimate + view * eps, atol=1e-6)
+    assert torch.isfinite(loss)
+
+
 def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack, tmp_path):
     settings = {"w_perc": 0, "w_repa": 0, "latents": "quantized", "quant_step": 0.5, "w_rate": 0.05,
                 "kept_lengths": "uniform", "refine_from": 0.5}

@@ -67,6 +67,9 @@ class TrainConfig:
     # Noise level and latent dropout
     t_mode: str = "one"  # "one": t = 1 always (stage 1); "logit-normal": t = sigmoid(N(0, 1))
     t_one_share: float = 0.1  # logit-normal mode: share of samples at t = 1
+    # Share of the samples below t = 1 noised from the decoder's own one-step estimate instead of the clip,
+    # as the refining sampler noises it back to t0 (the model otherwise never sees that input in training)
+    refine_share: float = 0.0
     kept_lengths: str = "all"  # 1D tokens kept: "all", "motion" (driven by the motion score) or "uniform"
     full_share: float = 0.1  # motion or uniform: share keeping every 1D latent
     none_share: float = 0.1  # motion or uniform: share keeping none (structural only)
@@ -102,6 +105,8 @@ class TrainConfig:
         stage = self.stage_spec
         if self.t_mode not in ("one", "logit-normal"):
             raise ValueError(f"t_mode must be 'one' or 'logit-normal', not {self.t_mode!r}")
+        if not 0.0 <= self.refine_share <= 1.0:
+            raise ValueError(f"refine_share must be in [0, 1], not {self.refine_share}")
         if self.kept_lengths not in ("all", "motion", "uniform"):
             raise ValueError(f"kept_lengths must be all, motion or uniform, not {self.kept_lengths!r}")
         if self.latents not in ("kl", "quantized"):

@@ -117,6 +117,8 @@ class Objective(nn.Module):
         t = sample_t(cfg, b, gen, device)
         eps = torch.randn(x0.shape, generator=gen, device=device, dtype=x0.dtype)
         x_t = mix(x0, eps, t)
+        if cfg.refine_share > 0:
+            x_t = self._from_one_step_estimate(x_t, t, eps, latents, gen)
         tap = cfg.repa_block if self.projector is not None else None
         out = model.decoder(x_t, t, latents, tap_block=tap)
         x0_hat, tapped = out if tap is not None else (out, None)
@@ -141,6 +143,22 @@ class Objective(nn.Module):
                    "rate": cfg.w_rate}
         loss = sum(weights[k] * v for k, v in parts.items())
         return loss, parts
+
+    def _from_one_step_estimate(self, x_t: Tensor, t: Tensor, eps: Tensor, latents: Latents,
+                                gen: torch.Generator) -> Tensor:
+        """For `refine_share` of the samples below t = 1: the decoder's one-step estimate from `eps`
+        (no gradient), noised back to t with the same `eps`, which is what the refining sampler feeds
+        the model; the target stays the clip, so these samples learn to correct that estimate."""
+        chosen = (t < 1) & (torch.rand(t.shape, generator=gen, device=t.device) < self.cfg.refine_share)
+        index = chosen.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return x_t
+        some = Latents(latents.structural[index], latents.tokens_1d[index], latents.keep[index])
+        with torch.no_grad():
+            estimate = self.model.decoder(eps[index], torch.ones_like(t[index]), some).to(x_t.dtype)
+        x_t = x_t.clone()
+        x_t[index] = mix(estimate, eps[index], t[index])
+        return x_t
 
     def _conditioning(self, posterior, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """The latents the decoder sees: posterior samples or noisy means (see `latents`), or, in
