@@ -311,7 +311,7 @@ class Trainer:
         return {
             **self._weights(), "step": self.step, "optimizer": optim_state, "motion": self.motion.to_dict(),
             "latent_stats": stats.to_dict() if stats is not None else None,
-            "inherited": self.inherited, "history": self._history(), "gpu_minutes": self._gpu_minutes(),
+            "history": self._history(), "gpu_minutes": self._gpu_minutes(),
             "rng": {"torch": torch.get_rng_state()},
         }
 
@@ -343,7 +343,7 @@ class Trainer:
             self.objective.latent_stats = LatentStats(
                 torch.tensor(state["latent_stats"]["mean"], device=self.proc.device),
                 torch.tensor(state["latent_stats"]["std"], device=self.proc.device))
-        self.inherited = state["inherited"]
+        self.inherited = state["history"][:-1]  # the last line is this run's own
         self.gpu_minutes = state["gpu_minutes"]
         self.started = time.time()
         torch.set_rng_state(state["rng"]["torch"])
