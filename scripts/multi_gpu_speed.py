@@ -38,16 +38,19 @@ def load_frames(clip: str, width: int, height: int, count: int) -> tuple[np.ndar
     return video[[order[i % len(order)] for i in range(count)]], fps
 
 
+def synchronize(codec: Codec) -> None:
+    """Wait for every GPU the codec uses, so that a clock read after this counts all of their work."""
+    for device in codec.devices:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+
 def timed(codec: Codec, work, runs: int):
     def once():
-        for d in codec.devices:
-            if d.type == "cuda":
-                torch.cuda.synchronize(d)
+        synchronize(codec)
         start = time.perf_counter()
         result = work()
-        for d in codec.devices:
-            if d.type == "cuda":
-                torch.cuda.synchronize(d)
+        synchronize(codec)
         return result, time.perf_counter() - start
 
     result, _ = once()  # warm-up: kernels, allocator, the model copies' first batches

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from multi_gpu_speed import load_frames
+from multi_gpu_speed import load_frames, synchronize
 from onedva_codec import Codec, RateOptions
 
 STAGES = ("odva.model", "odva.unpack_latents", "odva.draw_noise", "odva.blend", "odva.wait_for_frames",
@@ -39,9 +39,7 @@ def profiled(codec: Codec, name: str, work, trace: Path | None) -> None:
     with profile(activities=activities, experimental_config=every_thread) as prof:
         started = time.perf_counter()
         work()
-        for device in codec.devices:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+        synchronize(codec)
         wall = time.perf_counter() - started
     events = prof.key_averages()
     print(f"\n== {name}: {wall * 1000:.0f} ms wall")
