@@ -67,7 +67,8 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
             job.result()
         noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
         with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
-            decoded = sample(lambda x, t: model.velocity(x, t, latents), noise, steps, engine.loaded.card.refine_from)
+            decoded = sample(lambda x, t: engine.run(model, "velocity", x, t, latents), noise, steps,
+                             engine.loaded.card.refine_from)
         return batch, decoded.to(engine.device)
 
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}

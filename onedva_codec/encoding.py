@@ -120,7 +120,7 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
         real = torch.tensor([r for _, r in units], device=device)
         geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real, cfg)
         with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
-            posterior = model.encode(tiles, geometry)
+            posterior = engine.run(model, "encode", tiles, geometry)
         symbols = quantizer.quantize(posterior.means()).cpu().numpy()
         return symbols, normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist()
 

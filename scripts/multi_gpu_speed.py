@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1])
     parser.add_argument("--quality", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="the model through torch.compile (odva --compile)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
@@ -78,7 +79,7 @@ def main() -> None:
 
     rows, reference = [], None
     for devices in args.devices:
-        codec = Codec(args.weights, device=devices, batch_size=args.batch)
+        codec = Codec(args.weights, device=devices, batch_size=args.batch, compile=args.compile)
         for device in codec.devices:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)

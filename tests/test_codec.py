@@ -120,6 +120,34 @@ def test_spreading_over_several_devices_gives_the_same_file_and_frames():
     assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
 
 
+def test_compiled_model_sees_one_batch_shape_and_decodes_the_same_frames_twice(monkeypatch):
+    """--compile: a video's short last batch is padded to the full batch (one graph for every batch),
+    and the output is cut back. Stand-in: torch.compile with its eager backend, which traces the model
+    as the real one does but compiles no kernels (that takes a minute on two CPU cores)."""
+    import torch
+    from helpers import TINY_MODEL
+    from onedva_codec import Codec
+    real_compile, rows = torch.compile, []
+
+    def stand_in(fn, **options):
+        compiled = real_compile(fn, backend="eager", **options)
+
+        def call(*args):
+            rows.append(args[0].shape[0])
+            return compiled(*args)
+        return call
+
+    monkeypatch.setattr(torch, "compile", stand_in)
+    clip = synthetic_clip(40, 40, 60, seed=9)  # 18 tiles: 4 batches of 4 and a short one of 2
+    plain = Codec(TINY_MODEL, device="cpu", batch_size=4)
+    compiled = Codec(TINY_MODEL, device="cpu", batch_size=4, compile=True)
+    data = compiled.encode_array(clip, 25, RateOptions(quality=0.7))
+    first, second = compiled.decode_array(data, steps=2), compiled.decode_array(data, steps=2)
+    assert set(rows) == {4} and len(rows) == 5 + 2 * 5 * 2  # encode: 5 batches; decode twice: 5 batches x 2 steps
+    assert np.array_equal(first, second) and first.shape == clip.shape
+    assert np.abs(first.astype(int) - plain.decode_array(data, steps=2)).max() <= 2
+
+
 def test_device_lists_are_checked():
     from onedva_codec.engine import resolve_devices
     assert [d.type for d in resolve_devices("cpu,cpu")] == ["cpu", "cpu"]
