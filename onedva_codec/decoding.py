@@ -57,10 +57,10 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
                    seed: int) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
     blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order)."""
-    n_max, s = engine.cfg.max_1d_tokens, engine.cfg.structural_tokens
+    n_max, s, c = engine.cfg.max_1d_tokens, engine.cfg.structural_tokens, engine.cfg.latent_channels
 
     def decode(device: torch.device, model: OneDVA, batch: _UnitBatch) -> tuple[_UnitBatch, Tensor]:
-        values = quantizer.dequantize(torch.from_numpy(batch.symbols).to(device))
+        values = quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
         latents = Latents(values[:, :s], values[:, s:], keep)
         for job in batch.noise_jobs:
@@ -100,15 +100,15 @@ def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> I
         noise = torch.empty((len(units),) + shape, pin_memory=pin)
         jobs = [pool.submit(unit_noise, seed, record.index, t, shape, out)
                 for (record, t), out in zip(units, noise)]
-        symbols = np.zeros((len(units), s + n_max, c), dtype=np.int8)
+        symbol_jobs = []
         with record_function("odva.unpack_latents"):
-            for row, (record, t) in zip(symbols, units):
+            for record, t in units:
                 tile = record.tiles[t]
                 if tile.kept > n_max:
                     raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
-                row[: s + tile.kept] = engine.tile_coder.decode(tile.data, s + tile.kept)
+                symbol_jobs.append(engine.decode_tile(tile.data, s + tile.kept))
         kept = np.array([record.tiles[t].kept for record, t in units])
-        return _UnitBatch(list(units), symbols, kept, noise, jobs)
+        return _UnitBatch(list(units), symbol_jobs, kept, noise, jobs)
 
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         for record in chunks:
@@ -124,7 +124,16 @@ def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> I
 @dataclass
 class _UnitBatch:
     units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
-    symbols: np.ndarray  # (B, S + N, C) int8, zeros past each unit's kept length
+    symbol_jobs: list[Future]  # each unit's (S + kept, C) int8 symbols, decoded on a worker
     kept: np.ndarray  # (B,)
     noise: Tensor  # (B, 3, T, tile, tile), on the CPU, filled by noise_jobs
     noise_jobs: list[Future]
+
+    def symbols(self, values: int, channels: int) -> np.ndarray:
+        """(B, values, C) int8, zeros past each unit's kept length (waits for the decoding)."""
+        with record_function("odva.wait_for_symbols"):
+            out = np.zeros((len(self.units), values, channels), dtype=np.int8)
+            for row, job in zip(out, self.symbol_jobs):
+                decoded = job.result()
+                row[: len(decoded)] = decoded
+        return out

@@ -164,15 +164,19 @@ def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysi
     start = out.tell()
     writer = OdvaWriter(out, header)
     analysis.spool.seek(0)
+
+    def unit_symbols() -> Iterator[np.ndarray]:
+        for unit in range(len(analysis.real_frames) * tiles_per_chunk):
+            symbols = np.frombuffer(analysis.spool.read(unit_values), dtype=np.int8)
+            yield symbols.reshape(-1, cfg.latent_channels)[: cfg.structural_tokens + lengths[unit]]
+
+    coded = engine.encode_tiles(unit_symbols())
     for chunk, real in enumerate(analysis.real_frames):
         tiles = []
-        for t in range(tiles_per_chunk):
-            unit = chunk * tiles_per_chunk + t
-            symbols = np.frombuffer(analysis.spool.read(unit_values), dtype=np.int8)
-            symbols = symbols.reshape(-1, cfg.latent_channels)[: cfg.structural_tokens + lengths[unit]]
+        for unit in range(chunk * tiles_per_chunk, (chunk + 1) * tiles_per_chunk):
             motion = min(float(analysis.motion[unit]), 6e4)  # float16 range
             with record_function("odva.pack_latents"):
-                tiles.append(TileRecord(int(lengths[unit]), motion, engine.tile_coder.encode(symbols)))
+                tiles.append(TileRecord(int(lengths[unit]), motion, next(coded)))
         writer.write_chunk(ChunkRecord(chunk, real, tiles))
     if audio is not None:
         writer.write_audio(audio)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
+import numpy as np
 import torch
 
+from .coding_pool import TileCoderPool
 from .errors import InputError
 from .latent_coding import Quantizer, TileCoder
 from .model import OneDVA
@@ -55,10 +58,14 @@ class Engine:
     compile: run the model's encoder and decoder through torch.compile (about twice as fast per model
     call on a GPU, after a first batch that compiles for some seconds). Its kernels round differently
     from the plain ones, so frames differ slightly from an uncompiled decode of the same file (as between
-    two GPU kinds), but decoding a file twice gives the same frames."""
+    two GPU kinds), but decoding a file twice gives the same frames.
+
+    coding_workers: processes that entropy-code tiles (0: on the calling thread). Default: half the
+    CPU cores, at most 8, when the model runs on a GPU, where coding would otherwise limit the speed;
+    0 on the CPU, where the model does."""
 
     def __init__(self, weights: str | Path | LoadedModel | None = None, device: str = "auto",
-                 batch_size: int | None = None, compile: bool = False):
+                 batch_size: int | None = None, compile: bool = False, coding_workers: int | None = None):
         self.devices = resolve_devices(device)
         self.device = self.devices[0]  # where results are gathered
         self.loaded = weights if isinstance(weights, LoadedModel) else load_model(weights, self.device)
@@ -69,6 +76,13 @@ class Engine:
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 4)
         if self.batch_size < 1:
             raise InputError("batch size must be at least 1")
+        if coding_workers is None:
+            coding_workers = min(8, (os.cpu_count() or 1) // 2) if self.device.type == "cuda" else 0
+        if coding_workers < 0:
+            raise InputError("coding workers must be 0 or more")
+        self.coding_workers = coding_workers
+        # started here, before any thread of the codec's: workers are forked on Linux
+        self._coding_pool = TileCoderPool(self.loaded.prior, coding_workers) if coding_workers else None
         self.compiled = compile
         # lazily compiled on first call; one per model copy, so that each GPU keeps its own graphs
         self._compiled = {(id(model), method): torch.compile(getattr(model, method), dynamic=False)
@@ -88,6 +102,26 @@ class Engine:
         except torch._dynamo.exc.BackendCompilerFailed as error:  # e.g. no C++ compiler for the CPU backend
             raise InputError(f"--compile failed ({str(error).splitlines()[0][:200]}); run without it") from None
         return _map_rows(out, lambda x: x[:rows])
+
+    def decode_tile(self, data: bytes, tokens: int) -> Future:
+        """A tile's symbols, (tokens, C) int8, decoded on a worker process (or here, done at once)."""
+        if self.coding_workers == 0:
+            done: Future = Future()
+            done.set_result(self.tile_coder.decode(data, tokens))
+            return done
+        return self._coding_pool.decode(data, tokens)
+
+    def encode_tiles(self, tiles: Iterable[np.ndarray]) -> Iterator[bytes]:
+        """Each tile's bytes, in order, coded on the worker processes (or here)."""
+        if self.coding_workers == 0:
+            return (self.tile_coder.encode(symbols) for symbols in tiles)
+        return self._coding_pool.encode_all(tiles)
+
+    def close(self) -> None:
+        """Stop the coding processes (they also stop when the program ends); coding goes on here."""
+        if self._coding_pool is not None:
+            self._coding_pool.close()
+            self._coding_pool, self.coding_workers = None, 0
 
     def quantizer(self) -> Quantizer:
         """The card's quantizer: what the encoder applies to every latent."""

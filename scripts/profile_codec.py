@@ -2,7 +2,7 @@
 per step count, after a warm-up of each.
 
 The codec marks its stages (`odva.model`, `odva.unpack_latents`, `odva.draw_noise`, `odva.blend`,
-`odva.wait_for_frames`, `odva.pack_latents`); the script prints, per run, the wall time, the time
+`odva.wait_for_frames`, `odva.pack_latents`, `odva.wait_for_symbols`); the script prints, per run, the wall time, the time
 inside each stage (summed over threads: stages on other threads overlap the main one) and the
 costliest operators on the CPU and, on a GPU, in CUDA kernels. With --trace DIR it also writes a
 Chrome trace per run (open in chrome://tracing or https://ui.perfetto.dev).
@@ -27,8 +27,8 @@ from torch.profiler import ProfilerActivity, profile
 from multi_gpu_speed import load_frames, synchronize
 from onedva_codec import Codec, RateOptions
 
-STAGES = ("odva.model", "odva.unpack_latents", "odva.draw_noise", "odva.blend", "odva.wait_for_frames",
-          "odva.pack_latents")
+STAGES = ("odva.model", "odva.unpack_latents", "odva.wait_for_symbols", "odva.draw_noise", "odva.blend",
+          "odva.wait_for_frames", "odva.pack_latents")
 
 
 def profiled(codec: Codec, name: str, work, trace: Path | None) -> None:

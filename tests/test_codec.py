@@ -148,6 +148,22 @@ def test_compiled_model_sees_one_batch_shape_and_decodes_the_same_frames_twice(m
     assert np.abs(first.astype(int) - plain.decode_array(data, steps=2)).max() <= 2
 
 
+def test_entropy_coding_on_worker_processes_gives_the_same_files_and_frames():
+    """What a GPU machine runs by default (coding_workers: half its cores)."""
+    from helpers import TINY_MODEL
+    from onedva_codec import Codec
+    clip = synthetic_clip(40, 40, 60, seed=9)
+    here, workers = Codec(TINY_MODEL, device="cpu", batch_size=4), Codec(TINY_MODEL, device="cpu", batch_size=4,
+                                                                          coding_workers=2)
+    try:
+        for rate in (RateOptions(quality=0.7), RateOptions(bitrate=20000)):
+            data = here.encode_array(clip, 25, rate)
+            assert workers.encode_array(clip, 25, rate) == data
+        assert np.array_equal(workers.decode_array(data, steps=1), here.decode_array(data, steps=1))
+    finally:
+        workers.close()
+
+
 def test_device_lists_are_checked():
     from onedva_codec.engine import resolve_devices
     assert [d.type for d in resolve_devices("cpu,cpu")] == ["cpu", "cpu"]

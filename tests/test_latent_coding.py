@@ -93,6 +93,21 @@ def test_range_coding_beats_order_0_zstd_on_the_same_symbols(prior):
     assert ours < 0.9 * theirs
 
 
+def test_worker_processes_code_exactly_as_the_calling_thread_and_pass_errors_back(prior):
+    from onedva_codec.coding_pool import TileCoderPool
+    coder, pool = TileCoder(prior), TileCoderPool(prior, workers=2)
+    try:
+        tiles = [tile[: S + kept] for tile, kept in zip(_symbols(12, seed=5), range(0, N + 1, 6))]
+        data = list(pool.encode_all(iter(tiles)))  # more tiles than the 8 it keeps in flight
+        assert data == [coder.encode(tile) for tile in tiles]
+        jobs = [pool.decode(d, len(tile)) for d, tile in zip(data, tiles)]
+        assert all(np.array_equal(job.result(), tile) for job, tile in zip(jobs, tiles))
+        with pytest.raises(FormatError, match="32-bit words"):
+            pool.decode(data[0][:-1], len(tiles[0])).result()
+    finally:
+        pool.close()
+
+
 def test_damaged_tile_data_is_a_format_error_or_wrong_values_never_a_hang(prior):
     coder = TileCoder(prior)
     symbols = _symbols(1, seed=4)[0]
