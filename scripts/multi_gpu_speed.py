@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--quality", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--compile", action="store_true", help="the model through torch.compile (odva --compile)")
+    parser.add_argument("--coding-workers", type=int, default=None,
+                        help="entropy-coding processes (default: the codec's; 0: on the calling thread)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
@@ -79,13 +81,15 @@ def main() -> None:
 
     rows, reference = [], None
     for devices in args.devices:
-        codec = Codec(args.weights, device=devices, batch_size=args.batch, compile=args.compile)
+        codec = Codec(args.weights, device=devices, batch_size=args.batch, compile=args.compile,
+                      coding_workers=args.coding_workers)
         for device in codec.devices:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
         data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, RateOptions(args.quality)),
                                       args.runs)
         row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
+                   compiled=args.compile, coding_workers=codec.coding_workers,
                    bytes=len(data), file_md5=hashlib.md5(data).hexdigest(), encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
         decoded = {}
         for steps in args.steps:
@@ -101,6 +105,7 @@ def main() -> None:
         row["same_frames"] = all(np.array_equal(decoded[s], reference[1][s]) for s in args.steps)
         rows.append(row)
         print(json.dumps(row), flush=True)
+        codec.close()
         del codec
         torch.cuda.empty_cache()
 

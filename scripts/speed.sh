@@ -8,7 +8,7 @@
 set -uo pipefail
 WEIGHTS=$1; CLIP=$2; shift 2
 RUNS=${RUNS:-3}; WORK=$(mktemp -d)
-if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD; else export PYTHONPATH=$PWD; fi
+if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}; else export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}; fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 python3 -c "import torch, av; print('torch', torch.__version__, 'av', av.__version__, 'cuda', torch.cuda.is_available())"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The speed figures of docs/performance.md on this machine's GPUs, in one run of about six minutes:
+# in-process encode and decode of 68 frames of docs/sample.mp4 at 1920 x 1080 on one GPU and on all of
+# them (up to four), plain with entropy coding on the calling thread, plain with the coding workers,
+# compiled; one 4K pass for its peak memory; one decoder call plain and compiled; and whole `odva`
+# commands (scripts/speed.sh) on the 1080p clip written as .y4m. Results go to OUT (JSON and text).
+#   bash scripts/gpu_speed_suite.sh OUT [WEIGHTS]        e.g. bash scripts/gpu_speed_suite.sh speed weights
+set -euo pipefail
+out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS]}; weights=${2:-weights}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
+[ "$gpus" -ge 1 ] || { echo "gpu_speed_suite.sh needs a CUDA GPU" >&2; exit 1; }
+all=cuda:0; [ "$gpus" -ge 2 ] && all=cuda:0,1; [ "$gpus" -ge 4 ] && all=cuda:0,1,2,3
+lists=(cuda:0); [ "$all" != cuda:0 ] && lists+=("$all")
+speed() {  # NAME ARGS...: scripts/multi_gpu_speed.py on docs/sample.mp4, its table to OUT/NAME.txt
+    local name=$1; shift
+    python3 scripts/multi_gpu_speed.py docs/sample.mp4 --weights "$weights" --json "$out/$name.json" "$@" \
+        2>&1 | tee "$out/$name.txt"
+}
+speed 1080p-serial-coding --devices cuda:0 --steps 1 8 --coding-workers 0
+speed 1080p --devices "${lists[@]}" --steps 1 8
+speed 1080p-compiled --devices "${lists[@]}" --steps 1 8 --compile
+speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1
+python3 scripts/model_speed.py --weights "$weights" --batch 16 32 --modes default 2>&1 | tee "$out/model_call.txt"
+python3 - "$out/clip1080.y4m" <<'PY'
+import sys
+from fractions import Fraction
+sys.path.insert(0, "scripts")
+from multi_gpu_speed import load_frames
+from onedva_codec.video_io import VideoWriter
+video, fps = load_frames("docs/sample.mp4", 1920, 1080, 68)
+writer = VideoWriter(sys.argv[1], ".y4m", 1920, 1080, Fraction(fps).limit_denominator(1001))
+for frame in video:
+    writer.write(frame)
+writer.close()
+PY
+RUNS=3 bash scripts/speed.sh "$weights" "$out/clip1080.y4m" 1 8 2>&1 | tee "$out/whole_commands.txt"
+rm -f "$out/clip1080.y4m"
