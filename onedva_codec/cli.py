@@ -212,6 +212,10 @@ def decode(
     device: DeviceOption = "auto",
     batch: BatchOption = None,
     compile_model: CompileOption = False,
+    gpu_noise: Annotated[bool, typer.Option(
+        "--gpu-noise", help="Draw the starting noise on the GPU instead of the CPU: one-step decoding needs far "
+                            "less CPU, at the same quality; frames differ slightly from the CPU noise's (on "
+                            "--device cpu: no change). e.g. --gpu-noise")] = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -221,7 +225,7 @@ def decode(
     check_mp4_preset(mp4_preset, output_kind(output))
     if not is_stdio(output):
         check_output_path(output, force, source)
-    codec = Codec(weights, device=device, batch_size=batch, compile=compile_model)
+    codec = Codec(weights, device=device, batch_size=batch, compile=compile_model, device_noise=gpu_noise)
     first, stop = frame_range or (0, info.header.frames)
     with _progress("decoding", stop - first, quiet) as advance:
         result = codec.decode_file(source, output, steps=steps, frame_range=frame_range, force=force,

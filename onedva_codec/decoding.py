@@ -28,13 +28,15 @@ from .sampler import sample
 from .weights import check_decodable
 
 
-def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...], out: Tensor | None = None) -> Tensor:
-    """The starting noise of one unit: fixed by the file's seed, independent of batching and device
-    (drawn on the CPU; into `out` if given)."""
+def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...], out: Tensor | None = None,
+               device: torch.device | str = "cpu") -> Tensor:
+    """The starting noise of one unit: fixed by the file's seed, independent of batching (into `out`
+    if given). The format's stream is the CPU generator's; a GPU's generator (Philox), seeded alike,
+    gives other numbers of the same distribution, the same on every GPU (`Engine(device_noise=True)`)."""
     digest = hashlib.blake2b(f"{seed}:{chunk}:{tile}".encode(), digest_size=8).digest()
-    generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+    generator = torch.Generator(device=device).manual_seed(int.from_bytes(digest, "little") >> 1)
     with record_function("odva.draw_noise"):
-        return torch.randn(shape, generator=generator, out=out)
+        return torch.randn(shape, generator=generator, out=out, device=device)
 
 
 def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: int, stop: int
@@ -58,14 +60,20 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
     blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order)."""
     n_max, s, c = engine.cfg.max_1d_tokens, engine.cfg.structural_tokens, engine.cfg.latent_channels
+    noise_shape = (3, engine.cfg.frames, engine.cfg.tile, engine.cfg.tile)
 
     def decode(device: torch.device, model: OneDVA, batch: _UnitBatch) -> tuple[_UnitBatch, Tensor]:
         values = quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
         latents = Latents(values[:, :s], values[:, s:], keep)
-        for job in batch.noise_jobs:
-            job.result()
-        noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
+        if engine.device_noise:
+            noise = torch.empty((len(batch.units),) + noise_shape, device=device)
+            for (record, t), out in zip(batch.units, noise):
+                unit_noise(seed, record.index, t, noise_shape, out, device)
+        else:
+            for job in batch.noise_jobs:
+                job.result()
+            noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
         with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
             decoded = sample(lambda x, t: engine.run(model, "velocity", x, t, latents), noise, steps,
                              engine.loaded.card.refine_from)
@@ -97,9 +105,11 @@ def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> I
     units: list[tuple[ChunkRecord, int]] = []
 
     def batch() -> _UnitBatch:
-        noise = torch.empty((len(units),) + shape, pin_memory=pin)
-        jobs = [pool.submit(unit_noise, seed, record.index, t, shape, out)
-                for (record, t), out in zip(units, noise)]
+        noise, jobs = None, []
+        if not engine.device_noise:
+            noise = torch.empty((len(units),) + shape, pin_memory=pin)
+            jobs = [pool.submit(unit_noise, seed, record.index, t, shape, out)
+                    for (record, t), out in zip(units, noise)]
         symbol_jobs = []
         with record_function("odva.unpack_latents"):
             for record, t in units:
@@ -126,7 +136,7 @@ class _UnitBatch:
     units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
     symbol_jobs: list[Future]  # each unit's (S + kept, C) int8 symbols, decoded on a worker
     kept: np.ndarray  # (B,)
-    noise: Tensor  # (B, 3, T, tile, tile), on the CPU, filled by noise_jobs
+    noise: Tensor | None  # (B, 3, T, tile, tile), on the CPU, filled by noise_jobs; None: drawn on the GPU
     noise_jobs: list[Future]
 
     def symbols(self, values: int, channels: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 # The speed figures of docs/performance.md on this machine's GPUs, in one run of about six minutes:
 # in-process encode and decode of 68 frames of docs/sample.mp4 at 1920 x 1080 on one GPU and on all of
 # them (up to four), plain with entropy coding on the calling thread, plain with the coding workers,
-# compiled; one 4K pass for its peak memory; one decoder call plain and compiled; and whole `odva`
+# compiled, compiled with the noise drawn on the GPU; one 4K pass for its peak memory; one decoder call plain and compiled; and whole `odva`
 # commands (scripts/speed.sh) on the 1080p clip written as .y4m. Results go to OUT (JSON and text).
 #   bash scripts/gpu_speed_suite.sh OUT [WEIGHTS]        e.g. bash scripts/gpu_speed_suite.sh speed weights
 set -euo pipefail
@@ -21,6 +21,7 @@ speed() {  # NAME ARGS...: scripts/multi_gpu_speed.py on docs/sample.mp4, its ta
 speed 1080p-serial-coding --devices cuda:0 --steps 1 8 --coding-workers 0
 speed 1080p --devices "${lists[@]}" --steps 1 8
 speed 1080p-compiled --devices "${lists[@]}" --steps 1 8 --compile
+speed 1080p-compiled-gpu-noise --devices "${lists[@]}" --steps 1 8 --compile --gpu-noise
 speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1
 python3 scripts/model_speed.py --weights "$weights" --batch 16 32 --modes default 2>&1 | tee "$out/model_call.txt"
 python3 - "$out/clip1080.y4m" <<'PY'

@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="the model through torch.compile (odva --compile)")
     parser.add_argument("--coding-workers", type=int, default=None,
                         help="entropy-coding processes (default: the codec's; 0: on the calling thread)")
+    parser.add_argument("--gpu-noise", action="store_true", help="starting noise drawn on the GPU (odva --gpu-noise)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
@@ -82,14 +83,14 @@ def main() -> None:
     rows, reference = [], None
     for devices in args.devices:
         codec = Codec(args.weights, device=devices, batch_size=args.batch, compile=args.compile,
-                      coding_workers=args.coding_workers)
+                      coding_workers=args.coding_workers, device_noise=args.gpu_noise)
         for device in codec.devices:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
         data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, RateOptions(args.quality)),
                                       args.runs)
         row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
-                   compiled=args.compile, coding_workers=codec.coding_workers,
+                   compiled=args.compile, coding_workers=codec.coding_workers, gpu_noise=args.gpu_noise,
                    bytes=len(data), file_md5=hashlib.md5(data).hexdigest(), encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
         decoded = {}
         for steps in args.steps:

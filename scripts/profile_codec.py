@@ -71,12 +71,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="the model through torch.compile (odva --compile)")
     parser.add_argument("--coding-workers", type=int, default=None,
                         help="entropy-coding processes (default: the codec's; 0: on the calling thread)")
+    parser.add_argument("--gpu-noise", action="store_true", help="starting noise drawn on the GPU (odva --gpu-noise)")
     parser.add_argument("--trace", type=Path, default=None, help="folder for Chrome traces")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     video, fps = load_frames(args.clip, width, height, args.frames)
     codec = Codec(args.weights, device=args.device, batch_size=args.batch, compile=args.compile,
-                      coding_workers=args.coding_workers)
+                      coding_workers=args.coding_workers, device_noise=args.gpu_noise)
     print(f"{len(video)} frames of {width}x{height} on {', '.join(map(str, codec.devices))}, batch {codec.batch_size}")
     data = codec.encode_array(video, fps, RateOptions(args.quality))
     profiled(codec, "encode", lambda: codec.encode_array(video, fps, RateOptions(args.quality)), args.trace)
