@@ -23,6 +23,8 @@ speed 1080p --devices "${lists[@]}" --steps 1 8
 speed 1080p-compiled --devices "${lists[@]}" --steps 1 8 --compile
 speed 1080p-compiled-gpu-noise --devices "${lists[@]}" --steps 1 8 --compile --gpu-noise
 speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1
+speed 256 --devices cuda:0 --size 256x256 --frames 272 --steps 1 8 --batch 32
+speed 256-compiled-gpu-noise --devices cuda:0 --size 256x256 --frames 272 --steps 1 8 --batch 32 --compile --gpu-noise
 python3 scripts/model_speed.py --weights "$weights" --batch 16 32 --modes default 2>&1 | tee "$out/model_call.txt"
 python3 - "$out/clip1080.y4m" <<'PY'
 import sys
