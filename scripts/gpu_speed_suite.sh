@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The speed figures of docs/performance.md on this machine's GPUs, in one run of about six minutes:
+# The speed figures of docs/performance.md on this machine's GPUs, in one run of about eight minutes:
 # in-process encode and decode of 68 frames of docs/sample.mp4 at 1920 x 1080 on one GPU and on all of
-# them (up to four), plain with entropy coding on the calling thread, plain with the coding workers,
-# compiled, compiled with the noise drawn on the GPU; one 4K pass for its peak memory; one decoder call plain and compiled; and whole `odva`
-# commands (scripts/speed.sh) on the 1080p clip written as .y4m. Results go to OUT (JSON and text).
+# them (up to four): plain with entropy coding on the calling thread, with the coding workers, compiled,
+# and compiled with the noise drawn on the GPU; a 4K pass for its peak memory; 272 frames at 256 x 256
+# (plain, and compiled with GPU noise); one decoder call plain and compiled; and whole `odva` commands
+# (scripts/speed.sh) on the 1080p clip written as .y4m. Results go to OUT (JSON and text).
 #   bash scripts/gpu_speed_suite.sh OUT [WEIGHTS]        e.g. bash scripts/gpu_speed_suite.sh speed weights
 set -euo pipefail
 out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS]}; weights=${2:-weights}
