@@ -104,12 +104,13 @@ class Engine:
         if not self.compiled:
             return getattr(model, method)(*args)
         rows = next(arg.shape[0] for arg in args if isinstance(arg, torch.Tensor))
-        padded = _map_rows(args, lambda x: torch.cat([x, x[-1:].expand(self.batch_size - rows, *x.shape[1:])]))
+        if rows < self.batch_size:
+            args = _map_rows(args, lambda x: torch.cat([x, x[-1:].expand(self.batch_size - rows, *x.shape[1:])]))
         try:
-            out = self._compiled[id(model), method](*padded)
+            out = self._compiled[id(model), method](*args)
         except torch._dynamo.exc.BackendCompilerFailed as error:  # e.g. no C++ compiler for the CPU backend
             raise InputError(f"--compile failed ({str(error).splitlines()[0][:200]}); run without it") from None
-        return _map_rows(out, lambda x: x[:rows])
+        return _map_rows(out, lambda x: x[:rows]) if rows < self.batch_size else out
 
     def decode_tile(self, data: bytes, tokens: int) -> Future:
         """A tile's symbols, (tokens, C) int8, decoded on a worker process (or here, done at once)."""
