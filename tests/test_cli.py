@@ -12,9 +12,9 @@ from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip, write_vid
 
 COMMAND_OPTIONS = {
     "encode": ["--output", "--quality", "--bitrate", "--adaptive", "--seed", "--weights", "--device", "--batch",
-               "--force", "--quiet"],
-    "decode": ["--output", "--steps", "--frames", "--mp4-preset", "--weights", "--device", "--batch", "--force",
-               "--quiet"],
+               "--compile", "--force", "--quiet"],
+    "decode": ["--output", "--steps", "--frames", "--mp4-preset", "--weights", "--device", "--batch", "--compile",
+               "--gpu-noise", "--force", "--quiet"],
     "info": ["--json"],
 }
 
@@ -66,6 +66,15 @@ def test_mp4_preset_reaches_the_encoder(cli, tmp_path):
     _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.y4m", "--mp4-preset", "veryfast"),
                     "applies to .mp4 output only")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default.mp4", "fast.mp4"]
+
+
+def test_gpu_noise_on_the_cpu_decodes_the_formats_stream(cli, tmp_path):
+    """--gpu-noise draws the noise where the model runs: on the CPU that is the format's own stream."""
+    plain, on_device = tmp_path / "plain.y4m", tmp_path / "device.y4m"
+    assert cli("decode", DATA / "reference.odva", "-o", plain, "--device", "cpu").exit_code == 0
+    result = cli("decode", DATA / "reference.odva", "-o", on_device, "--device", "cpu", "--gpu-noise")
+    assert result.exit_code == 0, result.output
+    assert on_device.read_bytes() == plain.read_bytes()
 
 
 def test_info_json(cli):
