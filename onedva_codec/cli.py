@@ -112,8 +112,8 @@ BatchOption = Annotated[Optional[int], typer.Option(
     "--batch", min=1, help="Tiles per model call (default 16 on GPU, 4 on CPU). e.g. --batch 32")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="Run the model through torch.compile: on a GPU about twice as fast per model call, after a "
-                      "first batch that compiles for 10-20 s; frames differ slightly from a plain decode (decoding "
-                      "twice still gives the same frames). e.g. --compile")]
+                      "first batch that compiles for 10-20 s; the output differs slightly from a plain run's (two "
+                      "runs alike still give the same output). e.g. --compile")]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists. e.g. --force")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary. e.g. --quiet")]
 
