@@ -177,6 +177,41 @@ def test_noise_drawn_on_the_decoding_device_is_the_formats_stream_on_the_cpu():
         assert np.array_equal(on_device.decode_array(data, steps=2), expected)
 
 
+def test_coding_workers_stay_silent_on_ctrl_c_and_end_with_their_parent(tmp_path):
+    """Ctrl-C reaches every process of the group: only the parent may speak of it, and no worker outlives it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from helpers import TINY_MODEL, synthetic_clip
+        from onedva_codec import Codec, RateOptions
+        codec = Codec(TINY_MODEL, device="cpu", batch_size=4, coding_workers=2)
+        clip = synthetic_clip(40, 40, 60, seed=9)
+        print(*codec._coding_pool._executor._processes, flush=True)
+        try:
+            while True:
+                codec.encode_array(clip, 25, RateOptions(quality=0.7))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    workers = [int(pid) for pid in process.stdout.readline().split()]
+    time.sleep(1)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and out.strip() == "interrupted" and err == "", err
+    time.sleep(0.5)
+    assert len(workers) == 2 and not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
 def test_device_lists_are_checked():
     from onedva_codec.engine import resolve_devices
     assert [d.type for d in resolve_devices("cpu,cpu")] == ["cpu", "cpu"]
