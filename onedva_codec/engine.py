@@ -114,7 +114,7 @@ class Engine:
 
     def decode_tile(self, data: bytes, tokens: int) -> Future:
         """A tile's symbols, (tokens, C) int8, decoded on a worker process (or here, done at once)."""
-        if self.coding_workers == 0:
+        if self._coding_pool is None:
             done: Future = Future()
             done.set_result(self.tile_coder.decode(data, tokens))
             return done
@@ -122,7 +122,7 @@ class Engine:
 
     def encode_tiles(self, tiles: Iterable[np.ndarray]) -> Iterator[bytes]:
         """Each tile's bytes, in order, coded on the worker processes (or here)."""
-        if self.coding_workers == 0:
+        if self._coding_pool is None:
             return (self.tile_coder.encode(symbols) for symbols in tiles)
         return self._coding_pool.encode_all(tiles)
 

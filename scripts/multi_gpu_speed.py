@@ -45,6 +45,21 @@ def synchronize(codec: Codec) -> None:
             torch.cuda.synchronize(device)
 
 
+def add_codec_options(parser: argparse.ArgumentParser) -> None:
+    """The Codec's own settings, as `codec_from` reads them back."""
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="the model through torch.compile (odva --compile)")
+    parser.add_argument("--coding-workers", type=int, default=None,
+                        help="entropy-coding processes (default: the codec's; 0: on the calling thread)")
+    parser.add_argument("--gpu-noise", action="store_true", help="starting noise drawn on the GPU (odva --gpu-noise)")
+
+
+def codec_from(args: argparse.Namespace, device: str) -> Codec:
+    return Codec(args.weights, device=device, batch_size=args.batch, compile=args.compile,
+                 coding_workers=args.coding_workers, device_noise=args.gpu_noise)
+
+
 def timed(codec: Codec, work, runs: int):
     def once():
         synchronize(codec)
@@ -62,16 +77,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clip")
     parser.add_argument("--devices", nargs="+", required=True, help="device lists, e.g. cuda:0 cuda:0,1")
-    parser.add_argument("--weights", default=None)
     parser.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT")
     parser.add_argument("--frames", type=int, default=68)
     parser.add_argument("--steps", type=int, nargs="+", default=[1])
     parser.add_argument("--quality", type=float, default=0.5)
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--compile", action="store_true", help="the model through torch.compile (odva --compile)")
-    parser.add_argument("--coding-workers", type=int, default=None,
-                        help="entropy-coding processes (default: the codec's; 0: on the calling thread)")
-    parser.add_argument("--gpu-noise", action="store_true", help="starting noise drawn on the GPU (odva --gpu-noise)")
+    add_codec_options(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
@@ -82,8 +92,7 @@ def main() -> None:
 
     rows, reference = [], None
     for devices in args.devices:
-        codec = Codec(args.weights, device=devices, batch_size=args.batch, compile=args.compile,
-                      coding_workers=args.coding_workers, device_noise=args.gpu_noise)
+        codec = codec_from(args, devices)
         for device in codec.devices:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from multi_gpu_speed import load_frames, synchronize
+from multi_gpu_speed import add_codec_options, codec_from, load_frames, synchronize
 from onedva_codec import Codec, RateOptions
 
 STAGES = ("odva.model", "odva.unpack_latents", "odva.wait_for_symbols", "odva.draw_noise", "odva.blend",
@@ -62,22 +62,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clip")
     parser.add_argument("--device", default="auto", help="e.g. cuda, cuda:0,1, cpu")
-    parser.add_argument("--weights", default=None)
     parser.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT")
     parser.add_argument("--frames", type=int, default=34)
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--quality", type=float, default=0.5)
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--compile", action="store_true", help="the model through torch.compile (odva --compile)")
-    parser.add_argument("--coding-workers", type=int, default=None,
-                        help="entropy-coding processes (default: the codec's; 0: on the calling thread)")
-    parser.add_argument("--gpu-noise", action="store_true", help="starting noise drawn on the GPU (odva --gpu-noise)")
+    add_codec_options(parser)
     parser.add_argument("--trace", type=Path, default=None, help="folder for Chrome traces")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     video, fps = load_frames(args.clip, width, height, args.frames)
-    codec = Codec(args.weights, device=args.device, batch_size=args.batch, compile=args.compile,
-                      coding_workers=args.coding_workers, device_noise=args.gpu_noise)
+    codec = codec_from(args, args.device)
     print(f"{len(video)} frames of {width}x{height} on {', '.join(map(str, codec.devices))}, batch {codec.batch_size}")
     data = codec.encode_array(video, fps, RateOptions(args.quality))
     profiled(codec, "encode", lambda: codec.encode_array(video, fps, RateOptions(args.quality)), args.trace)
