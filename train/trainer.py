@@ -35,7 +35,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from onedva_codec.config import ModelConfig
 from onedva_codec.latent_coding import Quantizer
@@ -179,16 +179,20 @@ def ldm_from_checkpoint(checkpoint: dict) -> LatentDiT:
 
 @torch.no_grad()
 def latent_means(model: OneDVA, videos: list[np.ndarray], photos: list[np.ndarray], seed: int,
-                 photo_share: float, batch: int, device: torch.device, rank: int = 0, world: int = 1) -> Tensor:
+                 photo_share: float, batch: int, device: torch.device, rank: int = 0, world: int = 1,
+                 workers: int = 0) -> Tensor:
     """Posterior means (n, S + N, C) of LATENT_STAT_BATCHES batches of training clips drawn from their
-    own stream (seed + 1); each process takes its share of the stream."""
+    own stream (seed + 1); each process takes its share of the stream. Clips are cut on `workers` loader
+    processes: on one, the 512 clips of a batch-64 run took most of a 3-minute LDM budget."""
     cfg = model.cfg
     stream = TrainClips(videos, photos, cfg.frames, cfg.tile, seed + 1, photo_share)
+    indices = [(i * world + rank) * batch + j for i in range(LATENT_STAT_BATCHES) for j in range(batch)]
+    loader = DataLoader(Subset(stream, indices), batch_size=batch, num_workers=workers)
     values = []
-    for i in range(LATENT_STAT_BATCHES):
-        first = (i * world + rank) * batch
-        clips = to_model_range(torch.stack([stream[first + j] for j in range(batch)]).to(device))
-        values.append(model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device)).means().float())
+    for clips in loader:
+        clips = to_model_range(clips.to(device))
+        with torch.no_grad():
+            values.append(model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device)).means().float())
     return torch.cat(values)
 
 
@@ -261,7 +265,7 @@ class Trainer:
             model.eval()  # the encoder is frozen: its statistics are fixed for the stage
             latent_stats = latent_statistics(latent_means(model, self.train_videos, self.train_photos, cfg.seed,
                                                           cfg.photo_share, max(cfg.batch // self.proc.world, 1),
-                                                          device, self.proc.rank, self.proc.world))
+                                                          device, self.proc.rank, self.proc.world, cfg.workers))
         self.objective = Objective(cfg, model, projector, ldm, frozen, latent_stats).to(device)
         self._freeze_for_stage()
         self.wrapped = self._distribute()
