@@ -27,7 +27,7 @@ def main() -> None:
     with open(args.table) as f:
         for row in csv.DictReader(f):
             runs.setdefault(row["run"], []).append(row)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for run, rows in runs.items():
         minutes = [float(r["gpu_minutes"]) for r in rows]
         line, = ax.plot(minutes, [float(r["psnr_all_1d"]) for r in rows], "o-", label=f"{run}: all 1D tokens")
@@ -38,9 +38,9 @@ def main() -> None:
     ax.set_xlabel("GPU-minutes of training (H200)")
     ax.set_ylabel("held-out PSNR, 1 step (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: the runs crowd its corners
     fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
+    fig.savefig(args.output, dpi=110, bbox_inches="tight")
     print(f"wrote {args.output}")
 
 
