@@ -325,13 +325,18 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     assert decoded.shape == (20, 32, 40, 3)
 
     # The exported folder validates as its run did: same clips, same quantizer, weights int8 instead of float.
-    from odva_train.validate import validate
+    from odva_train.validate import format_rows, validate
     from_run = validate(tmp_path / "v2", pack, [1, 3], [0.5, 1.0], clips=2)
     from_folder = validate(tmp_path / "model", pack, [1, 3], [0.5, 1.0], clips=2)
     assert [(r["steps"], r["refine_from"]) for r in from_folder] == [(1, 1.0), (3, 0.5), (3, 1.0)]
     for run_row, folder_row in zip(from_run, from_folder):
         assert abs(run_row["full"]["psnr"] - folder_row["full"]["psnr"]) < 0.3, (run_row, folder_row)
     assert from_folder[1]["full"]["psnr"] != from_folder[2]["full"]["psnr"]  # t0 is used
+    # Other quantizer steps: the model's own step decodes as the plain rows do; a finer one costs more bits.
+    own, finer, none = validate(tmp_path / "model", pack, [1], [1.0], clips=2, quant_steps=[0.5, 0.25, 0])
+    assert (own["quant_step"], own["full"]) == (0.5, from_folder[0]["full"])
+    assert finer["entropy_bpp"] > own["entropy_bpp"] > 0 and "entropy_bpp" not in none
+    assert "| 0 | (unquantized) | 1 |" in format_rows([own, finer, none])
 
     # A bf16 folder re-written as int8 keeps its card and prior, and decodes as the direct int8 export does.
     from odva_train.export import reformat

@@ -166,15 +166,21 @@ def validate(source: Annotated[Path, typer.Argument(help="Model folder, run fold
                  "--refine-from", help="t0 values of the refining sampler to try, e.g. --refine-from 0.2,0.4,1")] = "1",
              clips: Annotated[int, typer.Option(min=1, help="Held-out clips, e.g. --clips 16")] = 16,
              device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+             quant_step: Annotated[Optional[str], typer.Option(
+                 "--quant-step", help="Quantizer steps to decode with instead of the model's, with the rate "
+                                      "each costs; 0: unquantized, e.g. --quant-step 1,0.5,0")] = None,
              json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the rows here")] = None
              ) -> None:
     """Held-out PSNR/SSIM/LPIPS (all, half, none of the 1D latents) at each step count and t0."""
     from .validate import format_rows, validate as validate_model
     step_counts = [int(v) for v in steps.split(",")]
     starts = [float(v) for v in refine_from.split(",")]
+    quant_steps = [float(v) for v in quant_step.split(",")] if quant_step else None
     if min(step_counts) < 1 or not all(0 < t <= 1 for t in starts):
         raise ValueError("steps must be at least 1 and each t0 in (0, 1]")
-    rows = validate_model(source, data or "pack", step_counts, starts, clips, device)
+    if quant_steps and min(quant_steps) < 0:
+        raise ValueError("quantizer steps must be 0 (unquantized) or more")
+    rows = validate_model(source, data or "pack", step_counts, starts, clips, device, quant_steps)
     print(format_rows(rows))
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=1))

@@ -2,19 +2,23 @@
 
 Training validates at one step count; choosing what a model folder ships with (steps, the refining
 sampler's t0) needs the same held-out clips decoded every way, with latents quantized as the codec
-quantizes them.
+quantizes them. Other quantizer steps (0: none) show how much of the loss is the quantizer's and how much
+the autoencoder's own, with the rate each step would cost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from onedva_codec.latent_coding import Quantizer
 from onedva_codec.metrics import FrameMetrics
-from onedva_codec.model import OneDVA
+from onedva_codec.model import OneDVA, full_tile_geometry
 from onedva_codec.weights import CARD_FILE, load_model
 
 from .clips import validation_clips
@@ -37,10 +41,14 @@ def _model_and_quantizer(source: Path) -> tuple[OneDVA, Quantizer | None]:
 
 
 def validate(source: str | Path, data: str | Path, steps: list[int], refine_from: list[float],
-             clips: int = 16, device: str = "cpu") -> list[dict]:
-    """One row per (steps, refine_from): PSNR, SSIM and LPIPS keeping all, half and none of the 1D
-    latents, on the pack's first `clips` held-out clips (the ones training validates on)."""
+             clips: int = 16, device: str = "cpu", quant_steps: list[float] | None = None) -> list[dict]:
+    """One row per (quantizer step, steps, refine_from): PSNR, SSIM and LPIPS keeping all, half and none of
+    the 1D latents, on the pack's first `clips` held-out clips (the ones training validates on).
+    quant_steps: quantizer steps in latent units to decode with instead of the model's own (0: the
+    latents unquantized); each row then also gives the ideal rate of its symbols (`entropy_bpp`)."""
     model, quantizer = _model_and_quantizer(Path(source))
+    if quant_steps and quantizer is None:
+        raise ValueError(f"{source} has no quantizer (a KL model): other quantizer steps mean nothing for it")
     model = model.to(device).eval()
     pack = Pack(str(data))
     held_out = validation_clips(pack.videos("val"), pack.photos("val"), model.cfg.frames, model.cfg.tile)[:clips]
@@ -48,19 +56,53 @@ def validate(source: str | Path, data: str | Path, steps: list[int], refine_from
     on_gpu = torch.device(device).type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_gpu else contextlib.nullcontext
     rows = []
-    for n in steps:
-        # One step ignores t0, so it is decoded once.
-        for t0 in ([1.0] if n == 1 else refine_from):
-            results, _ = evaluate(model, held_out, n, torch.device(device), metrics, autocast,
-                                  quantizer=quantizer, refine_from=t0)
-            rows.append({"steps": n, "refine_from": t0, **results})
+    for step in quant_steps or [None]:
+        used = quantizer if step is None else dataclasses.replace(quantizer, step=step) if step > 0 else None
+        extra = {} if step is None else {"quant_step": step}
+        if step is not None and used is not None:
+            extra["entropy_bpp"] = entropy_bpp(model, held_out, used, torch.device(device), autocast)
+        for n in steps:
+            # One step ignores t0, so it is decoded once.
+            for t0 in ([1.0] if n == 1 else refine_from):
+                results, _ = evaluate(model, held_out, n, torch.device(device), metrics, autocast,
+                                      quantizer=used, refine_from=t0)
+                rows.append({"steps": n, "refine_from": t0, **extra, **results})
     return rows
 
 
+@torch.no_grad()
+def entropy_bpp(model: OneDVA, clips: Tensor, quantizer: Quantizer, device: torch.device, autocast,
+                batch: int = 4) -> float:
+    """Bits per pixel of the clips' symbols (every 1D token kept) under each channel's own histogram:
+    the rate of an ideal coder without context, for comparing quantizer steps (the codec's prior, which
+    also predicts from neighbours, spends about a tenth less)."""
+    cfg = model.cfg
+    symbols = []
+    for start in range(0, clips.shape[0], batch):
+        x0 = clips[start:start + batch].to(device)
+        with autocast():
+            posterior = model.encode(x0, full_tile_geometry(cfg, x0.shape[0], device))
+        for latent in (posterior.structural_mean, posterior.tokens_1d_mean):
+            symbols.append(quantizer.quantize(latent.float()).flatten(0, -2).cpu().numpy())
+    values = np.concatenate(symbols)
+    bits = 0.0
+    for channel in values.T:
+        counts = np.unique(channel, return_counts=True)[1]
+        bits -= float((counts * np.log2(counts / counts.sum())).sum())
+    return bits / (clips.shape[0] * cfg.frames * cfg.tile * cfg.tile)
+
+
 def format_rows(rows: list[dict]) -> str:
-    lines = ["| steps | t0 | PSNR all / half / none | SSIM all | LPIPS all / none |", "|---|---|---|---|---|"]
+    sweep = "quant_step" in rows[0]
+    lines = [("| quantizer step | entropy bpp " if sweep else "")
+             + "| steps | t0 | PSNR all / half / none | SSIM all | LPIPS all / none |",
+             "|---|---|" + ("---|---|" if sweep else "") + "---|---|---|"]
     for row in rows:
         full, half, none = row["full"], row["half"], row["none"]
-        lines.append(f"| {row['steps']} | {row['refine_from']:g} | {full['psnr']:.2f} / {half['psnr']:.2f} / "
+        lead = ""
+        if sweep:
+            rate = f"{row['entropy_bpp']:.4f}" if "entropy_bpp" in row else "(unquantized)"
+            lead = f"| {row['quant_step']:g} | {rate} "
+        lines.append(f"{lead}| {row['steps']} | {row['refine_from']:g} | {full['psnr']:.2f} / {half['psnr']:.2f} / "
                      f"{none['psnr']:.2f} | {full['ssim']:.3f} | {full['lpips']:.3f} / {none['lpips']:.3f} |")
     return "\n".join(lines)
