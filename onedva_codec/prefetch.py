@@ -24,20 +24,24 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     stop = threading.Event()
     done = object()
 
+    def offer(entry: tuple) -> bool:
+        """Put entry in the queue unless the consumer stops first (then a put would wait forever)."""
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer((item, None)):
                     return
-            slots.put((done, None))
+            offer((done, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            slots.put((done, exc))
+            offer((done, exc))
 
     worker = threading.Thread(target=produce, daemon=True)
     worker.start()

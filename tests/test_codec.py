@@ -212,6 +212,22 @@ def test_coding_workers_stay_silent_on_ctrl_c_and_end_with_their_parent(tmp_path
     assert len(workers) == 2 and not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
 
 
+def test_a_reader_that_stops_early_never_waits_on_its_producer():
+    """Ctrl-C mid-video closes the codec's prefetching generators; closing must not wait on a producer
+    blocked on a full queue (a process that caught Ctrl-C once hung at exit this way)."""
+    import threading
+    import time
+    from onedva_codec.prefetch import prefetch
+    for items in (range(2), range(5)):  # blocked on the end marker, or on an item
+        reader = prefetch(items, depth=1)
+        assert next(reader) == 0
+        time.sleep(0.2)  # the producer fills the queue and blocks
+        closing = threading.Thread(target=reader.close)
+        closing.start()
+        closing.join(timeout=5)
+        assert not closing.is_alive()
+
+
 def test_device_lists_are_checked():
     from onedva_codec.engine import resolve_devices
     assert [d.type for d in resolve_devices("cpu,cpu")] == ["cpu", "cpu"]
