@@ -351,6 +351,17 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     rewritten = validate(tmp_path / "int8", pack, [1], [1.0], clips=2)
     assert abs(rewritten[0]["full"]["psnr"] - from_folder[0]["full"]["psnr"]) < 0.1
 
+    # The same weights coded with a coarser quantizer, under a prior fitted for it: smaller files that decode.
+    from odva_train.export import refit_prior
+    coarse = refit_prior(tmp_path / "int8", pack, quant_step=1.0)
+    assert coarse.quant_step == 1.0 and coarse.weights_sha256 == card_8.weights_sha256
+    assert coarse.prior_sha256 != card_8.prior_sha256
+    clip = synthetic_clip(20, 32, 40)
+    fine_file = Codec(tmp_path / "model", device="cpu").encode_array(clip, 25)
+    coarse_codec = Codec(tmp_path / "int8", device="cpu")
+    coarse_file = coarse_codec.encode_array(clip, 25)
+    assert len(coarse_file) < len(fine_file) and coarse_codec.decode_array(coarse_file).shape == (20, 32, 40, 3)
+
 
 def test_each_stage_trains_what_its_stage_object_says(pack, tmp_path):
     from odva_train.stages import STAGES

@@ -145,16 +145,22 @@ def export(checkpoint: Annotated[Path, typer.Argument(
 @app.command()
 @_user_errors
 def prior(folder: Annotated[Path, typer.Argument(help="Model folder to fit a prior for, e.g. weights")],
-          data: DataOpt = None) -> None:
+          data: DataOpt = None,
+          quant_step: Annotated[Optional[float], typer.Option(
+              "--quant-step", help="Also change the card's quantizer step (latent units) first; compare steps "
+                                   "with odva-train validate --quant-step and odva bench, e.g. --quant-step 2")] = None
+          ) -> None:
     """Fit a new entropy prior for an exported model folder (its weights stay as they are).
 
     Files coded under the folder's old prior no longer decode with it.
     """
     from .export import refit_prior
-    card = refit_prior(folder, data or "pack")
+    if quant_step is not None and not quant_step > 0:
+        raise ValueError("the quantizer step must be above 0")
+    card = refit_prior(folder, data or "pack", quant_step=quant_step)
     fit = card.prior_fit
-    print(f"wrote {folder / 'prior.safetensors'}: prior {card.prior_sha256[:16]}, radius {fit['radius']}, "
-          f"{fit['bands']} 1D band(s), fitted on {fit['tiles']} training clips")
+    print(f"wrote {folder / 'prior.safetensors'}: prior {card.prior_sha256[:16]}, quantizer step {card.quant_step:g}, "
+          f"radius {fit['radius']}, {fit['bands']} 1D band(s), fitted on {fit['tiles']} training clips")
 
 
 @app.command()

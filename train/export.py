@@ -92,8 +92,11 @@ def reformat(folder: str | Path, out: str | Path, weights_format: str, sampling:
     return save_model(loaded.model, card, loaded.prior, out)
 
 
-def refit_prior(folder: str | Path, data: str, seed: int = 0, batch: int = 8) -> ModelCard:
-    """Fit a new prior for an exported model folder; its weights stay as they are.
+def refit_prior(folder: str | Path, data: str, seed: int = 0, batch: int = 8, quant_step: float | None = None
+                ) -> ModelCard:
+    """Fit a new prior for an exported model folder; its weights stay as they are. With quant_step the
+    card's quantizer step changes first (the same network, coded coarser or finer), and the prior is
+    fitted to the symbols of that step.
 
     A folder with a version-1 card (from before priors) gets its first prior and a current card.
     """
@@ -102,6 +105,8 @@ def refit_prior(folder: str | Path, data: str, seed: int = 0, batch: int = 8) ->
     if values.get("format_version") == 1:  # the same card, with no prior yet
         values.update(format_version=CARD_VERSION, entropy_prior={"sha256": ""})
     card = ModelCard.from_json(values)
+    if quant_step is not None:
+        card.quant_step = quant_step
     model = load_network(folder, card)
     photo_share = 0.5  # as training draws its clips
     prior, card.prior_fit = fitted_prior(_training_latents(model, data, seed, photo_share, batch), card)
