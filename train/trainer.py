@@ -183,7 +183,7 @@ def latent_means(model: OneDVA, videos: list[np.ndarray], photos: list[np.ndarra
                  workers: int = 0) -> Tensor:
     """Posterior means (n, S + N, C) of LATENT_STAT_BATCHES batches of training clips drawn from their
     own stream (seed + 1); each process takes its share of the stream. Clips are cut on `workers` loader
-    processes: on one, the 512 clips of a batch-64 run took most of a 3-minute LDM budget."""
+    processes: on one, the 512 clips of a batch-64 run took about 50 s of a 3-minute LDM budget."""
     cfg = model.cfg
     stream = TrainClips(videos, photos, cfg.frames, cfg.tile, seed + 1, photo_share)
     indices = [(i * world + rank) * batch + j for i in range(LATENT_STAT_BATCHES) for j in range(batch)]
