@@ -191,8 +191,7 @@ def latent_means(model: OneDVA, videos: list[np.ndarray], photos: list[np.ndarra
     values = []
     for clips in loader:
         clips = to_model_range(clips.to(device))
-        with torch.no_grad():
-            values.append(model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device)).means().float())
+        values.append(model.encode(clips, full_tile_geometry(cfg, clips.shape[0], device)).means().float())
     return torch.cat(values)
 
 

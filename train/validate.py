@@ -55,12 +55,15 @@ def validate(source: str | Path, data: str | Path, steps: list[int], refine_from
     metrics = FrameMetrics(device)
     on_gpu = torch.device(device).type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_gpu else contextlib.nullcontext
+    # encoded once for every step's rate: the latents do not depend on the step
+    means = held_out_means(model, held_out, torch.device(device), autocast) if quant_steps else None
+    pixels = held_out.shape[0] * model.cfg.frames * model.cfg.tile * model.cfg.tile
     rows = []
     for step in quant_steps or [None]:
         used = quantizer if step is None else dataclasses.replace(quantizer, step=step) if step > 0 else None
         extra = {} if step is None else {"quant_step": step}
         if step is not None and used is not None:
-            extra["entropy_bpp"] = entropy_bpp(model, held_out, used, torch.device(device), autocast)
+            extra["entropy_bpp"] = entropy_bpp(means, used, pixels)
         for n in steps:
             # One step ignores t0, so it is decoded once.
             for t0 in ([1.0] if n == 1 else refine_from):
@@ -71,25 +74,26 @@ def validate(source: str | Path, data: str | Path, steps: list[int], refine_from
 
 
 @torch.no_grad()
-def entropy_bpp(model: OneDVA, clips: Tensor, quantizer: Quantizer, device: torch.device, autocast,
-                batch: int = 4) -> float:
-    """Bits per pixel of the clips' symbols (every 1D token kept) under each channel's own histogram:
-    the rate of an ideal coder without context, for comparing quantizer steps (the codec's prior, which
-    also predicts from neighbours, spends about a tenth less)."""
-    cfg = model.cfg
-    symbols = []
+def held_out_means(model: OneDVA, clips: Tensor, device: torch.device, autocast, batch: int = 4) -> Tensor:
+    """(n, S + N, C) float posterior means of the clips, every 1D token included."""
+    means = []
     for start in range(0, clips.shape[0], batch):
         x0 = clips[start:start + batch].to(device)
         with autocast():
-            posterior = model.encode(x0, full_tile_geometry(cfg, x0.shape[0], device))
-        for latent in (posterior.structural_mean, posterior.tokens_1d_mean):
-            symbols.append(quantizer.quantize(latent.float()).flatten(0, -2).cpu().numpy())
-    values = np.concatenate(symbols)
+            means.append(model.encode(x0, full_tile_geometry(model.cfg, x0.shape[0], device)).means().float())
+    return torch.cat(means)
+
+
+def entropy_bpp(means: Tensor, quantizer: Quantizer, pixels: int) -> float:
+    """Bits per pixel of the symbols of `means` under each channel's own histogram: the rate of an ideal
+    coder without context, for comparing quantizer steps (the codec's prior, which also predicts from
+    neighbours, spends about a tenth less)."""
+    values = quantizer.quantize(means).flatten(0, -2).cpu().numpy()
     bits = 0.0
     for channel in values.T:
         counts = np.unique(channel, return_counts=True)[1]
         bits -= float((counts * np.log2(counts / counts.sum())).sum())
-    return bits / (clips.shape[0] * cfg.frames * cfg.tile * cfg.tile)
+    return bits / pixels
 
 
 def format_rows(rows: list[dict]) -> str:
