@@ -7,7 +7,9 @@
 #   e.g. ... 2 stage2 train/configs/m-residual-stage2.toml weights /root/data/pack /root/round 17
 # Arguments after MINUTES go to odva-train (e.g. --steps 1600 for a config written for two GPUs run on one;
 # prefix CUDA_VISIBLE_DEVICES=1 to run two one-GPU rounds side by side). INIT `-` starts from scratch
-# (stage 1, where --set model_changes=... may change the model config).
+# (stage 1, where --set model_changes=... may change the model config). VALIDATE_ARGS replaces the
+# validation's sampling options, e.g. VALIDATE_ARGS="--steps 1 --quant-step 1,2,4" for a rate-distortion
+# sweep of a stage-1 design variant.
 #
 # OUT/run: the run (checkpoint, metrics.jsonl, summary.json); OUT/model: the bf16 model folder;
 # OUT/validate.json and .md: the held-out table; OUT/ceiling.json and .md: the same at one step with the
@@ -25,7 +27,8 @@ else
 fi
 python3 -m train.cli export "$out/run" -o "$out/model" --data "$pack" --force
 device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-python3 -m train.cli validate "$out/model" --data "$pack" --steps 1,4,8 --refine-from 0.2,0.3,0.5,1 \
+read -r -a validate_args <<< "${VALIDATE_ARGS:---steps 1,4,8 --refine-from 0.2,0.3,0.5,1}"
+python3 -m train.cli validate "$out/model" --data "$pack" "${validate_args[@]}" \
     --device "$device" --json "$out/validate.json" | tee "$out/validate.md"
 # the autoencoder's own ceiling, its latents unquantized: what no rate can buy beyond
 python3 -m train.cli validate "$out/model" --data "$pack" --steps 1 --quant-step 0 --device "$device" \
