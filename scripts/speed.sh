@@ -27,7 +27,7 @@ name, frames, ms = sys.argv[1], int(sys.argv[2]), [int(v) for v in sys.argv[3:]]
 m = statistics.median(ms) / 1000
 print(f'{name:<26} median {m:6.2f} s {frames / m:7.1f} frames/s   runs (ms): {ms}')" "$name" "$frames" "${times[@]}"
 }
-odva encode "$CLIP" -o "$WORK/clip.odva" "${options[@]}" -q  # warms the disk cache and checks the clip
+odva encode "$CLIP" -o "$WORK/clip.odva" "${options[@]}" -q || exit 1  # warms the disk cache and checks the clip
 frames=$(odva info "$WORK/clip.odva" --json | python3 -c "import json, sys; print(json.load(sys.stdin)['frames'])")
 odva info "$WORK/clip.odva" | head -12
 timed "encode" odva encode "$CLIP" -o "$WORK/clip.odva" "${options[@]}" -q
