@@ -166,7 +166,7 @@ def encode(
         err.print(f"wrote {output}: {result.frames} frames {result.width}x{result.height} @ "
                   f"{float(result.fps):.3g} fps, {result.bytes / 1000:.1f} kB, {result.bitrate / 1000:.1f} kbit/s, "
                   f"{result.bpp:.4f} bpp, {result.kept_share:.0%} of 1D tokens kept, "
-                  f"{result.frames / result.seconds:.1f} frames/s on {codec.device}")
+                  f"{result.frames / result.seconds:.1f} frames/s on {', '.join(map(str, codec.devices))}")
 
 
 _BITRATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)(?:bps|b/s|bit/s)?\s*$")
@@ -235,7 +235,7 @@ def decode(
     if not quiet:
         where = "standard output" if is_stdio(output) else output
         err.print(f"wrote {where}: {result.frames} frames, {result.frames / result.seconds:.1f} frames/s "
-                  f"on {codec.device}")
+                  f"on {', '.join(map(str, codec.devices))}")
 
 
 @app.command(epilog="Examples:  odva info out.odva  |  odva info out.odva --json")

@@ -29,12 +29,17 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 _coder: TileCoder | None = None  # a worker's own coder, built once from the prior
 
 
-def _start_worker(prior: EntropyPrior) -> None:
+def become_worker() -> None:
+    """Set up a helper process of the codec's (a coding worker, a device process)."""
     # Ctrl-C reaches every process of the terminal's group; the parent turns it into one line and
     # exit code 130, and a worker must not print a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):  # and a worker ends with its parent, however that ends
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _start_worker(prior: EntropyPrior) -> None:
+    become_worker()
     global _coder
     _coder = TileCoder(prior)
 

@@ -1,7 +1,9 @@
 """Decoding: chunk records in, frames out; only the chunks that hold the asked-for frames.
 
 Tiles of consecutive chunks are batched; unpacking latents and drawing noise run in
-a background thread, a bounded distance ahead of the model.
+a background thread, a bounded distance ahead of the model. With several devices the
+chunks are spread over a process per device (device_pool.py), each running the same
+pipeline.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .engine import Engine
 from .errors import FormatError
 from .geometry import ChunkAssembler, TileGrid
 from .latent_coding import Quantizer
-from .model import Latents, OneDVA
+from .model import Latents
 from .prefetch import prefetch
 from .sampler import sample
 from .weights import check_decodable
@@ -49,11 +51,30 @@ def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: 
     quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
     per_chunk = header.chunk_frames
     first_chunk, stop_chunk = first // per_chunk, -(-stop // per_chunk)
-    for chunk, video in _decode_chunks(engine, reader.chunks(first_chunk, stop_chunk), grid, quantizer, steps,
-                                            header.seed):
-        offset = chunk.index * per_chunk
-        for i in range(max(first - offset, 0), min(chunk.frames, stop - offset)):
+    job = _DecodeJob(grid, quantizer, steps, header.seed)
+    chunks = reader.chunks(first_chunk, stop_chunk)
+    decoded = job.run(engine, chunks) if len(engine.devices) == 1 else engine.spread(job, chunks, grid.count)
+    for index, real, video in decoded:
+        offset = index * per_chunk
+        video = video.numpy()
+        for i in range(max(first - offset, 0), min(real, stop - offset)):
             yield video[i]
+
+
+@dataclass(frozen=True)
+class _DecodeJob:
+    """Decoding chunk records into frames, where the model runs (device_pool.Job)."""
+    grid: TileGrid
+    quantizer: Quantizer
+    steps: int
+    seed: int
+
+    def run(self, engine: Engine, chunks: Iterable[ChunkRecord]) -> Iterator[tuple[int, int, Tensor]]:
+        """(chunk index, real frames, (T, H, W, 3) uint8 frames) of each chunk. The frames are a tensor
+        (a view of the array) so that from a device process they cross in shared memory."""
+        for record, video in _decode_chunks(engine, chunks, self.grid, self.quantizer, self.steps, self.seed):
+            yield record.index, record.frames, torch.from_numpy(video)
+
 
 def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid, quantizer: Quantizer, steps: int,
                    seed: int) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
@@ -61,8 +82,9 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
     blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order)."""
     n_max, s, c = engine.cfg.max_1d_tokens, engine.cfg.structural_tokens, engine.cfg.latent_channels
     noise_shape = (3, engine.cfg.frames, engine.cfg.tile, engine.cfg.tile)
+    device = engine.device
 
-    def decode(device: torch.device, model: OneDVA, batch: _UnitBatch) -> tuple[_UnitBatch, Tensor]:
+    def decode(batch: _UnitBatch) -> Tensor:
         values = quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
         latents = Latents(values[:, :s], values[:, s:], keep)
@@ -75,13 +97,12 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
                 job.result()
             noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
         with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
-            decoded = sample(lambda x, t: engine.run(model, "velocity", x, t, latents), noise, steps,
-                             engine.loaded.card.refine_from)
-        return batch, decoded.to(engine.device)
+            return sample(lambda x, t: engine.run("velocity", x, t, latents), noise, steps,
+                          engine.loaded.card.refine_from)
 
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
-    batches = prefetch(_unit_batches(engine, chunks, seed), depth=len(engine.devices) + 1)  # every device fed
-    for batch, decoded in engine.map_batches(decode, batches):
+    for batch in prefetch(_unit_batches(engine, chunks, seed), depth=2):
+        decoded = decode(batch)
         with record_function("odva.blend"):
             for (record, _), tile in zip(batch.units, decoded):
                 open_chunks.setdefault(record.index, (record, grid.assembler()))[1].add(tile)
@@ -99,9 +120,9 @@ def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> I
     GIL while it draws) while this thread unpacks the next batch's symbols, into page-locked memory
     when a GPU is in use, so that it crosses to the GPU without a staging copy."""
     cfg = engine.cfg
-    s, n_max, c = cfg.structural_tokens, cfg.max_1d_tokens, cfg.latent_channels
+    s, n_max = cfg.structural_tokens, cfg.max_1d_tokens
     shape = (3, cfg.frames, cfg.tile, cfg.tile)
-    pin = any(d.type == "cuda" for d in engine.devices)
+    pin = engine.device.type == "cuda"
     units: list[tuple[ChunkRecord, int]] = []
 
     def batch() -> _UnitBatch:

@@ -13,10 +13,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.profiler import record_function
 
 from . import __version__
@@ -25,7 +26,7 @@ from .engine import Engine
 from .errors import InputError
 from .geometry import TileGrid, chunk_frames
 from .latent_coding import ENTROPY_CODER, coded_size_bound
-from .model import OneDVA, geometry_features
+from .model import geometry_features
 from .motion import motion_scores, normalise_motion
 from .pixels import video_to_model
 from .prefetch import prefetch
@@ -91,40 +92,24 @@ def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, heig
 
 def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool: BinaryIO, with_sizes: bool,
              progress: Progress | None) -> _Analysis:
-    cfg, card = engine.cfg, engine.loaded.card
-    quantizer = engine.quantizer()
-    content_h, content_w = grid.content_size
+    cfg = engine.cfg
     grid_lengths = length_grid(cfg.max_1d_tokens)
     motion: list[float] = []
     sizes: list[list[int]] = []
     real_frames: list[int] = []
 
-    def batches() -> Iterator[list[tuple[np.ndarray, int]]]:
-        """Units (a tile's pixels, its chunk's real frames), engine.batch_size at a time."""
-        units = []
+    def chunks() -> Iterator[tuple[Tensor, int]]:
+        """Each chunk's (T, H, W, 3) pixels, as a tensor so that they cross to a device process in
+        shared memory, and its real frame count."""
         for chunk, real in prefetch(chunk_frames(frames, cfg.frames)):
-            for pixels in grid.split(chunk):
-                units.append((pixels, real))
-                if len(units) == engine.batch_size:
-                    yield units
-                    units = []
+            yield torch.from_numpy(chunk), real
             real_frames.append(real)
             if progress:
                 progress(real)
-        if units:
-            yield units
 
-    def encode(device: torch.device, model: OneDVA, units: list[tuple[np.ndarray, int]]
-               ) -> tuple[np.ndarray, list[float]]:
-        tiles = torch.stack([video_to_model(pixels, device) for pixels, _ in units])
-        real = torch.tensor([r for _, r in units], device=device)
-        geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real, cfg)
-        with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
-            posterior = engine.run(model, "encode", tiles, geometry)
-        symbols = quantizer.quantize(posterior.means()).cpu().numpy()
-        return symbols, normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist()
-
-    for symbols, scores in engine.map_batches(encode, batches()):
+    job = _EncodeJob(grid)
+    analysed = job.run(engine, chunks()) if len(engine.devices) == 1 else engine.spread(job, chunks(), grid.count)
+    for symbols, scores in analysed:
         spool.write(symbols.tobytes())
         motion.extend(scores)
         if with_sizes:  # bytes of each unit at each length, bounded from above by its ideal code length
@@ -133,6 +118,45 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
     if not real_frames:
         raise InputError("the video has no frames")
     return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
+
+
+@dataclass(frozen=True)
+class _EncodeJob:
+    """Encoding chunks' tiles into symbols, where the model runs (device_pool.Job)."""
+    grid: TileGrid
+
+    def run(self, engine: Engine, chunks: Iterable[tuple[Tensor, int]]) -> Iterator[tuple[np.ndarray, list[float]]]:
+        """Each chunk's (tiles, S + N, C) int8 symbols at full length and its tiles' motion scores;
+        tiles of consecutive chunks are batched together."""
+        content_h, content_w = self.grid.content_size
+        quantizer, card, device = engine.quantizer(), engine.loaded.card, engine.device
+
+        def batches() -> Iterator[list[tuple[np.ndarray, int]]]:
+            """Units (a tile's pixels, its chunk's real frames), engine.batch_size at a time."""
+            units = []
+            for chunk, real in chunks:
+                for pixels in self.grid.split(chunk.numpy()):
+                    units.append((pixels, real))
+                    if len(units) == engine.batch_size:
+                        yield units
+                        units = []
+            if units:
+                yield units
+
+        symbols: list[np.ndarray] = []
+        scores: list[float] = []
+        for units in batches():
+            tiles = torch.stack([video_to_model(pixels, device) for pixels, _ in units])
+            real = torch.tensor([r for _, r in units], device=device)
+            geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real,
+                                         engine.cfg)
+            with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
+                posterior = engine.run("encode", tiles, geometry)
+            symbols.extend(quantizer.quantize(posterior.means()).cpu().numpy())
+            scores.extend(normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist())
+            while len(symbols) >= self.grid.count:
+                yield np.stack(symbols[: self.grid.count]), scores[: self.grid.count]
+                del symbols[: self.grid.count], scores[: self.grid.count]
 
 
 def _write_for_bitrate(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, rate: RateOptions,

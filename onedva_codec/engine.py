@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from .coding_pool import TileCoderPool
+from .device_pool import DevicePool, Job, segment_length
 from .errors import InputError
 from .latent_coding import Quantizer, TileCoder
-from .model import OneDVA
 from .weights import LoadedModel, load_model
-
-B = TypeVar("B")
-R = TypeVar("R")
-
 
 def resolve_devices(name: str = "auto") -> list[torch.device]:
     """One device, or several to spread the work over: 'cuda:0,1' (or 'cuda:0,cuda:1'), 'cuda:all'
@@ -52,8 +46,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 class Engine:
-    """The loaded model on its device (or a copy on each of several), the range coder of its prior,
-    and how many tiles go to the model at once.
+    """The loaded model on its device, the range coder of its prior, and how many tiles go to the
+    model at once. With several devices the model runs in a process per device (`spread`), each
+    with an Engine of its own; this one keeps the model on the CPU for its card and prior.
 
     compile: run the model's encoder and decoder through torch.compile (about twice as fast per model
     call on a GPU, after a first batch that compiles for some seconds). Its kernels round differently
@@ -74,40 +69,47 @@ class Engine:
                  batch_size: int | None = None, compile: bool = False, coding_workers: int | None = None,
                  device_noise: bool = False):
         self.devices = resolve_devices(device)
-        self.device = self.devices[0]  # where results are gathered
-        self.loaded = weights if isinstance(weights, LoadedModel) else load_model(weights, self.device)
-        self.loaded.model.to(self.device)
-        self.models = [self.loaded.model] + [copy.deepcopy(self.loaded.model).to(d) for d in self.devices[1:]]
+        self.device = self.devices[0]  # where the model runs (one device), or the first of them
+        model_device = self.device if len(self.devices) == 1 else torch.device("cpu")
+        self.loaded = weights if isinstance(weights, LoadedModel) else load_model(weights, model_device)
+        self.loaded.model.to(model_device)
         self.cfg = self.loaded.card.config
         self.tile_coder = TileCoder(self.loaded.prior)
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 4)
         if self.batch_size < 1:
             raise InputError("batch size must be at least 1")
         self.device_noise = device_noise
+        cores, shares = os.cpu_count() or 1, len(self.devices)
+        # several devices: each process gets its share of the cores (more only contend on them)
+        each = min(8, max(1, cores // (2 * shares))) if self.device.type == "cuda" else 0
+        self._device_options = dict(batch_size=self.batch_size, compile=compile, device_noise=device_noise,
+                                    coding_workers=each if coding_workers is None else coding_workers)
+        self._device_threads = max(1, cores // shares)
         if coding_workers is None:
-            coding_workers = min(8, (os.cpu_count() or 1) // 2) if self.device.type == "cuda" else 0
+            coding_workers = min(8, cores // 2) if self.device.type == "cuda" else 0
         if coding_workers < 0:
             raise InputError("coding workers must be 0 or more")
         self.coding_workers = coding_workers
         # started here, before any thread of the codec's: workers are forked on Linux
         self._coding_pool = TileCoderPool(self.loaded.prior, coding_workers) if coding_workers else None
         self.compiled = compile
-        # lazily compiled on first call; one per model copy, so that each GPU keeps its own graphs
-        self._compiled = {(id(model), method): torch.compile(getattr(model, method), dynamic=False)
-                          for model in self.models for method in ("encode", "velocity")} if compile else {}
+        # compiled lazily, on first call
+        self._compiled = {method: torch.compile(getattr(self.loaded.model, method), dynamic=False)
+                          for method in ("encode", "velocity")} if compile and len(self.devices) == 1 else {}
+        self._device_pool: DevicePool | None = None
 
-    def run(self, model: OneDVA, method: str, *args):
+    def run(self, method: str, *args):
         """`model.<method>(*args)` on a batch of at most batch_size rows (tensors, and dataclasses of
         them, batch first). Compiled, a shorter batch (a video's last) is padded to batch_size with
         copies of its last row and the output cut back: one graph then serves every batch, and the same
         file always meets the same kernels."""
         if not self.compiled:
-            return getattr(model, method)(*args)
+            return getattr(self.loaded.model, method)(*args)
         rows = next(arg.shape[0] for arg in args if isinstance(arg, torch.Tensor))
         if rows < self.batch_size:
             args = _map_rows(args, lambda x: torch.cat([x, x[-1:].expand(self.batch_size - rows, *x.shape[1:])]))
         try:
-            out = self._compiled[id(model), method](*args)
+            out = self._compiled[method](*args)
         except torch._dynamo.exc.BackendCompilerFailed as error:  # e.g. no C++ compiler for the CPU backend
             raise InputError(f"--compile failed ({str(error).splitlines()[0][:200]}); run without it") from None
         return _map_rows(out, lambda x: x[:rows]) if rows < self.batch_size else out
@@ -126,11 +128,23 @@ class Engine:
             return (self.tile_coder.encode(symbols) for symbols in tiles)
         return self._coding_pool.encode_all(tiles)
 
+    def spread(self, job: Job, items: Iterable[Any], tiles_per_chunk: int) -> Iterator[Any]:
+        """`job.run` over chunks (items) on the process of each device (DevicePool.map), the processes
+        started on first use; results in chunk order, the same as one device's."""
+        if self._device_pool is None or self._device_pool.closed:
+            self._device_pool = DevicePool(self.loaded.path, self.devices, self._device_options,
+                                           self._device_threads)
+        return self._device_pool.map(job, items, segment_length(self.batch_size, tiles_per_chunk))
+
     def close(self) -> None:
-        """Stop the coding processes (they also stop when the program ends); coding goes on here."""
+        """Stop the coding and device processes (they also stop when the program ends); coding goes
+        on here."""
         if self._coding_pool is not None:
             self._coding_pool.close()
             self._coding_pool, self.coding_workers = None, 0
+        if self._device_pool is not None:
+            self._device_pool.close()
+            self._device_pool = None
 
     def quantizer(self) -> Quantizer:
         """The card's quantizer: what the encoder applies to every latent."""
@@ -139,24 +153,6 @@ class Engine:
     def autocast(self, device: torch.device | None = None):
         """bf16 on a GPU (`device`, or the engine's first), nothing on the CPU."""
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=(device or self.device).type == "cuda")
-
-    def map_batches(self, work: Callable[[torch.device, OneDVA, B], R], batches: Iterable[B]) -> Iterator[R]:
-        """`work(device, model, batch)` for each batch, in order. With several devices, batch i runs on
-        device i mod n, n batches at a time: each batch is the same as on one device, so the results are
-        too (devices of one kind), and a device never runs two batches at once."""
-        if len(self.devices) == 1:
-            for batch in batches:
-                yield work(self.device, self.models[0], batch)
-            return
-        with ThreadPoolExecutor(max_workers=len(self.devices)) as pool:
-            running: deque = deque()
-            for i, batch in enumerate(batches):
-                if len(running) == len(self.devices):
-                    yield running.popleft().result()
-                k = i % len(self.devices)
-                running.append(pool.submit(work, self.devices[k], self.models[k], batch))
-            while running:
-                yield running.popleft().result()
 
 
 def _map_rows(value, fn: Callable[[torch.Tensor], torch.Tensor]):

@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# The speed figures of docs/performance.md on this machine's GPUs, in three parts, each sized for one
+# The speed figures of docs/performance.md on this machine's GPUs, in four parts, each sized for one
 # 10-minute device call (the whole suite in one call ran out of time in its compiled section):
-#   1080p     in-process encode and decode of 68 frames of docs/sample.mp4 at 1920 x 1080 on one GPU
-#             and on all of them (up to four): entropy coding on the calling thread, the coding
-#             workers, and the coding workers with the noise drawn on the GPU;
-#   compiled  the same compiled, and compiled with the noise drawn on the GPU (each compiles per GPU);
+#   1080p     in-process encode and decode of 68 frames of docs/sample.mp4 at 1920 x 1080 on one GPU:
+#             entropy coding on the calling thread, the coding workers, and the coding workers with
+#             the noise drawn on the GPU;
+#   compiled  the same compiled, and compiled with the noise drawn on the GPU;
+#   spread    272 frames per GPU at 1080p on one GPU, on two and on four (as many as the machine has),
+#             a process per GPU;
 #   other     a 4K pass for its peak memory, 272 frames at 256 x 256 (plain, and compiled with GPU
 #             noise), one decoder call plain and compiled, and whole `odva` commands (scripts/speed.sh) on
 #             the 1080p clip written as .y4m.
-# Results go to OUT (JSON and text); PART `all` (the default) runs the three one after the other.
+# Results go to OUT (JSON and text); PART `all` (the default) runs the four one after the other.
 #   bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [PART]     e.g. bash scripts/gpu_speed_suite.sh speed weights 1080p
 set -euo pipefail
-out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [1080p|compiled|other|all]}
+out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [1080p|compiled|spread|other|all]}
 weights=${2:-weights} part=${3:-all}
-case $part in 1080p|compiled|other|all) ;; *) echo "unknown part '$part': 1080p, compiled, other or all" >&2; exit 2;; esac
+case $part in 1080p|compiled|spread|other|all) ;; *) echo "unknown part '$part': 1080p, compiled, spread, other or all" >&2; exit 2;; esac
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
 [ "$gpus" -ge 1 ] || { echo "gpu_speed_suite.sh needs a CUDA GPU" >&2; exit 1; }
-all=cuda:0; [ "$gpus" -ge 2 ] && all=cuda:0,1; [ "$gpus" -ge 4 ] && all=cuda:0,1,2,3
-lists=(cuda:0); [ "$all" != cuda:0 ] && lists+=("$all")
+lists=(cuda:0) most=1
+[ "$gpus" -ge 2 ] && lists+=(cuda:0,1) most=2
+[ "$gpus" -ge 4 ] && lists+=(cuda:0,1,2,3) most=4
 speed() {  # NAME ARGS...: scripts/multi_gpu_speed.py on docs/sample.mp4, its table to OUT/NAME.txt
     local name=$1; shift
     python3 scripts/multi_gpu_speed.py docs/sample.mp4 --weights "$weights" --json "$out/$name.json" "$@" \
@@ -28,12 +31,15 @@ speed() {  # NAME ARGS...: scripts/multi_gpu_speed.py on docs/sample.mp4, its ta
 run_part() { [ "$part" = all ] || [ "$part" = "$1" ]; }
 if run_part 1080p; then
     speed 1080p-serial-coding --devices cuda:0 --steps 1 8 --coding-workers 0
-    speed 1080p --devices "${lists[@]}" --steps 1 8
-    speed 1080p-gpu-noise --devices "${lists[@]}" --steps 1 8 --gpu-noise
+    speed 1080p --devices cuda:0 --steps 1 8
+    speed 1080p-gpu-noise --devices cuda:0 --steps 1 8 --gpu-noise
 fi
 if run_part compiled; then
-    speed 1080p-compiled --devices "${lists[@]}" --steps 1 8 --compile
-    speed 1080p-compiled-gpu-noise --devices "${lists[@]}" --steps 1 8 --compile --gpu-noise
+    speed 1080p-compiled --devices cuda:0 --steps 1 8 --compile
+    speed 1080p-compiled-gpu-noise --devices cuda:0 --steps 1 8 --compile --gpu-noise
+fi
+if run_part spread; then  # four runs of 4 chunks (the batches' period at 1080p) for each GPU
+    speed 1080p-spread --devices "${lists[@]}" --frames $((272 * most)) --steps 1 8 --runs 2
 fi
 run_part other || exit 0
 speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1

@@ -3,10 +3,12 @@
 The clip is scaled to --size (1080p by default) and repeated forwards and backwards to --frames.
 Each device list encodes and decodes the same frames; every list after the first must give the
 same file and the same frames as the first, or the script says so and exits 1. Figures are medians
-of --runs runs after one warm-up run, synchronised on every device; each row also has the peak GPU
-memory per GPU (`--size 3840x2160` for 4K).
+of --runs runs after one warm-up run (which also starts the device processes of a list of several),
+synchronised on the GPU; a one-device row also has the peak GPU memory (`--size 3840x2160` for 4K).
+Several devices share a video out in runs of chunks that fill whole batches (4 chunks, 68 frames,
+at 1080p and batch 16), so give each device a few: e.g. --frames 1088 for 4 GPUs.
 
-    python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cuda:0 cuda:0,1 --steps 1 8
+    python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cuda:0 cuda:0,1 --frames 1088 --steps 1 8
     python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cpu cpu,cpu --size 256x256 --frames 17 --steps 1
 """
 
@@ -39,10 +41,10 @@ def load_frames(clip: str, width: int, height: int, count: int) -> tuple[np.ndar
 
 
 def synchronize(codec: Codec) -> None:
-    """Wait for every GPU the codec uses, so that a clock read after this counts all of their work."""
-    for device in codec.devices:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    """Wait for the codec's GPU, so that a clock read after this counts all of its work (several
+    devices: their processes have finished when the frames are back)."""
+    if len(codec.devices) == 1 and codec.device.type == "cuda":
+        torch.cuda.synchronize(codec.device)
 
 
 def add_codec_options(parser: argparse.ArgumentParser) -> None:
@@ -93,9 +95,9 @@ def main() -> None:
     rows, reference = [], None
     for devices in args.devices:
         codec = codec_from(args, devices)
-        for device in codec.devices:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+        one_gpu = len(codec.devices) == 1 and codec.device.type == "cuda"
+        if one_gpu:
+            torch.cuda.reset_peak_memory_stats(codec.device)
         data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, RateOptions(args.quality)),
                                       args.runs)
         row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
@@ -107,8 +109,8 @@ def main() -> None:
             row[f"decode_{steps}_fps"] = len(video) / dec_s
             row[f"decode_{steps}_runs_s"] = dec_runs
             row[f"decode_{steps}_md5"] = hashlib.md5(decoded[steps].tobytes()).hexdigest()  # to compare versions
-        row["peak_gpu_mib"] = [round(torch.cuda.max_memory_allocated(d) / 2 ** 20) for d in codec.devices
-                               if d.type == "cuda"]  # model, encode and decode together, per GPU
+        if one_gpu:  # model, encode and decode together
+            row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(codec.device) / 2 ** 20)
         if reference is None:
             reference = (data, decoded)
         row["same_file"] = data == reference[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -89,3 +90,21 @@ def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
     quantizer = card.quantizer()
     prior, card.prior_fit = fit_prior(quantizer.quantize(means).numpy(), cfg.structural_tokens)
     return save_model(model, card, prior, folder)
+
+
+@dataclass(frozen=True)
+class DoublingJob:
+    """A device_pool.Job for tests: each item doubled, with the process that did it; at item `fail_at`
+    it raises, at `die_at` its process ends as if killed."""
+    fail_at: int = -1
+    die_at: int = -1
+
+    def run(self, engine, items):
+        import os
+        import signal
+        for item in items:
+            if item == self.fail_at:
+                raise ValueError(f"item {item} is bad")
+            if item == self.die_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield 2 * item, os.getpid()

@@ -1,5 +1,6 @@
 """Round trips through real video files, as the library API does them."""
 
+import re
 from fractions import Fraction
 
 import av
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import synthetic_clip, write_video
-from onedva_codec import InputError, OutputExistsError, RateOptions, read_info
+from onedva_codec import FormatError, InputError, OutputExistsError, RateOptions, read_info
 
 
 def _probe(path):
@@ -98,7 +99,6 @@ def test_the_bitstream_does_not_depend_on_the_batch_and_decoding_repeats_exactly
 
 def test_the_library_checks_the_audio_record_too(codec, clip_with_audio, tmp_path):
     """decode_array does not use the audio, but a damaged audio record is a damaged file, as `odva` says."""
-    from onedva_codec import FormatError
     coded = tmp_path / "a.odva"
     codec.encode_file(clip_with_audio, coded)
     data = bytearray(coded.read_bytes())
@@ -109,15 +109,28 @@ def test_the_library_checks_the_audio_record_too(codec, clip_with_audio, tmp_pat
 
 
 def test_spreading_over_several_devices_gives_the_same_file_and_frames():
-    """--device cpu,cpu runs a model copy per "device", batches alternating, as cuda:0,1 does on GPUs."""
+    """--device cpu,cpu runs a process per "device", chunks spread in runs that fill whole batches, as
+    cuda:0,1 does on GPUs: the same batches, so the same file and frames as one device. A damaged
+    file's error comes out of the processes as it does out of one, and they start afresh after it."""
     from helpers import TINY_MODEL
     from onedva_codec import Codec
-    clip = synthetic_clip(40, 40, 60, seed=9)  # 12 units: 6 batches of 2, 3 on each copy
-    one, two = Codec(TINY_MODEL, device="cpu", batch_size=2), Codec(TINY_MODEL, device="cpu,cpu", batch_size=2)
-    assert len(two.models) == 2 and two.models[0] is not two.models[1]
-    data = one.encode_array(clip, 25, RateOptions(quality=0.7))
-    assert two.encode_array(clip, 25, RateOptions(quality=0.7)) == data
-    assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
+    clip = synthetic_clip(100, 40, 60, seed=9)  # 6 chunks of 4 tiles; batch 3: runs of 3 chunks
+    one, two = Codec(TINY_MODEL, device="cpu", batch_size=3), Codec(TINY_MODEL, device="cpu,cpu", batch_size=3)
+    try:
+        data = one.encode_array(clip, 25, RateOptions(quality=0.7))
+        assert two.encode_array(clip, 25, RateOptions(quality=0.7)) == data
+        assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
+        assert np.array_equal(two.decode_array(data, steps=2, frame_range=(60, 90)),
+                              one.decode_array(data, steps=2, frame_range=(60, 90)))
+        damaged = bytearray(data)
+        damaged[len(data) // 2] ^= 0xFF
+        with pytest.raises(FormatError) as expected:
+            one.decode_array(bytes(damaged))
+        with pytest.raises(FormatError, match=re.escape(str(expected.value))):
+            two.decode_array(bytes(damaged))
+        assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
+    finally:
+        two.close()
 
 
 def test_compiled_model_sees_one_batch_shape_and_decodes_the_same_frames_twice(monkeypatch):

@@ -1,0 +1,38 @@
+"""The process per device that spreads a video over several GPUs, on "devices" of the CPU."""
+
+import pytest
+import torch
+
+from helpers import TINY_MODEL, DoublingJob
+from onedva_codec.device_pool import DevicePool, segment_length
+
+
+def test_runs_that_fill_whole_batches():
+    assert segment_length(16, 60) == 4  # 1080p: 60 tiles a chunk, 4 chunks = 15 batches
+    assert segment_length(16, 1) == 16
+    assert segment_length(3, 4) == 3
+    assert segment_length(4, 8) == 1
+
+
+def test_items_go_out_in_runs_and_come_back_in_order_and_errors_cross_as_they_were():
+    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
+    try:
+        results = list(pool.map(DoublingJob(), range(10), segment=3))
+        assert [value for value, _ in results] == [2 * i for i in range(10)]
+        pids = [pid for _, pid in results]
+        assert len(set(pids)) == 2  # runs of 3 alternate: 0-2, 6-8 on one process, 3-5, 9 on the other
+        assert pids[0:3] == pids[6:9] == [pids[0]] * 3 and pids[3:6] == [pids[9]] * 3 and pids[0] != pids[3]
+        with pytest.raises(ValueError, match="item 4 is bad"):
+            list(pool.map(DoublingJob(fail_at=4), range(10), segment=3))
+        assert pool.closed  # mid-job processes are not reused
+    finally:
+        pool.close()
+
+
+def test_a_process_that_dies_is_one_clear_error_not_a_hang():
+    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
+    try:
+        with pytest.raises(RuntimeError, match=r"the process for cpu stopped \(exit code -9\)"):
+            list(pool.map(DoublingJob(die_at=5), range(10), segment=2))
+    finally:
+        pool.close()
