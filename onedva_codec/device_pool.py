@@ -103,9 +103,8 @@ class DevicePool:
             process.start()
             self._workers.append(_Worker(str(device), process, jobs, results))
         self.closed = False
-        try:
-            for worker in self._workers:
-                self._next_result(worker)  # ("ready", model id), or the error that stopped it
+        try:  # each process's model id once it is ready, or the error that stopped it
+            self.model_ids = [self._next_result(worker) for worker in self._workers]
         except BaseException:
             self.close()
             raise

@@ -13,7 +13,7 @@ import torch
 
 from .coding_pool import TileCoderPool
 from .device_pool import DevicePool, Job, segment_length
-from .errors import InputError
+from .errors import InputError, WeightsError
 from .latent_coding import Quantizer, TileCoder
 from .weights import LoadedModel, load_model
 
@@ -134,6 +134,10 @@ class Engine:
         if self._device_pool is None or self._device_pool.closed:
             self._device_pool = DevicePool(self.loaded.path, self.devices, self._device_options,
                                            self._device_threads)
+            if set(self._device_pool.model_ids) != {self.loaded.model_id}:  # the folder changed on disk
+                self._device_pool.close()
+                raise WeightsError(f"{self.loaded.path} no longer holds model {self.loaded.model_id}; "
+                                   "load it again")
         return self._device_pool.map(job, items, segment_length(self.batch_size, tiles_per_chunk))
 
     def close(self) -> None:
