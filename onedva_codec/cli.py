@@ -107,7 +107,8 @@ WeightsOption = Annotated[Optional[Path], typer.Option(
                                      "e.g. --weights runs/s/export")]
 DeviceOption = Annotated[str, typer.Option(
     help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N, or several GPUs "
-         "(chunks spread over them, the same output): cuda:0,1 or cuda:all. e.g. --device cpu")]
+         "(chunks spread over a process each, the same output): cuda:0,1 or cuda:all; cuda:0,0 runs two processes "
+         "on one GPU. e.g. --device cpu")]
 BatchOption = Annotated[Optional[int], typer.Option(
     "--batch", min=1, help="Tiles per model call (default 16 on GPU, 4 on CPU). e.g. --batch 32")]
 CompileOption = Annotated[bool, typer.Option(

@@ -17,9 +17,11 @@ from .errors import InputError, WeightsError
 from .latent_coding import Quantizer, TileCoder
 from .weights import LoadedModel, load_model
 
+
 def resolve_devices(name: str = "auto") -> list[torch.device]:
-    """One device, or several to spread the work over: 'cuda:0,1' (or 'cuda:0,cuda:1'), 'cuda:all'
-    for every GPU of the machine; also 'cpu,cpu' (two model copies on the CPU, to test the spreading)."""
+    """One device, or several to spread the work over, a process each: 'cuda:0,1' (or 'cuda:0,cuda:1'),
+    'cuda:all' for every GPU of the machine. A GPU named twice ('cuda:0,0') gets two processes, for
+    when one process's host work cannot keep it busy; 'cpu,cpu' runs two on the CPU."""
     if name == "cuda:all":
         if not torch.cuda.is_available():
             raise InputError("--device cuda:all asked for, but no CUDA GPU is available; use --device cpu")
@@ -27,10 +29,7 @@ def resolve_devices(name: str = "auto") -> list[torch.device]:
     parts = [part.strip() for part in name.split(",")]
     if len(parts) > 1 and parts[0].startswith("cuda:"):  # cuda:0,1 means cuda:0,cuda:1
         parts = [part if part.startswith("cuda") else f"cuda:{part}" for part in parts]
-    devices = [resolve_device(part) for part in parts]
-    if len(set(devices)) < len(devices) and devices[0].type == "cuda":
-        raise InputError(f"--device {name} names a GPU twice")
-    return devices
+    return [resolve_device(part) for part in parts]
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -6,7 +6,7 @@
 #             the noise drawn on the GPU;
 #   compiled  the same compiled, and compiled with the noise drawn on the GPU;
 #   spread    272 frames per GPU at 1080p on one GPU, on two and on four (as many as the machine has),
-#             a process per GPU;
+#             a process per GPU; and two processes on one GPU (cuda:0,0);
 #   other     a 4K pass for its peak memory, 272 frames at 256 x 256 (plain, and compiled with GPU
 #             noise), one decoder call plain and compiled, and whole `odva` commands (scripts/speed.sh) on
 #             the 1080p clip written as .y4m.
@@ -40,6 +40,7 @@ if run_part compiled; then
 fi
 if run_part spread; then  # four runs of 4 chunks (the batches' period at 1080p) for each GPU
     speed 1080p-spread --devices "${lists[@]}" --frames $((272 * most)) --steps 1 8 --runs 2
+    speed 1080p-two-on-one --devices cuda:0 cuda:0,0 --frames 544 --steps 1 8 --runs 2  # host-bound work
 fi
 run_part other || exit 0
 speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1

@@ -244,6 +244,7 @@ def test_a_reader_that_stops_early_never_waits_on_its_producer():
 def test_device_lists_are_checked():
     from onedva_codec.engine import resolve_devices
     assert [d.type for d in resolve_devices("cpu,cpu")] == ["cpu", "cpu"]
+    assert resolve_devices("cpu, cpu") == resolve_devices("cpu,cpu")
     for name, message in [("cuda:all", "no CUDA GPU"), ("cuda:0,1", "no CUDA GPU"), ("tpu", "unknown device")]:
         with pytest.raises(InputError, match=message):
             resolve_devices(name)
