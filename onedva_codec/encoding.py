@@ -99,10 +99,9 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
     real_frames: list[int] = []
 
     def chunks() -> Iterator[tuple[Tensor, int]]:
-        """Each chunk's (T, H, W, 3) pixels, as a tensor so that they cross to a device process in
-        shared memory, and its real frame count."""
-        for chunk, real in prefetch(chunk_frames(frames, cfg.frames)):
-            yield torch.from_numpy(chunk), real
+        """Each chunk's (T, H, W, 3) pixels and its real frame count."""
+        for chunk, real in prefetch(chunk_frames(frames, cfg.frames, shared=len(engine.devices) > 1)):
+            yield chunk, real
             real_frames.append(real)
             if progress:
                 progress(real)

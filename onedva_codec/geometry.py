@@ -24,18 +24,26 @@ from torch.profiler import record_function
 from .pixels import to_8bit
 
 
-def chunk_frames(frames: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, int]]:
-    """Group (H, W, 3) frames into (length, H, W, 3) chunks; yields (chunk, real frame count)."""
+def chunk_frames(frames: Iterable[np.ndarray], length: int, shared: bool = False) -> Iterator[tuple[Tensor, int]]:
+    """Group (H, W, 3) uint8 frames into (length, H, W, 3) uint8 tensors; yields (chunk, real frame
+    count). `shared`: each chunk is made in shared memory, so that it crosses to a device process
+    without another copy."""
     buffer: list[np.ndarray] = []
+
+    def stacked() -> Tensor:
+        chunk = torch.empty((length,) + buffer[0].shape, dtype=torch.uint8)
+        np.stack(buffer, out=(chunk.share_memory_() if shared else chunk).numpy())
+        return chunk
+
     for frame in frames:
         buffer.append(frame)
         if len(buffer) == length:
-            yield np.stack(buffer), length
+            yield stacked(), length
             buffer = []
     if buffer:
         real = len(buffer)
         buffer.extend([buffer[-1]] * (length - real))
-        yield np.stack(buffer), real
+        yield stacked(), real
 
 
 def _tile_origins(size: int, tile: int, overlap: int) -> tuple[int, ...]:
