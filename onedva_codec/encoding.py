@@ -130,11 +130,12 @@ class _EncodeJob:
         content_h, content_w = self.grid.content_size
         quantizer, card, device = engine.quantizer(), engine.loaded.card, engine.device
 
-        def batches() -> Iterator[list[tuple[np.ndarray, int]]]:
-            """Units (a tile's pixels, its chunk's real frames), engine.batch_size at a time."""
+        def batches() -> Iterator[list[tuple[Tensor, int]]]:
+            """Units (a tile's pixels on the device, its chunk's real frames), engine.batch_size at a time.
+            A chunk crosses to the device whole, in one copy, and is cut into tiles there."""
             units = []
             for chunk, real in chunks:
-                for pixels in self.grid.split(chunk.numpy()):
+                for pixels in self.grid.split(chunk.to(device)):
                     units.append((pixels, real))
                     if len(units) == engine.batch_size:
                         yield units
@@ -145,7 +146,7 @@ class _EncodeJob:
         symbols: list[np.ndarray] = []
         scores: list[float] = []
         for units in batches():
-            tiles = torch.stack([video_to_model(pixels, device) for pixels, _ in units])
+            tiles = video_to_model(torch.stack([pixels for pixels, _ in units]))
             real = torch.tensor([r for _, r in units], device=device)
             geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real,
                                          engine.cfg)

@@ -99,12 +99,17 @@ class TileGrid:
         """Height and width of real (unpadded) pixels in every tile."""
         return min(self.height, self.tile), min(self.width, self.tile)
 
-    def split(self, video: np.ndarray) -> Iterator[np.ndarray]:
-        """(T, H, W, 3) pixels -> each tile's (T, tile, tile, 3) pixels, row-major over the grid: views of
-        the frames, so that a large frame is never copied whole (nor held as floats)."""
+    def split(self, video: np.ndarray | Tensor) -> Iterator[np.ndarray | Tensor]:
+        """(T, H, W, 3) pixels, an array or a tensor on any device -> each tile's (T, tile, tile, 3)
+        pixels, row-major over the grid: views of the frames, so that a large frame is never copied
+        whole (nor held as floats), and on a GPU tiles are cut there, not on the host."""
         ph, pw = self.padded_size
         if (ph, pw) != (self.height, self.width):  # a side smaller than a tile: edge pixels repeated
-            video = np.pad(video, ((0, 0), (0, ph - self.height), (0, pw - self.width), (0, 0)), mode="edge")
+            padding = ((0, 0), (0, ph - self.height), (0, pw - self.width), (0, 0))
+            if isinstance(video, Tensor):  # a small frame: padded on the host
+                video = torch.from_numpy(np.pad(video.cpu().numpy(), padding, mode="edge")).to(video.device)
+            else:
+                video = np.pad(video, padding, mode="edge")
         for y in self.ys:
             for x in self.xs:
                 yield video[:, y:y + self.tile, x:x + self.tile]
