@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The speed figures of docs/performance.md on this machine's GPUs, in four parts, each sized for one
+# The speed figures of docs/performance.md on this machine's GPUs, in five parts, each sized for one
 # 10-minute device call (the whole suite in one call ran out of time in its compiled section):
 #   1080p     in-process encode and decode of 68 frames of docs/sample.mp4 at 1920 x 1080 on one GPU:
 #             entropy coding on the calling thread, the coding workers, and the coding workers with
@@ -7,15 +7,15 @@
 #   compiled  the same compiled, and compiled with the noise drawn on the GPU;
 #   spread    272 frames per GPU at 1080p on one GPU, on two and on four (as many as the machine has),
 #             a process per GPU; and two processes on one GPU (cuda:0,0);
-#   other     a 4K pass for its peak memory, 272 frames at 256 x 256 (plain, and compiled with GPU
-#             noise), one decoder call plain and compiled, and whole `odva` commands (scripts/speed.sh) on
-#             the 1080p clip written as .y4m.
-# Results go to OUT (JSON and text); PART `all` (the default) runs the four one after the other.
+#   other     a 4K pass for its peak memory, 272 and 2720 frames at 256 x 256 (plain, and compiled with
+#             GPU noise), one decoder call plain and compiled;
+#   commands  whole `odva` commands (scripts/speed.sh) on 272 frames of the 1080p clip written as .y4m.
+# Results go to OUT (JSON and text); PART `all` (the default) runs the five one after the other.
 #   bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [PART]     e.g. bash scripts/gpu_speed_suite.sh speed weights 1080p
 set -euo pipefail
-out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [1080p|compiled|spread|other|all]}
+out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [1080p|compiled|spread|other|commands|all]}
 weights=${2:-weights} part=${3:-all}
-case $part in 1080p|compiled|spread|other|all) ;; *) echo "unknown part '$part': 1080p, compiled, spread, other or all" >&2; exit 2;; esac
+case $part in 1080p|compiled|spread|other|commands|all) ;; *) echo "unknown part '$part': 1080p, compiled, spread, other, commands or all" >&2; exit 2;; esac
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
@@ -42,18 +42,23 @@ if run_part spread; then  # four runs of 4 chunks (the batches' period at 1080p)
     speed 1080p-spread --devices "${lists[@]}" --frames $((272 * most)) --steps 1 8 --runs 2
     speed 1080p-two-on-one --devices cuda:0 cuda:0,0 --frames 544 --steps 1 8 --runs 2  # host-bound work
 fi
-run_part other || exit 0
-speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1
-speed 256 --devices cuda:0 --size 256x256 --frames 272 --steps 1 8 --batch 32
-speed 256-compiled-gpu-noise --devices cuda:0 --size 256x256 --frames 272 --steps 1 8 --batch 32 --compile --gpu-noise
-python3 scripts/model_speed.py --weights "$weights" --batch 16 32 --modes default 2>&1 | tee "$out/model_call.txt"
+if run_part other; then
+    speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1
+    speed 256 --devices cuda:0 --size 256x256 --frames 272 --steps 1 8 --batch 32
+    speed 256-compiled-gpu-noise --devices cuda:0 --size 256x256 --frames 272 --steps 1 8 --batch 32 --compile --gpu-noise
+    # 272 frames are 16 tiles, one batch: nothing overlaps. A longer clip measures throughput
+    speed 256-long --devices cuda:0 --size 256x256 --frames 2720 --steps 1 8 --batch 32
+    speed 256-long-compiled-gpu-noise --devices cuda:0 --size 256x256 --frames 2720 --steps 1 8 --batch 32 --compile --gpu-noise
+    python3 scripts/model_speed.py --weights "$weights" --batch 16 32 --modes default 2>&1 | tee "$out/model_call.txt"
+fi
+run_part commands || exit 0
 python3 - "$out/clip1080.y4m" <<'PY'
 import sys
 from fractions import Fraction
 sys.path.insert(0, "scripts")
 from multi_gpu_speed import load_frames
 from onedva_codec.video_io import VideoWriter
-video, fps = load_frames("docs/sample.mp4", 1920, 1080, 68)
+video, fps = load_frames("docs/sample.mp4", 1920, 1080, 272)
 writer = VideoWriter(sys.argv[1], ".y4m", 1920, 1080, Fraction(fps).limit_denominator(1001))
 for frame in video:
     writer.write(frame)
