@@ -15,10 +15,12 @@ tensors through torch.multiprocessing queues); chunk records and symbols are pic
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import queue
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
@@ -51,7 +53,10 @@ def segment_length(batch_size: int, tiles_per_chunk: int) -> int:
 
 def _serve(weights: str, device: str, options: dict, threads: int, jobs: mp.Queue, results: mp.Queue) -> None:
     """A device process: load the model, then run jobs until told to stop (None)."""
-    become_worker()
+    # The kernel's parent-death signal follows the thread that started a process, and a pool may be
+    # started by a passing thread (a decode's prefetch thread): watch the parent process instead.
+    become_worker(end_with_parent=False)
+    threading.Thread(target=_end_with, args=(os.getppid(),), name="odva-parent-watch", daemon=True).start()
     torch.set_num_threads(threads)
     from .engine import Engine  # here, not at the top: engine.py imports this module
 
@@ -68,6 +73,12 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: mp.Queu
         except BaseException as exc:  # the parent raises it and starts the processes afresh
             results.put(("error", _picklable(exc)))
             return
+
+
+def _end_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_POLL_S)
+    os._exit(1)
 
 
 def _picklable(exc: BaseException) -> BaseException:

@@ -47,7 +47,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 class Engine:
     """The loaded model on its device, the range coder of its prior, and how many tiles go to the
     model at once. With several devices the model runs in a process per device (`spread`), each
-    with an Engine of its own; this one keeps the model on the CPU for its card and prior.
+    with an Engine of its own; this one keeps the model on the CPU for its card and prior. Those
+    processes are spawned, which runs the calling script's top level again: guard it with
+    `if __name__ == "__main__":`.
 
     compile: run the model's encoder and decoder through torch.compile (about twice as fast per model
     call on a GPU, after a first batch that compiles for some seconds). Its kernels round differently

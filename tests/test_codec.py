@@ -133,6 +133,24 @@ def test_spreading_over_several_devices_gives_the_same_file_and_frames():
         two.close()
 
 
+def test_device_processes_outlive_the_thread_that_started_them(tmp_path):
+    """decode_file decodes on a background thread, which starts the device processes and ends with
+    the file: the processes must serve the next file too."""
+    from helpers import TINY_MODEL
+    from onedva_codec import Codec
+    one, two = Codec(TINY_MODEL, device="cpu", batch_size=3), Codec(TINY_MODEL, device="cpu,cpu", batch_size=3)
+    coded = tmp_path / "a.odva"
+    coded.write_bytes(one.encode_array(synthetic_clip(100, 40, 60, seed=9), 25))
+    try:
+        for name in ("a.y4m", "b.y4m"):
+            two.decode_file(coded, tmp_path / name, steps=1)
+        one.decode_file(coded, tmp_path / "c.y4m", steps=1)
+        assert (tmp_path / "a.y4m").read_bytes() == (tmp_path / "b.y4m").read_bytes() == \
+            (tmp_path / "c.y4m").read_bytes()
+    finally:
+        two.close()
+
+
 def test_compiled_model_sees_one_batch_shape_and_decodes_the_same_frames_twice(monkeypatch):
     """--compile: a video's short last batch is padded to the full batch (one graph for every batch),
     and the output is cut back. Stand-in: torch.compile with its eager backend, which traces the model
