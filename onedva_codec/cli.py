@@ -11,7 +11,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -21,13 +21,16 @@ from rich.text import Text
 
 from . import __version__
 from .atomic import atomic_output, check_output_path
-from .codec import Codec
-from .engine import resolve_devices
+from .config import MAX_DECODING_STEPS
 from .container import check_frame_size, read_info
 from .errors import InputError, OdvaError
 from .ratecontrol import RateOptions
 from .video_io import VideoReader, check_mp4_preset, is_stdio, output_kind
-from .weights import MAX_DECODING_STEPS
+
+if TYPE_CHECKING:
+    from .codec import Codec
+# Commands import the codec (and so torch, over a second) only when they run a model: --help, usage
+# errors and `odva info` answer at once.
 
 app = typer.Typer(
     name="odva",
@@ -40,6 +43,11 @@ app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True, markup=False)  # one message, one line; [brackets] are text
 out = Console(markup=False)
+
+
+def _codec(weights: Optional[Path], **options) -> Codec:
+    from .codec import Codec
+    return Codec(weights, **options)
 
 
 def _fail(message: str, code: int) -> None:
@@ -158,7 +166,7 @@ def encode(
             expected_frames = reader.info.frames_hint
             check_frame_size(reader.info.width, reader.info.height)
     check_output_path(output, force, source)
-    codec = Codec(weights, device=device, batch_size=batch, compile=compile_model)
+    codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
     with _progress("encoding", expected_frames, quiet) as advance:
         result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=advance)
     for note in result.notes:
@@ -226,7 +234,7 @@ def decode(
     check_mp4_preset(mp4_preset, output_kind(output))
     if not is_stdio(output):
         check_output_path(output, force, source)
-    codec = Codec(weights, device=device, batch_size=batch, compile=compile_model, device_noise=gpu_noise)
+    codec = _codec(weights, device=device, batch_size=batch, compile=compile_model, device_noise=gpu_noise)
     first, stop = frame_range or (0, info.header.frames)
     with _progress("decoding", stop - first, quiet) as advance:
         result = codec.decode_file(source, output, steps=steps, frame_range=frame_range, force=force,
@@ -313,10 +321,11 @@ def compare(
 
     def codec_for() -> Codec:  # the model is loaded only if an .odva file is compared
         if not codecs:
-            codecs.append(Codec(weights, device=device))
+            codecs.append(_codec(weights, device=device))
         return codecs[0]
 
     # Metrics run on the (first) device the model would use: `--device cuda:0,1` is accepted here too.
+    from .engine import resolve_devices
     result = comparing.compare(reference, distorted, shown, codec_for, steps, resolve_devices(device)[0])
     written = [output, plot] if comparing.can_plot() else [output]
     if len(written) == 1:
@@ -395,7 +404,7 @@ def bench(
         bitrates=tuple(parse_bitrate(b) for b in bitrates.split(",") if b.strip()),
         steps=steps, step_sweep=_numbers(step_sweep, int, "--step-sweep"), adaptive_sweep=adaptive_sweep,
         anchors=tuple(a.strip() for a in anchors.split(",") if a.strip()), frames=frames)
-    codec = Codec(weights, device=device, batch_size=batch, compile=compile_model)
+    codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
     with _progress("benchmarking", None, quiet) as advance:
         result = benchmark.run_bench(paths, codec, settings, progress=lambda done, total: advance(1))
     written = benchmark.write_outputs(result, output)

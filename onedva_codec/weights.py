@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_output
-from .config import ModelConfig
+from .config import MAX_DECODING_STEPS, ModelConfig
 from .container import FileHeader
 from .errors import FormatError, InputError, ModelMismatchError, WeightsError
 from .geometry import TileGrid
@@ -35,7 +35,6 @@ WEIGHT_FORMATS = ("bf16", "int8")
 _INT8_SCALE = ".int8_scale"  # the per-row scale of an int8 tensor is stored under its name plus this
 _INT8_MIN_SIZE = 4096  # smaller tensors (biases, norms, embeddings of a few rows) stay bf16
 PRIOR_FILE = "prior.safetensors"
-MAX_DECODING_STEPS = 100  # past a few dozen, more steps change nothing but the time spent
 CARD_FILE = "card.json"
 CARD_FORMAT = "odva-model"
 CARD_VERSION = 2  # 2 added the entropy prior

@@ -289,3 +289,15 @@ def test_standard_input_that_is_not_yuv4mpeg2_is_one_line(tmp_path):
     _, stderr = process.communicate(b"not a video at all", timeout=60)
     assert process.returncode == 1 and stderr.decode().count("\n") == 1 and b"YUV4MPEG2" in stderr, stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_usage_errors_and_info_answer_without_loading_torch():
+    """Only commands that run a model import torch (over a second on two cores): --help, a usage error
+    and `odva info` answer at once."""
+    script = ("import sys; from typer.testing import CliRunner; from onedva_codec.cli import app\n"
+              "codes = [CliRunner().invoke(app, args).exit_code for args in\n"
+              "         (['--help'], ['decode'], ['info', sys.argv[1]])]\n"
+              "print(codes, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", script, str(DATA / "reference.odva")], capture_output=True,
+                         text=True, check=True)
+    assert run.stdout.split("\n")[0] == "[0, 2, 0] False"
