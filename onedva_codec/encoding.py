@@ -90,6 +90,7 @@ def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, heig
     return EncodeResult(analysis.frames, width, height, fps, written, time.perf_counter() - started,
                         float(lengths.mean() / n_max), notes)
 
+
 def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool: BinaryIO, with_sizes: bool,
              progress: Progress | None) -> _Analysis:
     cfg = engine.cfg
