@@ -113,6 +113,7 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
             del open_chunks[index]
             yield record, assembler.frames
 
+
 def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> Iterator["_UnitBatch"]:
     """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work).
 

@@ -182,6 +182,7 @@ def _write_for_bitrate(engine: Engine, out: BinaryIO, header: FileHeader, analys
         excess += written - target
     return lengths, written, note
 
+
 def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, lengths: np.ndarray,
            tiles_per_chunk: int, audio: bytes | None) -> int:
     cfg = engine.cfg
@@ -207,6 +208,7 @@ def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysi
         writer.write_audio(audio)
     writer.finish()
     return out.tell() - start
+
 
 def _header(engine: Engine, width: int, height: int, fps: Fraction, frames: int, grid: TileGrid, seed: int,
             rate: RateOptions, audio_info: dict | None) -> FileHeader:
