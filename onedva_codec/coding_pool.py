@@ -12,9 +12,7 @@ symbols as coding in-process.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
-import signal
 import sys
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,22 +20,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .launch import become_worker
 from .latent_coding import TileCoder
 from .prior import EntropyPrior
 
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 _coder: TileCoder | None = None  # a worker's own coder, built once from the prior
-
-
-def become_worker(end_with_parent: bool = True) -> None:
-    """Set up a helper process of the codec's (a coding worker, a device process). `end_with_parent`:
-    the kernel ends it when the thread that started it ends (so, only for helpers started by a
-    thread that lives as long as its process)."""
-    # Ctrl-C reaches every process of the terminal's group; the parent turns it into one line and
-    # exit code 130, and a worker must not print a traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if end_with_parent and sys.platform.startswith("linux"):  # and a worker ends with its parent, however
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _start_worker(prior: EntropyPrior) -> None:

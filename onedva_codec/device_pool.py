@@ -14,7 +14,9 @@ tensors through torch.multiprocessing queues); chunk records and symbols are pic
 
 from __future__ import annotations
 
+import importlib
 import math
+import multiprocessing
 import os
 import pickle
 import queue
@@ -23,17 +25,24 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol
 
-import torch
-import torch.multiprocessing as mp
+from .launch import become_worker
 
-from .coding_pool import become_worker
+if TYPE_CHECKING:
+    import torch
+# Nothing heavy is imported at the top: a device process unpickles its target from this module while
+# it still takes Ctrl-C as an error, and only then ignores it and imports torch.
 
 _END = "end of items"  # after a job's last item, on a process's job queue
 _DONE = object()  # after the last item's process number, on the parent's order queue
 _POLL_S = 0.5  # how often a waiting parent checks that its processes still run
-_QUEUED_ITEMS = 4  # chunks waiting for each process: enough to keep it fed, few in memory
+_FEEDER_GRACE_S = 10.0
+# Chunks sent to a process and not yet back: a whole run and two more, so that the next process's run
+# is never held back (runs of small tiles are up to a batch of chunks long), but at most this many
+# bytes of pixels (runs of 4K chunks would hold gigabytes), unless a batch needs more chunks.
+_IN_FLIGHT_SPARE = 2
+_IN_FLIGHT_BYTES = 2 << 30
 # Queues' semaphores are unlinked by multiprocessing's resource tracker when a run is interrupted; it
 # warns on standard error after odva's one line. The tracker is a process of its own, started with
 # these options.
@@ -51,14 +60,18 @@ def segment_length(batch_size: int, tiles_per_chunk: int) -> int:
     return batch_size // math.gcd(batch_size, tiles_per_chunk)
 
 
-def _serve(weights: str, device: str, options: dict, threads: int, jobs: mp.Queue, results: mp.Queue) -> None:
+def _serve(weights: str, device: str, options: dict, threads: int, jobs: multiprocessing.Queue,
+           results: multiprocessing.Queue) -> None:
     """A device process: load the model, then run jobs until told to stop (None)."""
     # The kernel's parent-death signal follows the thread that started a process, and a pool may be
     # started by a passing thread (a decode's prefetch thread): watch the parent process instead.
     become_worker(end_with_parent=False)
     threading.Thread(target=_end_with, args=(os.getppid(),), name="odva-parent-watch", daemon=True).start()
+    import torch
+
+    from .engine import Engine
+    importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
     torch.set_num_threads(threads)
-    from .engine import Engine  # here, not at the top: engine.py imports this module
 
     try:
         engine = Engine(weights, device=device, **options)
@@ -81,6 +94,13 @@ def _end_with(parent: int) -> None:
     os._exit(1)
 
 
+def _size(item: Any) -> int:
+    """Bytes of the tensors in an item (a tensor, or a tuple holding some); records count as none."""
+    import torch
+    parts = item if isinstance(item, tuple) else (item,)
+    return sum(part.nbytes for part in parts if isinstance(part, torch.Tensor))
+
+
 def _picklable(exc: BaseException) -> BaseException:
     """The exception itself if it can cross to the parent, else a RuntimeError that says what it was."""
     try:
@@ -93,9 +113,9 @@ def _picklable(exc: BaseException) -> BaseException:
 @dataclass
 class _Worker:
     device: str
-    process: mp.Process
-    jobs: mp.Queue
-    results: mp.Queue
+    process: multiprocessing.Process
+    jobs: multiprocessing.Queue
+    results: multiprocessing.Queue
 
 
 class DevicePool:
@@ -103,12 +123,13 @@ class DevicePool:
     torch's CPU work."""
 
     def __init__(self, weights: Path, devices: list[torch.device], options: dict, threads: int):
-        context = mp.get_context("spawn")  # CUDA cannot be forked
+        importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         if _QUIET_TRACKER not in sys.warnoptions:
             sys.warnoptions.append(_QUIET_TRACKER)
         self._workers = []
         for device in devices:
-            jobs, results = context.Queue(maxsize=_QUEUED_ITEMS), context.Queue(maxsize=2)
+            jobs, results = context.Queue(), context.Queue(maxsize=2)
             process = context.Process(target=_serve, args=(str(weights), str(device), options, threads, jobs, results),
                                       name=f"odva-{device}", daemon=True)
             process.start()
@@ -120,51 +141,65 @@ class DevicePool:
             self.close()
             raise
 
-    def map(self, job: Job, items: Iterable[Any], segment: int) -> Iterator[Any]:
+    def map(self, job: Job, items: Iterable[Any], segment: int, batch_items: int) -> Iterator[Any]:
         """job.run over the items, spread in segments of `segment` items; results in item order.
+        `batch_items`: the most items one batch of the job can span (sent whatever their bytes, or a
+        process would wait for the rest of its batch while the parent waits for its result).
 
         A caller that stops early (or an error) leaves the processes mid-job: they are stopped, and
         the Engine starts new ones for its next video."""
         for worker in self._workers:
             worker.jobs.put(job)
-        order: queue.Queue = queue.Queue()
+        order: queue.Queue = queue.Queue()  # (process, item size) of each item sent, then _DONE
         stop = threading.Event()
+        sent = [[0, 0] for _ in self._workers]  # items and bytes of each process not yet back
+        back = threading.Condition()
 
         def feed() -> None:
             try:
                 for i, item in enumerate(items):
-                    k = (i // segment) % len(self._workers)
-                    order.put(k)
-                    self._put(self._workers[k].jobs, item, stop)
+                    k, size = (i // segment) % len(self._workers), _size(item)
+                    with back:
+                        back.wait_for(lambda: stop.is_set() or sent[k][0] < batch_items or (
+                            sent[k][0] < segment + _IN_FLIGHT_SPARE and sent[k][1] + size <= _IN_FLIGHT_BYTES))
+                        if stop.is_set():
+                            return
+                        sent[k][0] += 1
+                        sent[k][1] += size
+                    order.put((k, size))
+                    self._workers[k].jobs.put(item)
                 for worker in self._workers:
-                    self._put(worker.jobs, _END, stop)
+                    worker.jobs.put(_END)
                 order.put(_DONE)
             except BaseException as exc:  # e.g. a damaged input video: the caller gets it in order
                 order.put(exc)
+            finally:  # the items' own threads (a video being read) stop here, before their source closes
+                getattr(items, "close", lambda: None)()
 
         feeder = threading.Thread(target=feed, name="odva-feeder", daemon=True)
         feeder.start()
         finished = False
         try:
-            while (k := order.get()) is not _DONE:
-                if isinstance(k, BaseException):
-                    raise k
-                yield self._next_result(self._workers[k])
+            while (entry := order.get()) is not _DONE:
+                if isinstance(entry, BaseException):
+                    raise entry
+                k, size = entry
+                result = self._next_result(self._workers[k])
+                with back:
+                    sent[k][0] -= 1
+                    sent[k][1] -= size
+                    back.notify()
+                yield result
             finished = True
         finally:
             if not finished:
-                stop.set()
+                with back:
+                    stop.set()
+                    back.notify()
                 self.close(at_once=True)
-            feeder.join(timeout=None if finished else _POLL_S)  # it may wait on a slow input: it is a daemon
-
-    @staticmethod
-    def _put(jobs: mp.Queue, item: Any, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                jobs.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
+            # Stopped early, it ends at its next item; a pipe that sends nothing more keeps it waiting,
+            # so it is a daemon, given a while.
+            feeder.join(timeout=None if finished else _FEEDER_GRACE_S)
 
     def _next_result(self, worker: _Worker) -> Any:
         while True:
@@ -186,10 +221,7 @@ class DevicePool:
             return
         self.closed = True
         for worker in self._workers:
-            try:
-                worker.jobs.put_nowait(None)
-            except queue.Full:
-                pass
+            worker.jobs.put_nowait(None)
         for worker in self._workers:
             worker.process.join(timeout=0 if at_once else 5)
             if worker.process.is_alive():

@@ -139,7 +139,8 @@ class Engine:
                 self._device_pool.close()
                 raise WeightsError(f"{self.loaded.path} no longer holds model {self.loaded.model_id}; "
                                    "load it again")
-        return self._device_pool.map(job, items, segment_length(self.batch_size, tiles_per_chunk))
+        return self._device_pool.map(job, items, segment_length(self.batch_size, tiles_per_chunk),
+                                     batch_items=-(-self.batch_size // tiles_per_chunk) + 1)
 
     def close(self) -> None:
         """Stop the coding and device processes (they also stop when the program ends); coding goes

@@ -94,17 +94,22 @@ def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
 
 @dataclass(frozen=True)
 class DoublingJob:
-    """A device_pool.Job for tests: each item doubled, with the process that did it; at item `fail_at`
-    it raises, at `die_at` its process ends as if killed."""
+    """A device_pool.Job for tests: each item doubled, with the process that did it and when it started
+    on it; each item takes `seconds`; at item `fail_at` it raises, at `die_at` its process ends as if
+    killed."""
     fail_at: int = -1
     die_at: int = -1
+    seconds: float = 0.0
 
     def run(self, engine, items):
         import os
         import signal
+        import time
         for item in items:
+            started = time.monotonic()
             if item == self.fail_at:
                 raise ValueError(f"item {item} is bad")
             if item == self.die_at:
                 os.kill(os.getpid(), signal.SIGKILL)
-            yield 2 * item, os.getpid()
+            time.sleep(self.seconds)
+            yield 2 * item, os.getpid(), started

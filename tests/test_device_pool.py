@@ -15,15 +15,21 @@ def test_runs_that_fill_whole_batches():
 
 
 def test_items_go_out_in_runs_and_come_back_in_order_and_errors_cross_as_they_were():
+    """Runs of `segment` items alternate between the processes; a long run does not hold back the
+    next process; an error comes back as it was raised, and the processes are not reused after it."""
     pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
     try:
-        results = list(pool.map(DoublingJob(), range(10), segment=3))
-        assert [value for value, _ in results] == [2 * i for i in range(10)]
-        pids = [pid for _, pid in results]
+        results = list(pool.map(DoublingJob(), range(10), segment=3, batch_items=2))
+        assert [value for value, _, _ in results] == [2 * i for i in range(10)]
+        pids = [pid for _, pid, _ in results]
         assert len(set(pids)) == 2  # runs of 3 alternate: 0-2, 6-8 on one process, 3-5, 9 on the other
         assert pids[0:3] == pids[6:9] == [pids[0]] * 3 and pids[3:6] == [pids[9]] * 3 and pids[0] != pids[3]
+        # Runs of small tiles are up to a batch of chunks long: the second process gets its first item
+        # while the first is still on its first, not after the first has worked through most of its run
+        timed = list(pool.map(DoublingJob(seconds=0.15), range(16), segment=8, batch_items=2))
+        assert timed[8][2] < timed[1][2] and timed[0][1] != timed[8][1]
         with pytest.raises(ValueError, match="item 4 is bad"):
-            list(pool.map(DoublingJob(fail_at=4), range(10), segment=3))
+            list(pool.map(DoublingJob(fail_at=4), range(10), segment=3, batch_items=2))
         assert pool.closed  # mid-job processes are not reused
     finally:
         pool.close()
@@ -33,6 +39,7 @@ def test_a_process_that_dies_is_one_clear_error_not_a_hang():
     pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
     try:
         with pytest.raises(RuntimeError, match=r"the process for cpu stopped \(exit code -9\)"):
-            list(pool.map(DoublingJob(die_at=5), range(10), segment=2))
+            list(pool.map(DoublingJob(die_at=5), range(10), segment=2, batch_items=2))
     finally:
         pool.close()
+
