@@ -27,10 +27,10 @@ from .errors import InputError, OdvaError
 from .ratecontrol import RateOptions
 from .video_io import VideoReader, check_mp4_preset, is_stdio, output_kind
 
+# Commands import the codec (and so torch, over a second) only when they run a model (`_codec`):
+# --help, usage errors and `odva info` answer at once.
 if TYPE_CHECKING:
     from .codec import Codec
-# Commands import the codec (and so torch, over a second) only when they run a model: --help, usage
-# errors and `odva info` answer at once.
 
 app = typer.Typer(
     name="odva",

@@ -107,10 +107,11 @@ def main() -> None:
     for clip in sorted(args.heldout.glob("*.mkv")):
         with VideoReader(clip) as reader:
             held.append(chunk_symbols(codec, np.stack(list(reader.frames())), float(reader.info.fps)))
-    fit, test = contexts(prior, *consecutive(train)), contexts(prior, *consecutive(held))
-    pairs = len(consecutive(held)[1])
+    train_pairs, held_pairs = consecutive(train), consecutive(held)
+    fit, test = contexts(prior, *train_pairs), contexts(prior, *held_pairs)
+    pairs = len(held_pairs[1])
     entries = prior.tables.shape[1]
-    print(f"model {codec.loaded.model_id}, prior {prior.sha256[:16]}; {len(consecutive(train)[1])} training "
+    print(f"model {codec.loaded.model_id}, prior {prior.sha256[:16]}; {len(train_pairs[1])} training "
           f"chunk pairs, {pairs} held-out")
     print("| values | bits a chunk, own chunk only | with the previous chunk | change |")
     print("|---|---|---|---|")
