@@ -44,6 +44,21 @@ def test_common_inputs_are_read(tmp_path, ext, fmt, codec, pix_fmt):
     assert np.abs(frames.astype(int) - clip.astype(int)).mean() < 12  # lossy codecs stay close
 
 
+def test_frames_are_ffmpegs_rgb_whatever_the_conversion_threads(tmp_path, monkeypatch):
+    """The reader converts on several threads; a 4:4:4 .y4m (what `odva decode` writes) at an odd size
+    reads as the same pixels as FFmpeg's one-thread conversion, on any thread count."""
+    import onedva_codec.video_io as video_io
+
+    path = _write_raw(tmp_path / "clip.y4m", synthetic_clip(5, 45, 67), Fraction(25), "yuv4mpegpipe",
+                      "rawvideo", "yuv444p")
+    with av.open(str(path)) as container:
+        expected = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    for threads in (1, 3, 8):
+        monkeypatch.setattr(video_io, "_CONVERSION_THREADS", threads)
+        with VideoReader(path) as reader:
+            assert np.array_equal(np.stack(list(reader.frames())), expected)
+
+
 def _long_y4m(path, frames: int):
     clip = synthetic_clip(17, 64, 64)
     with av.open(str(path), "w", format="yuv4mpegpipe") as container:
