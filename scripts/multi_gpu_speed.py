@@ -118,11 +118,11 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
         codec.close()
-        del codec
+        codec = None  # its model leaves the GPU before the next list's peak memory is measured
         torch.cuda.empty_cache()
 
     base = rows[0]
-    print(f"\n| devices | encode frames/s | " + " | ".join(f"decode {s} step(s) frames/s" for s in args.steps)
+    print("\n| devices | encode frames/s | " + " | ".join(f"decode {s} step(s) frames/s" for s in args.steps)
           + " | same file and frames |")
     print("|---|---|" + "---|" * len(args.steps) + "---|")
     for row in rows:
