@@ -130,7 +130,8 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 @app.command(epilog="Examples:  odva encode in.mp4 -o out.odva --quality 0.6  |  "
                     "odva encode in.mkv -o out.odva --bitrate 300k  |  "
                     "ffmpeg -i in.mkv -f yuv4mpegpipe - | odva encode - -o out.odva  |  "
-                    "odva encode in.mp4 -o out.odva --quality 0.3 --no-adaptive --device cpu")
+                    "odva encode in.mp4 -o out.odva --quality 0.3 --no-adaptive --device cpu  |  "
+                    "odva encode in.mp4 -o out.odva --search 8")
 @_user_errors
 def encode(
     source: Annotated[Path, typer.Argument(
@@ -147,6 +148,10 @@ def encode(
         "--adaptive/--no-adaptive", help="Spend more tokens on chunks with more motion. e.g. --no-adaptive")] = True,
     seed: Annotated[int, typer.Option(min=0, max=2**31 - 1,
                                       help="Decoding seed stored in the file. e.g. --seed 7")] = 0,
+    search: Annotated[int, typer.Option(
+        min=0, max=1000, help="Refine every tile's latents by this many gradient steps through the decoder: "
+                              "a better picture at about the same size, any odva decodes it, encoding takes "
+                              "about 3 decoder passes per step (a GPU's work). e.g. --search 8")] = 0,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,
@@ -168,7 +173,8 @@ def encode(
     check_output_path(output, force, source)
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
     with _progress("encoding", expected_frames, quiet) as advance:
-        result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=advance)
+        result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=advance,
+                                   search_steps=search)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")
     if not quiet:
@@ -374,6 +380,8 @@ def bench(
                        ] = "x264,x265,av1",
     frames: Annotated[Optional[int], typer.Option(min=1, help="Frames per clip (default all). e.g. --frames 68")
                       ] = None,
+    search: Annotated[int, typer.Option(
+        min=0, max=1000, help="odva's encoder-side search, as odva encode --search. e.g. --search 8")] = 0,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,
@@ -403,7 +411,7 @@ def bench(
         qualities=_numbers(qualities, float, "--qualities"),
         bitrates=tuple(parse_bitrate(b) for b in bitrates.split(",") if b.strip()),
         steps=steps, step_sweep=_numbers(step_sweep, int, "--step-sweep"), adaptive_sweep=adaptive_sweep,
-        anchors=tuple(a.strip() for a in anchors.split(",") if a.strip()), frames=frames)
+        anchors=tuple(a.strip() for a in anchors.split(",") if a.strip()), frames=frames, search_steps=search)
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
     with _progress("benchmarking", None, quiet) as advance:
         result = benchmark.run_bench(paths, codec, settings, progress=lambda done, total: advance(1))

@@ -46,7 +46,11 @@ class Codec(Engine):
     # ------------------------------------------------------------------ encode
 
     def encode_file(self, source: str | Path, destination: str | Path, rate: RateOptions = RateOptions(),
-                    seed: int = 0, force: bool = False, progress: Progress | None = None) -> EncodeResult:
+                    seed: int = 0, force: bool = False, progress: Progress | None = None,
+                    search_steps: int = 0) -> EncodeResult:
+        """Encode a video file (or "-": YUV4MPEG2 on standard input) to .odva. `search_steps` > 0 refines
+        every tile's latent by that many gradient steps through the decoder (latent_search.py): a slower
+        encode, a better picture from the same decoder."""
         source, destination = Path(source), Path(destination)
         with atomic_output(destination, force, source) as tmp, VideoReader(source) as reader:
             audio = io.BytesIO()
@@ -55,19 +59,21 @@ class Codec(Engine):
             with open(tmp, "wb") as out:
                 result = encode_frames(self, reader.frames(), info.width, info.height, info.fps, out, rate, seed,
                                        audio.getvalue() if audio_info else None,
-                                       vars(audio_info) if audio_info else None, progress)
+                                       vars(audio_info) if audio_info else None, progress, search_steps)
             result.notes += [reader.timing_note] if reader.timing_note else []
             return result
 
     def encode_array(self, frames: np.ndarray, fps: Fraction | float,
-                     rate: RateOptions = RateOptions(), seed: int = 0) -> bytes:
-        """Encode (T, H, W, 3) uint8 RGB frames; returns the .odva file's bytes."""
+                     rate: RateOptions = RateOptions(), seed: int = 0, search_steps: int = 0) -> bytes:
+        """Encode (T, H, W, 3) uint8 RGB frames; returns the .odva file's bytes (`search_steps`: as
+        encode_file)."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
         out = io.BytesIO()
         fps = Fraction(fps).limit_denominator(1001000)
-        encode_frames(self, iter(frames), frames.shape[2], frames.shape[1], fps, out, rate, seed, None, None, None)
+        encode_frames(self, iter(frames), frames.shape[2], frames.shape[1], fps, out, rate, seed, None, None, None,
+                      search_steps)
         return out.getvalue()
 
     # ------------------------------------------------------------------ decode

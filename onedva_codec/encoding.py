@@ -22,10 +22,12 @@ from torch.profiler import record_function
 
 from . import __version__
 from .container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
+from .decoding import unit_noise
 from .engine import Engine
 from .errors import InputError
 from .geometry import TileGrid, chunk_frames
 from .latent_coding import ENTROPY_CODER, coded_size_bound
+from .latent_search import search_latents, search_lengths
 from .model import geometry_features
 from .motion import motion_scores, normalise_motion
 from .pixels import video_to_model
@@ -71,13 +73,18 @@ class _Analysis:
 
 def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, height: int, fps: Fraction,
                   out: BinaryIO, rate: RateOptions, seed: int, audio: bytes | None, audio_info: dict | None,
-                  progress: Progress | None) -> EncodeResult:
-    """Encode RGB frames of one size into `out`: analyse every unit, choose lengths, write the file."""
+                  progress: Progress | None, search_steps: int = 0) -> EncodeResult:
+    """Encode RGB frames of one size into `out`: analyse every unit, choose lengths, write the file.
+    `search_steps` > 0 refines every unit's latent by that many steps through the decoder
+    (latent_search.py): a slower encode of a file that decodes better."""
+    if search_steps < 0:
+        raise InputError("search steps must be 0 or more")
     started = time.perf_counter()
     check_frame_size(width, height)
     grid = TileGrid.plan(height, width, engine.cfg.tile, engine.cfg.tile_overlap)
     with tempfile.TemporaryFile() as spool:
-        analysis = _analyse(engine, frames, grid, spool, with_sizes=rate.bitrate is not None, progress=progress)
+        job = _EncodeJob(grid, seed, search_steps)
+        analysis = _analyse(engine, frames, job, spool, rate.bitrate is not None, progress)
         header = _header(engine, width, height, fps, analysis.frames, grid, seed, rate, audio_info)
         n_max = engine.cfg.max_1d_tokens
         notes: list[str] = []
@@ -91,7 +98,7 @@ def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, heig
                         float(lengths.mean() / n_max), notes)
 
 
-def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool: BinaryIO, with_sizes: bool,
+def _analyse(engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spool: BinaryIO, with_sizes: bool,
              progress: Progress | None) -> _Analysis:
     cfg = engine.cfg
     grid_lengths = length_grid(cfg.max_1d_tokens)
@@ -99,16 +106,17 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
     sizes: list[list[int]] = []
     real_frames: list[int] = []
 
-    def chunks() -> Iterator[tuple[Tensor, int]]:
-        """Each chunk's (T, H, W, 3) pixels and its real frame count."""
-        for chunk, real in prefetch(chunk_frames(frames, cfg.frames, shared=len(engine.devices) > 1)):
-            yield chunk, real
+    def chunks() -> Iterator[tuple[Tensor, int, int]]:
+        """Each chunk's (T, H, W, 3) pixels, its real frame count and its index."""
+        chunked = chunk_frames(frames, cfg.frames, shared=len(engine.devices) > 1)
+        for index, (chunk, real) in enumerate(prefetch(chunked)):
+            yield chunk, real, index
             real_frames.append(real)
             if progress:
                 progress(real)
 
-    job = _EncodeJob(grid)
-    analysed = job.run(engine, chunks()) if len(engine.devices) == 1 else engine.spread(job, chunks(), grid.count)
+    single = len(engine.devices) == 1
+    analysed = job.run(engine, chunks()) if single else engine.spread(job, chunks(), job.grid.count)
     for symbols, scores in analysed:
         spool.write(symbols.tobytes())
         motion.extend(scores)
@@ -124,20 +132,24 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], grid: TileGrid, spool
 class _EncodeJob:
     """Encoding chunks' tiles into symbols, where the model runs (device_pool.Job)."""
     grid: TileGrid
+    seed: int  # the file's: it fixes the noise the decoder starts from, which the search decodes
+    search_steps: int
 
-    def run(self, engine: Engine, chunks: Iterable[tuple[Tensor, int]]) -> Iterator[tuple[np.ndarray, list[float]]]:
+    def run(self, engine: Engine, chunks: Iterable[tuple[Tensor, int, int]]
+            ) -> Iterator[tuple[np.ndarray, list[float]]]:
         """Each chunk's (tiles, S + N, C) int8 symbols at full length and its tiles' motion scores;
         tiles of consecutive chunks are batched together."""
         content_h, content_w = self.grid.content_size
         quantizer, card, device = engine.quantizer(), engine.loaded.card, engine.device
 
-        def batches() -> Iterator[list[tuple[Tensor, int]]]:
-            """Units (a tile's pixels on the device, its chunk's real frames), engine.batch_size at a time.
-            A chunk crosses to the device whole, in one copy, and is cut into tiles there."""
+        def batches() -> Iterator[list[tuple[Tensor, int, int, int]]]:
+            """Units (a tile's pixels on the device, its chunk's real frames, the chunk's index, the tile's),
+            engine.batch_size at a time. A chunk crosses to the device whole, in one copy, and is cut into
+            tiles there."""
             units = []
-            for chunk, real in chunks:
-                for pixels in self.grid.split(chunk.to(device)):
-                    units.append((pixels, real))
+            for chunk, real, index in chunks:
+                for tile, pixels in enumerate(self.grid.split(chunk.to(device))):
+                    units.append((pixels, real, index, tile))
                     if len(units) == engine.batch_size:
                         yield units
                         units = []
@@ -147,17 +159,31 @@ class _EncodeJob:
         symbols: list[np.ndarray] = []
         scores: list[float] = []
         for units in batches():
-            tiles = video_to_model(torch.stack([pixels for pixels, _ in units]))
-            real = torch.tensor([r for _, r in units], device=device)
+            tiles = video_to_model(torch.stack([unit[0] for unit in units]))
+            real = torch.tensor([unit[1] for unit in units], device=device)
             geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real,
                                          engine.cfg)
             with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
-                posterior = engine.run("encode", tiles, geometry)
-            symbols.extend(quantizer.quantize(posterior.means()).cpu().numpy())
+                means = engine.run("encode", tiles, geometry).means()
+            if self.search_steps:
+                noise = torch.stack([self._noise(engine, index, tile) for _, _, index, tile in units])
+                lengths = torch.stack([search_lengths(self.seed, index, tile, self.search_steps,
+                                                      engine.cfg.max_1d_tokens) for _, _, index, tile in units])
+                with record_function("odva.search_latents"):
+                    means = search_latents(engine, tiles, means, noise, real, self.grid.content_size, lengths)
+            symbols.extend(quantizer.quantize(means).cpu().numpy())
             scores.extend(normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist())
             while len(symbols) >= self.grid.count:
                 yield np.stack(symbols[: self.grid.count]), scores[: self.grid.count]
                 del symbols[: self.grid.count], scores[: self.grid.count]
+
+
+    def _noise(self, engine: Engine, chunk: int, tile: int) -> Tensor:
+        """The noise a decoder on this engine will draw for the unit (decoding.unit_noise)."""
+        shape = (3, engine.cfg.frames, engine.cfg.tile, engine.cfg.tile)
+        if engine.device_noise:
+            return unit_noise(self.seed, chunk, tile, shape, device=engine.device)
+        return unit_noise(self.seed, chunk, tile, shape).to(engine.device, non_blocking=True)
 
 
 def _write_for_bitrate(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, rate: RateOptions,

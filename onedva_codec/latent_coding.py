@@ -45,19 +45,20 @@ class Quantizer:
         quantized latents is coded with."""
         return cls(step, (0.0,) * channels, (1.0,) * channels)
 
-    def _scale(self, like: Tensor) -> tuple[Tensor, Tensor]:
+    def affine(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-channel (mean, step) in the latents' units, on `like`'s device: symbol = (x - mean) / step."""
         mean = torch.tensor(self.mean, device=like.device, dtype=torch.float32)
         scale = torch.tensor(self.std, device=like.device, dtype=torch.float32) * self.step
         return mean, scale
 
     def quantize(self, latents: Tensor) -> Tensor:
         """(..., C) float latents -> (..., C) int8 symbols, on the same device."""
-        mean, scale = self._scale(latents)
+        mean, scale = self.affine(latents)
         symbols = torch.round((latents.float() - mean) / scale)
         return symbols.clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT).to(torch.int8)
 
     def dequantize(self, symbols: Tensor) -> Tensor:
-        mean, scale = self._scale(symbols)
+        mean, scale = self.affine(symbols)
         return symbols.float() * scale + mean
 
 

@@ -257,7 +257,7 @@ def load_network(folder: Path, card: ModelCard, device: str | torch.device = "cp
     except (RuntimeError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise WeightsError(f"{weights_path} does not fit config {card.config.name!r}: {first_line}") from None
-    return model.to(device).eval()
+    return model.to(device).eval().requires_grad_(False)  # the codec never trains it; a search needs no weight grads
 
 
 def _load_prior(path: Path, card: ModelCard) -> EntropyPrior:

@@ -12,7 +12,7 @@ from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip, write_vid
 
 COMMAND_OPTIONS = {
     "encode": ["--output", "--quality", "--bitrate", "--adaptive", "--seed", "--weights", "--device", "--batch",
-               "--compile", "--force", "--quiet"],
+               "--compile", "--force", "--quiet", "--search"],
     "decode": ["--output", "--steps", "--frames", "--mp4-preset", "--weights", "--device", "--batch", "--compile",
                "--gpu-noise", "--force", "--quiet"],
     "info": ["--json"],
@@ -40,7 +40,7 @@ def test_help_shows_every_option_with_an_example(cli, command):
 
 def test_encode_info_decode(cli, clip_with_audio, tmp_path):
     coded, rec = tmp_path / "c.odva", tmp_path / "rec.mp4"
-    result = cli("encode", clip_with_audio, "-o", coded, "--quality", "0.6")
+    result = cli("encode", clip_with_audio, "-o", coded, "--quality", "0.6", "--search", "1")
     assert result.exit_code == 0, result.output
     assert "kbit/s" in result.stderr and "frames/s" in result.stderr
     info = cli("info", coded)

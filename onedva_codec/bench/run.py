@@ -35,6 +35,7 @@ class BenchSettings:
     adaptive_sweep: bool = True
     anchors: tuple[str, ...] = ("x264", "x265", "av1")
     frames: int | None = None  # per clip; None: all
+    search_steps: int = 0  # odva's encoder-side search (odva encode --search)
 
 
 @dataclass
@@ -117,7 +118,8 @@ def _jobs(settings: BenchSettings, steps: int) -> list[tuple[str, str, OdvaJob |
 
 
 def _code(codec: Codec, clip: np.ndarray, fps: Fraction, job: OdvaJob | AnchorJob,
-          encoded: dict[RateOptions, tuple[bytes, float]]) -> tuple[bytes, np.ndarray, float, float]:
+          encoded: dict[RateOptions, tuple[bytes, float]], search_steps: int
+          ) -> tuple[bytes, np.ndarray, float, float]:
     """Encode and decode one clip: (bytes, decoded frames, encode seconds, decode seconds).
     odva encodes are kept in `encoded`, so decoding the same file with other step counts re-uses one."""
     if isinstance(job, AnchorJob):
@@ -127,7 +129,8 @@ def _code(codec: Codec, clip: np.ndarray, fps: Fraction, job: OdvaJob | AnchorJo
     else:
         if job.rate not in encoded:
             started = time.perf_counter()
-            encoded[job.rate] = (codec.encode_array(clip, fps, job.rate), time.perf_counter() - started)
+            data = codec.encode_array(clip, fps, job.rate, search_steps=search_steps)
+            encoded[job.rate] = (data, time.perf_counter() - started)
         data, encode_s = encoded[job.rate]
     started = time.perf_counter()
     decoded = decode_anchor(data) if isinstance(job, AnchorJob) else codec.decode_array(data, steps=job.steps)
@@ -176,7 +179,7 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
         outcomes: dict[OdvaJob | AnchorJob, tuple] = {}
         for curve, setting, job in jobs:
             if job not in outcomes:
-                data, decoded, encode_s, decode_s = _code(codec, clip, fps, job, encoded)
+                data, decoded, encode_s, decode_s = _code(codec, clip, fps, job, encoded, settings.search_steps)
                 if decoded.shape != clip.shape:
                     raise RuntimeError(f"{curve} {setting} decoded {decoded.shape}, expected {clip.shape}")
                 outcomes[job] = (len(data), encode_s, decode_s, score(clip, decoded, fps),
