@@ -85,7 +85,7 @@ def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, heig
     with tempfile.TemporaryFile() as spool:
         job = _EncodeJob(grid, seed, search_steps)
         analysis = _analyse(engine, frames, job, spool, rate.bitrate is not None, progress)
-        header = _header(engine, width, height, fps, analysis.frames, grid, seed, rate, audio_info)
+        header = _header(engine, width, height, fps, analysis.frames, grid, seed, rate, audio_info, search_steps)
         n_max = engine.cfg.max_1d_tokens
         notes: list[str] = []
         if rate.bitrate is not None:
@@ -237,7 +237,7 @@ def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysi
 
 
 def _header(engine: Engine, width: int, height: int, fps: Fraction, frames: int, grid: TileGrid, seed: int,
-            rate: RateOptions, audio_info: dict | None) -> FileHeader:
+            rate: RateOptions, audio_info: dict | None, search_steps: int) -> FileHeader:
     cfg, card = engine.cfg, engine.loaded.card
     return FileHeader(
         model_config=cfg.name, model_sha256=card.weights_sha256, prior_sha256=card.prior_sha256,
@@ -246,6 +246,7 @@ def _header(engine: Engine, width: int, height: int, fps: Fraction, frames: int,
         latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
         max_1d_tokens=cfg.max_1d_tokens, quant_step=card.quant_step,
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
-        entropy_coder=ENTROPY_CODER, seed=seed, rate=rate.describe(), audio=audio_info,
+        entropy_coder=ENTROPY_CODER, seed=seed, audio=audio_info,
+        rate={**rate.describe(), **({"search": search_steps} if search_steps else {})},
         encoder=f"odva {__version__}",
     )

@@ -46,7 +46,7 @@ def test_encode_info_decode(cli, clip_with_audio, tmp_path):
     info = cli("info", coded)
     assert info.exit_code == 0
     for field in ("model", "56x40", "25/1", "1D tokens kept", "motion", "aac", "range-prior-v1",
-                  "bits per latent value"):
+                  "bits per latent value", "'search': 1"):
         assert field in info.stdout, field
     result = cli("decode", coded, "-o", rec, "--steps", "2")
     assert result.exit_code == 0, result.output
