@@ -177,7 +177,6 @@ class _EncodeJob:
                 yield np.stack(symbols[: self.grid.count]), scores[: self.grid.count]
                 del symbols[: self.grid.count], scores[: self.grid.count]
 
-
     def _noise(self, engine: Engine, chunk: int, tile: int) -> Tensor:
         """The noise a decoder on this engine will draw for the unit (decoding.unit_noise)."""
         shape = (3, engine.cfg.frames, engine.cfg.tile, engine.cfg.tile)

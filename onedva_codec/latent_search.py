@@ -4,8 +4,9 @@ The encoder network predicts each tile's latent in one pass and never sees what 
 of it once rounded. `search_latents` refines that prediction by gradient steps through the
 one-step decoder, against the tile's own pixels (with a small price on the symbols' size), from
 the noise the decoder will start from (the file's seed fixes it), rounding with a
-straight-through gradient so that every step sees the symbols the file would hold. The format does not change: any odva decodes such a file, and
-decoding costs the same; encoding costs about three decoder passes per tile per step.
+straight-through gradient so that every step sees the symbols the file would hold. The format
+does not change: any odva decodes such a file, and decoding costs the same; encoding costs about
+three decoder passes per tile per step.
 
 Rate control chooses how many 1D tokens each tile keeps only once the whole video is analysed, so
 each step keeps a prefix of random length, as training does, and the latent serves whatever length
@@ -16,12 +17,12 @@ its batch, so the file does not depend on --batch or on the devices (docs/format
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from .decoding import unit_generator
 from .model import Latents
 from .prior import SYMBOL_LIMIT
 
@@ -37,9 +38,7 @@ SEARCH_RATE_WEIGHT = 0.002
 
 def search_lengths(seed: int, chunk: int, tile: int, steps: int, max_tokens: int) -> Tensor:
     """The 1D lengths a unit's search keeps at each of its steps, (steps,), fixed by its place."""
-    digest = hashlib.blake2b(f"search:{seed}:{chunk}:{tile}".encode(), digest_size=8).digest()
-    generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
-    return torch.randint(0, max_tokens + 1, (steps,), generator=generator)
+    return torch.randint(0, max_tokens + 1, (steps,), generator=unit_generator("search", seed, chunk, tile))
 
 
 def search_latents(engine: "Engine", tiles: Tensor, means: Tensor, noise: Tensor, real: Tensor,

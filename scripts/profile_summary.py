@@ -24,12 +24,13 @@ _PROCESS = re.compile(r'(process \d+:"[^"]*");')  # a command line may hold ';' 
 
 def place(stack: list[str]) -> str:
     """The name a sample is counted under (stack: outermost frame first)."""
+    importing = any("_find_and_load" in frame for frame in stack)
     for frame in reversed(stack):
         match = _FRAME.match(frame)
         if match and match["file"].startswith("onedva_codec/"):
             name = f"{match['file'].removeprefix('onedva_codec/')}: {match['function']}"
-            return "(imports) " + name if any("_find_and_load" in f for f in stack) else name
-    if any("_find_and_load" in frame for frame in stack):
+            return "(imports) " + name if importing else name
+    if importing:
         return "(imports)"
     leaf = _FRAME.match(stack[-1]) if stack else None
     return f"(outside odva) {leaf['function'] if leaf else (stack[-1] if stack else '?')}"
