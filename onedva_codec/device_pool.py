@@ -66,6 +66,9 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: multipr
     # The kernel's parent-death signal follows the thread that started a process, and a pool may be
     # started by a passing thread (a decode's prefetch thread): watch the parent process instead.
     become_worker(end_with_parent=False)
+    # Started as a daemon so that it never outlives the parent; but a daemon may not start processes,
+    # and the coding workers are this process's children.
+    multiprocessing.current_process().daemon = False
     threading.Thread(target=_end_with, args=(os.getppid(),), name="odva-parent-watch", daemon=True).start()
     import torch
 

@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=68)
     parser.add_argument("--steps", type=int, nargs="+", default=[1])
     parser.add_argument("--quality", type=float, default=0.5)
+    parser.add_argument("--search", type=int, default=0, help="encoder-side search steps (odva encode --search)")
     add_codec_options(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the rows here")
@@ -98,10 +99,12 @@ def main() -> None:
         one_gpu = len(codec.devices) == 1 and codec.device.type == "cuda"
         if one_gpu:
             torch.cuda.reset_peak_memory_stats(codec.device)
-        data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, RateOptions(args.quality)),
+        rate = RateOptions(args.quality)
+        data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, rate, search_steps=args.search),
                                       args.runs)
         row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
-                   compiled=args.compile, coding_workers=codec.coding_workers, gpu_noise=args.gpu_noise,
+                   compiled=args.compile, search=args.search, coding_workers=codec.coding_workers,
+                   gpu_noise=args.gpu_noise,
                    bytes=len(data), file_md5=hashlib.md5(data).hexdigest(), encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
         decoded = {}
         for steps in args.steps:
