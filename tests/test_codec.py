@@ -135,7 +135,9 @@ def test_spreading_over_several_devices_gives_the_same_file_and_frames():
     from helpers import TINY_MODEL
     from onedva_codec import Codec
     clip = synthetic_clip(100, 40, 60, seed=9)  # 6 chunks of 4 tiles; batch 3: runs of 3 chunks
-    one, two = Codec(TINY_MODEL, device="cpu", batch_size=3), Codec(TINY_MODEL, device="cpu,cpu", batch_size=3)
+    one = Codec(TINY_MODEL, device="cpu", batch_size=3)
+    # as on GPUs, each device process entropy-codes on worker processes of its own
+    two = Codec(TINY_MODEL, device="cpu,cpu", batch_size=3, coding_workers=1)
     try:
         data = one.encode_array(clip, 25, RateOptions(quality=0.7))
         assert two.encode_array(clip, 25, RateOptions(quality=0.7)) == data
@@ -263,6 +265,40 @@ def test_coding_workers_stay_silent_on_ctrl_c_and_end_with_their_parent(tmp_path
     assert process.returncode == 0 and out.strip() == "interrupted" and err == "", err
     time.sleep(0.5)
     assert len(workers) == 2 and not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_coding_workers_end_quietly_when_an_odva_command_ends(tmp_path):
+    """On a GPU machine every `odva` command has coding workers: when the command ends (without the
+    interpreter's teardown, as `odva` ends) they end with it, and say nothing."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from onedva_codec import launch
+        for number in launch._SIGNALS:  # as `odva` starts
+            signal.signal(number, launch._on_signal)
+        from helpers import TINY_MODEL, synthetic_clip
+        from onedva_codec import Codec, RateOptions
+        codec = Codec(TINY_MODEL, device="cpu", batch_size=4, coding_workers=2)
+        codec.encode_array(synthetic_clip(40, 40, 20, seed=9), 25, RateOptions(quality=0.7))
+        print(*codec._coding_pool._executor._processes, flush=True)
+        os._exit(0)  # as `odva` ends
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    workers = [int(pid) for pid in done.stdout.split()]
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    time.sleep(0.5)
+
+    def running(pid: int) -> bool:  # an ended worker left to an init that does not reap is a zombie
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+        except FileNotFoundError:
+            return False
+    assert len(workers) == 2 and not [pid for pid in workers if running(pid)]
 
 
 def test_a_reader_that_stops_early_never_waits_on_its_producer():
