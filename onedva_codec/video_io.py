@@ -153,8 +153,8 @@ class VideoReader:
         """What `frames` did to a variable-frame-rate source, in one line; None if nothing."""
         if not (self.repeated or self.dropped):
             return None
-        return (f"{self.path.name} has a variable frame rate; it was resampled to a constant {float(self.info.fps):.4g} "
-                f"fps by its timestamps ({self.repeated} frame(s) repeated, {self.dropped} dropped), keeping its "
+        return (f"{self.path.name} has a variable frame rate; it was resampled to a constant "
+                f"{float(self.info.fps):.4g} fps by its timestamps ({self.repeated} frame(s) repeated, {self.dropped} dropped), keeping its "
                 "duration and audio sync")
 
     def close(self) -> None:

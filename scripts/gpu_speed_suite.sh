@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# The speed figures of docs/performance.md on this machine's GPUs, in five parts, each sized for one
+# The speed figures of docs/performance.md on this machine's GPUs, in seven parts, each sized for one
 # 10-minute device call (the whole suite in one call ran out of time in its compiled section):
 #   1080p     in-process encode and decode of 68 frames of docs/sample.mp4 at 1920 x 1080 on one GPU:
 #             entropy coding on the calling thread, the coding workers, and the coding workers with
 #             the noise drawn on the GPU;
 #   compiled  the same compiled, and compiled with the noise drawn on the GPU;
 #   spread    272 frames per GPU at 1080p on one GPU, on two and on four (as many as the machine has),
-#             a process per GPU; and two processes on one GPU (cuda:0,0);
+#             a process per GPU;
+#   spread-gpu-noise  the same with the starting noise drawn on the GPUs (at one step the CPU's noise
+#             is most of a decode's host work);
+#   two-on-one  two processes on one GPU (cuda:0,0) against one;
 #   other     a 4K pass for its peak memory, 272 and 2720 frames at 256 x 256 (plain, and compiled with
 #             GPU noise), one decoder call plain and compiled;
-#   commands  whole `odva` commands (scripts/speed.sh) on 272 frames of the 1080p clip written as .y4m.
-# Results go to OUT (JSON and text); PART `all` (the default) runs the five one after the other.
+#   commands  whole `odva` commands (scripts/speed.sh) on 272 frames of the 1080p clip written as .y4m,
+#             and each once more under py-spy (OUT/prof/*.summary.txt: where each thread's time went).
+# Results go to OUT (JSON and text); PART `all` (the default) runs them all one after the other.
 #   bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [PART]     e.g. bash scripts/gpu_speed_suite.sh speed weights 1080p
 set -euo pipefail
-out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [1080p|compiled|spread|other|commands|all]}
+out=${1:?usage: bash scripts/gpu_speed_suite.sh OUT [WEIGHTS] [1080p|compiled|spread|spread-gpu-noise|two-on-one|other|commands|all]}
 weights=${2:-weights} part=${3:-all}
-case $part in 1080p|compiled|spread|other|commands|all) ;; *) echo "unknown part '$part': 1080p, compiled, spread, other, commands or all" >&2; exit 2;; esac
+case $part in 1080p|compiled|spread|spread-gpu-noise|two-on-one|other|commands|all) ;;
+    *) echo "unknown part '$part': 1080p, compiled, spread, spread-gpu-noise, two-on-one, other, commands or all" >&2
+       exit 2;;
+esac
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
@@ -38,10 +45,11 @@ if run_part compiled; then
     speed 1080p-compiled --devices cuda:0 --steps 1 8 --compile
     speed 1080p-compiled-gpu-noise --devices cuda:0 --steps 1 8 --compile --gpu-noise
 fi
-if run_part spread; then  # four runs of 4 chunks (the batches' period at 1080p) for each GPU
-    speed 1080p-spread --devices "${lists[@]}" --frames $((272 * most)) --steps 1 8 --runs 2
-    speed 1080p-two-on-one --devices cuda:0 cuda:0,0 --frames 544 --steps 1 8 --runs 2  # host-bound work
-fi
+# four runs of 4 chunks (the batches' period at 1080p) for each GPU
+run_part spread && speed 1080p-spread --devices "${lists[@]}" --frames $((272 * most)) --steps 1 8 --runs 2
+run_part spread-gpu-noise && speed 1080p-spread-gpu-noise --devices "${lists[@]}" --frames $((272 * most)) \
+    --steps 1 8 --runs 2 --gpu-noise
+run_part two-on-one && speed 1080p-two-on-one --devices cuda:0 cuda:0,0 --frames 544 --steps 1 8 --runs 2
 if run_part other; then
     speed 4k --devices cuda:0 --size 3840x2160 --frames 34 --steps 1 --runs 1
     speed 256 --devices cuda:0 --size 256x256 --frames 272 --steps 1 8 --batch 32
@@ -64,5 +72,6 @@ for frame in video:
     writer.write(frame)
 writer.close()
 PY
-RUNS=3 bash scripts/speed.sh "$weights" "$out/clip1080.y4m" 1 8 2>&1 | tee "$out/whole_commands.txt"
+PROFILE=$out/prof RUNS=3 bash scripts/speed.sh "$weights" "$out/clip1080.y4m" 1 8 2>&1 | tee "$out/whole_commands.txt"
+find "$out/prof" -name '*.txt' ! -name '*.summary.txt' -delete  # the raw stacks (MBs each); summaries stay
 rm -f "$out/clip1080.y4m"
