@@ -72,6 +72,12 @@ for frame in video:
     writer.write(frame)
 writer.close()
 PY
-PROFILE=$out/prof RUNS=3 bash scripts/speed.sh "$weights" "$out/clip1080.y4m" 1 8 2>&1 | tee "$out/whole_commands.txt"
-find "$out/prof" -name '*.txt' ! -name '*.summary.txt' -delete  # the raw stacks (MBs each); summaries stay
+profile=$out/prof  # py-spy, installed or in .whl/ (speed.sh installs it from there)
+if ! command -v py-spy >/dev/null && ! ls .whl/py_spy-*.whl >/dev/null 2>&1; then
+    profile=
+    echo "no py-spy: the whole commands are timed without profiles" >&2
+fi
+PROFILE=$profile RUNS=3 bash scripts/speed.sh "$weights" "$out/clip1080.y4m" 1 8 2>&1 | tee "$out/whole_commands.txt"
+# the raw stacks are MBs each; their summaries stay
+[ -z "$profile" ] || find "$profile" -name '*.txt' ! -name '*.summary.txt' -delete
 rm -f "$out/clip1080.y4m"
