@@ -105,18 +105,17 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spoo
     motion: list[float] = []
     sizes: list[list[int]] = []
     real_frames: list[int] = []
+    single = len(engine.devices) == 1
 
     def chunks() -> Iterator[tuple[Tensor, int, int]]:
         """Each chunk's (T, H, W, 3) pixels, its real frame count and its index."""
-        several = len(engine.devices) > 1
-        chunked = chunk_frames(frames, cfg.frames, shared=several, pinned=not several and engine.device.type == "cuda")
+        chunked = chunk_frames(frames, cfg.frames, shared=not single, pinned=single and engine.device.type == "cuda")
         for index, (chunk, real) in enumerate(prefetch(chunked)):
             yield chunk, real, index
             real_frames.append(real)
             if progress:
                 progress(real)
 
-    single = len(engine.devices) == 1
     analysed = job.run(engine, chunks()) if single else engine.spread(job, chunks(), job.grid.count)
     for symbols, scores in analysed:
         spool.write(symbols.tobytes())

@@ -154,8 +154,8 @@ class VideoReader:
         if not (self.repeated or self.dropped):
             return None
         return (f"{self.path.name} has a variable frame rate; it was resampled to a constant "
-                f"{float(self.info.fps):.4g} fps by its timestamps ({self.repeated} frame(s) repeated, {self.dropped} dropped), keeping its "
-                "duration and audio sync")
+                f"{float(self.info.fps):.4g} fps by its timestamps ({self.repeated} frame(s) repeated, "
+                f"{self.dropped} dropped), keeping its duration and audio sync")
 
     def close(self) -> None:
         self._container.close()

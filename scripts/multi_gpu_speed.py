@@ -104,8 +104,8 @@ def main() -> None:
                                       args.runs)
         row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
                    compiled=args.compile, search=args.search, coding_workers=codec.coding_workers,
-                   gpu_noise=args.gpu_noise,
-                   bytes=len(data), file_md5=hashlib.md5(data).hexdigest(), encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
+                   gpu_noise=args.gpu_noise, bytes=len(data), file_md5=hashlib.md5(data).hexdigest(),
+                   encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
         decoded = {}
         for steps in args.steps:
             decoded[steps], dec_s, dec_runs = timed(codec, lambda: codec.decode_array(data, steps=steps), args.runs)

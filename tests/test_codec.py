@@ -267,7 +267,7 @@ def test_coding_workers_stay_silent_on_ctrl_c_and_end_with_their_parent(tmp_path
     assert len(workers) == 2 and not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
 
 
-def test_coding_workers_end_quietly_when_an_odva_command_ends(tmp_path):
+def test_coding_workers_end_quietly_when_an_odva_command_ends():
     """On a GPU machine every `odva` command has coding workers: when the command ends (without the
     interpreter's teardown, as `odva` ends) they end with it, and say nothing."""
     import subprocess
