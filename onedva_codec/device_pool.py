@@ -8,8 +8,8 @@ coding workers, pipeline).
 A video's chunks go to the processes in segments, runs of consecutive chunks whose tiles fill
 whole batches: segment j to process j mod n. Each process batches its chunks exactly as one device
 batches the whole video, so every batch holds the same tiles, and every output is the same as one
-device's (devices of one kind). Chunk pixels and decoded frames cross in shared memory (torch
-tensors through torch.multiprocessing queues); chunk records and symbols are pickled.
+device's (devices of one kind). Chunk pixels and decoded frames cross in shared-memory buffers that
+each side reuses (shared_buffers.py); chunk records and symbols are pickled.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from .launch import become_worker
 
 if TYPE_CHECKING:
     import torch
+
+    from .shared_buffers import BufferReceiver
 # Nothing heavy is imported at the top: a device process unpickles its target from this module while
 # it still takes Ctrl-C as an error, and only then ignores it and imports torch.
 
@@ -61,8 +63,11 @@ def segment_length(batch_size: int, tiles_per_chunk: int) -> int:
 
 
 def _serve(weights: str, device: str, options: dict, threads: int, jobs: multiprocessing.Queue,
-           results: multiprocessing.Queue) -> None:
-    """A device process: load the model, then run jobs until told to stop (None)."""
+           results: multiprocessing.Queue, result_returns: multiprocessing.Queue,
+           item_returns: multiprocessing.Queue) -> None:
+    """A device process: load the model, then run jobs until told to stop (None). Tensors in results
+    go out in buffers of this process's, given back on `result_returns`; the parent's buffers, in
+    which tensors of items come, go back on `item_returns`."""
     # The kernel's parent-death signal follows the thread that started a process, and a pool may be
     # started by a passing thread (a decode's prefetch thread): watch the parent process instead.
     become_worker(end_with_parent=False)
@@ -73,8 +78,11 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: multipr
     import torch
 
     from .engine import Engine
+    from .shared_buffers import BufferReceiver, BufferSender
     importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
     torch.set_num_threads(threads)
+    item_returns.cancel_join_thread()  # a few numbers the parent no longer needs once this ends
+    sender, receiver = BufferSender(result_returns), BufferReceiver(item_returns)
 
     try:
         engine = Engine(weights, device=device, **options)
@@ -84,8 +92,8 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: multipr
     results.put(("ready", engine.loaded.model_id))
     for job in iter(jobs.get, None):
         try:
-            for result in job.run(engine, iter(jobs.get, _END)):
-                results.put(("item", result))
+            for result in job.run(engine, (receiver.unpack(item) for item in iter(jobs.get, _END))):
+                results.put(("item", sender.pack(result)))
         except BaseException as exc:  # the parent raises it and starts the processes afresh
             results.put(("error", _picklable(exc)))
             return
@@ -119,6 +127,8 @@ class _Worker:
     process: multiprocessing.Process
     jobs: multiprocessing.Queue
     results: multiprocessing.Queue
+    result_returns: multiprocessing.Queue
+    received: BufferReceiver  # of the process's result buffers
 
 
 class DevicePool:
@@ -126,23 +136,33 @@ class DevicePool:
     torch's CPU work."""
 
     def __init__(self, weights: Path, devices: list[torch.device], options: dict, threads: int):
+        from .shared_buffers import BufferReceiver, BufferSender
         importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         if _QUIET_TRACKER not in sys.warnoptions:
             sys.warnoptions.append(_QUIET_TRACKER)
+        self._item_returns = context.Queue()
+        self._items = BufferSender(self._item_returns)  # chunk pixels, to every process
         self._workers = []
         for device in devices:
-            jobs, results = context.Queue(), context.Queue(maxsize=2)
-            process = context.Process(target=_serve, args=(str(weights), str(device), options, threads, jobs, results),
+            jobs, results, result_returns = context.Queue(), context.Queue(maxsize=2), context.Queue()
+            process = context.Process(target=_serve, args=(str(weights), str(device), options, threads, jobs, results,
+                                                           result_returns, self._item_returns),
                                       name=f"odva-{device}", daemon=True)
             process.start()
-            self._workers.append(_Worker(str(device), process, jobs, results))
+            self._workers.append(_Worker(str(device), process, jobs, results, result_returns,
+                                         BufferReceiver(result_returns)))
         self.closed = False
         try:  # each process's model id once it is ready, or the error that stopped it
             self.model_ids = [self._next_result(worker) for worker in self._workers]
         except BaseException:
             self.close()
             raise
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Uninitialised uint8 memory in a shared buffer, for an item's pixels: filled in place, it crosses
+        to a process without a copy."""
+        return self._items.take(shape)
 
     def map(self, job: Job, items: Iterable[Any], segment: int, batch_items: int) -> Iterator[Any]:
         """job.run over the items, spread in segments of `segment` items; results in item order.
@@ -170,7 +190,7 @@ class DevicePool:
                         sent[k][0] += 1
                         sent[k][1] += size
                     order.put((k, size))
-                    self._workers[k].jobs.put(item)
+                    self._workers[k].jobs.put(self._items.pack(item, k))
                 for worker in self._workers:
                     worker.jobs.put(_END)
                 order.put(_DONE)
@@ -187,7 +207,7 @@ class DevicePool:
                 if isinstance(entry, BaseException):
                     raise entry
                 k, size = entry
-                result = self._next_result(self._workers[k])
+                result = self._workers[k].received.unpack(self._next_result(self._workers[k]))
                 with back:
                     sent[k][0] -= 1
                     sent[k][1] -= size
@@ -230,5 +250,6 @@ class DevicePool:
             if worker.process.is_alive():
                 worker.process.terminate()
                 worker.process.join()
-            worker.jobs.cancel_join_thread()
-            worker.results.cancel_join_thread()
+            for channel in (worker.jobs, worker.results, worker.result_returns):
+                channel.cancel_join_thread()
+        self._item_returns.cancel_join_thread()

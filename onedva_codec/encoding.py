@@ -109,7 +109,7 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spoo
 
     def chunks() -> Iterator[tuple[Tensor, int, int]]:
         """Each chunk's (T, H, W, 3) pixels, its real frame count and its index."""
-        chunked = chunk_frames(frames, cfg.frames, shared=not single, pinned=single and engine.device.type == "cuda")
+        chunked = chunk_frames(frames, cfg.frames, engine.chunk_memory)
         for index, (chunk, real) in enumerate(prefetch(chunked)):
             yield chunk, real, index
             real_frames.append(real)

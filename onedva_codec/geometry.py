@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -24,18 +24,17 @@ from torch.profiler import record_function
 from .pixels import to_8bit
 
 
-def chunk_frames(frames: Iterable[np.ndarray], length: int, shared: bool = False,
-                 pinned: bool = False) -> Iterator[tuple[Tensor, int]]:
+def chunk_frames(frames: Iterable[np.ndarray], length: int,
+                 allocate: Callable[[tuple[int, ...]], Tensor] | None = None) -> Iterator[tuple[Tensor, int]]:
     """Group (H, W, 3) uint8 frames into (length, H, W, 3) uint8 tensors; yields (chunk, real frame
-    count). `shared`: each chunk is made in shared memory, so that it crosses to a device process
-    without another copy. `pinned` (a CUDA GPU in use): in page-locked memory, which crosses to the GPU
-    without blocking, and which PyTorch reuses from chunk to chunk (a fresh 1080p chunk costs about
-    five times as much to fill, its pages being faulted in one by one)."""
+    count). `allocate(shape)`: the uninitialised uint8 memory each chunk is stacked into
+    (Engine.chunk_memory: where it crosses to the model fastest); by default ordinary memory."""
+    allocate = allocate or (lambda shape: torch.empty(shape, dtype=torch.uint8))
     buffer: list[np.ndarray] = []
 
     def stacked() -> Tensor:
-        chunk = torch.empty((length,) + buffer[0].shape, dtype=torch.uint8, pin_memory=pinned)
-        np.stack(buffer, out=(chunk.share_memory_() if shared else chunk).numpy())
+        chunk = allocate((length,) + buffer[0].shape)
+        np.stack(buffer, out=chunk.numpy())
         return chunk
 
     for frame in frames:

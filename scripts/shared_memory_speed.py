@@ -1,6 +1,7 @@
-"""What a decoded chunk costs to cross from a device process to the parent, as the device pool sends
-it (fresh memory moved into a fresh shared segment each chunk) and from shared buffers that the
-device process reuses and the parent keeps mapped (the lever named in docs/performance.md).
+"""What a decoded chunk costs to cross from a device process to the parent: through a fresh shared
+segment each chunk (what queueing a tensor does, and what the device pool did before), and through
+odva's shared buffers (onedva_codec/shared_buffers.py: reused by the device process, kept mapped by
+the parent, given back once the parent lets a chunk go).
 
     python scripts/shared_memory_speed.py --size 1920x1080 --chunks 16
 """
@@ -8,7 +9,6 @@ device process reuses and the parent keeps mapped (the lever named in docs/perfo
 from __future__ import annotations
 
 import argparse
-import collections
 import statistics
 import time
 
@@ -16,19 +16,18 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-RING = 5  # buffers a reusing device process cycles through; the parent keeps as many mapped
+from onedva_codec.shared_buffers import BufferReceiver, BufferSender
 
 
-def _device(results, shape: tuple[int, ...], chunks: int, reuse: bool, done) -> None:
+def _device(results, returns, shape: tuple[int, ...], chunks: int, reuse: bool, done) -> None:
     frames = torch.randint(0, 256, shape, dtype=torch.uint8)  # stands for the chunk's decoded frames
-    ring = [torch.empty(shape, dtype=torch.uint8).share_memory_() for _ in range(RING)] if reuse else []
+    sender = BufferSender(returns)
     seconds = []
-    for i in range(chunks):
-        out = None if reuse else frames.clone()  # the frames in (pinned) memory of the process's own
+    for _ in range(chunks):
+        out = frames.clone()  # the frames in (pinned) memory of the process's own
         start = time.perf_counter()
         if reuse:
-            out = ring[i % RING]
-            out.copy_(frames)
+            out = sender.pack(out)  # a copy into a free buffer
         else:
             out.share_memory_()  # what queueing a tensor outside shared memory does: a copy into a new segment
         results.put(out)
@@ -40,18 +39,17 @@ def _device(results, shape: tuple[int, ...], chunks: int, reuse: bool, done) -> 
 def measure(shape: tuple[int, ...], chunks: int, reuse: bool) -> tuple[float, float]:
     """Median seconds a chunk on the device process's side and on the parent's (copying it out)."""
     context = mp.get_context("spawn")
-    results, done = context.Queue(maxsize=2), context.Event()
-    process = context.Process(target=_device, args=(results, shape, chunks, reuse, done))
+    results, returns, done = context.Queue(maxsize=2), context.Queue(), context.Event()
+    process = context.Process(target=_device, args=(results, returns, shape, chunks, reuse, done))
     process.start()
+    receiver = BufferReceiver(returns)
     out = np.zeros(shape, dtype=np.uint8)
-    held = collections.deque(maxlen=RING)
     seconds = []
     for _ in range(chunks):
         chunk = results.get()
         start = time.perf_counter()
-        out[:] = chunk.numpy()
+        out[:] = receiver.unpack(chunk).numpy()  # the chunk read once, as a video writer does
         seconds.append(time.perf_counter() - start)
-        held.append(chunk)
     device_side = results.get()
     done.set()
     process.join()
@@ -69,7 +67,7 @@ def main() -> None:
     print(f"chunks of {args.frames} x {width} x {height} x 3 bytes, medians of {args.chunks}")
     for reuse in (False, True):
         device_side, parent_side = measure(shape, args.chunks, reuse)
-        name = "reused shared buffers" if reuse else "a fresh segment each chunk"
+        name = "odva's shared buffers" if reuse else "a fresh segment each chunk"
         print(f"{name:<28} device process {1000 * device_side:6.1f} ms, parent {1000 * parent_side:6.1f} ms "
               f"({1000 * (device_side + parent_side) / args.frames:.2f} ms a frame together)")
 

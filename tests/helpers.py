@@ -113,3 +113,12 @@ class DoublingJob:
                 os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(self.seconds)
             yield 2 * item, os.getpid(), started
+
+
+@dataclass(frozen=True)
+class DoublingTensorJob:
+    """A device_pool.Job for tests over tensors: each item doubled, into a new tensor."""
+
+    def run(self, engine, items):
+        for item in items:
+            yield item * 2

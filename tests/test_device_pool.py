@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers import TINY_MODEL, DoublingJob
+from helpers import TINY_MODEL, DoublingJob, DoublingTensorJob
 from onedva_codec.device_pool import DevicePool, segment_length
 
 
@@ -43,3 +43,31 @@ def test_a_process_that_dies_is_one_clear_error_not_a_hang():
     finally:
         pool.close()
 
+
+
+def test_tensors_cross_in_buffers_reused_once_let_go_and_never_while_held():
+    """Chunk pixels and frames cross in shared buffers: a consumer that lets each result go is served
+    by a handful of buffers each way; one that holds results (or only views of them) finds them intact."""
+    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
+    sent = set()
+
+    def chunks(count):
+        for i in range(count):
+            chunk = pool.take((4, 16, 16, 3))  # filled in place, sent without a copy
+            chunk.fill_(i)
+            sent.add(chunk.data_ptr())
+            yield chunk
+
+    try:
+        received = set()
+        for i, doubled in enumerate(pool.map(DoublingTensorJob(), chunks(40), segment=2, batch_items=2)):
+            assert doubled.shape == (4, 16, 16, 3) and (doubled == 2 * i).all()
+            received.add(doubled.data_ptr())
+        assert len(sent) <= 12 and len(received) <= 12  # not one buffer for each of the 40
+
+        held = []
+        for i, doubled in enumerate(pool.map(DoublingTensorJob(), chunks(20), segment=2, batch_items=2)):
+            held.append(doubled[1:] if i % 3 == 0 else doubled.numpy()[2] if i % 3 == 1 else doubled)
+        assert all((view == 2 * i).all() for i, view in enumerate(held))  # none overwritten while held
+    finally:
+        pool.close()

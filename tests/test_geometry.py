@@ -20,7 +20,15 @@ def test_chunks_cover_every_frame_once(length):
     assert all(chunk.shape == (17, 2, 2, 3) for chunk, _ in chunks)
     last, real = chunks[-1]
     assert (last[real:] == length - 1).all()  # padded by repeating the last frame
-    assert all(chunk.is_shared() for chunk, _ in chunk_frames(frames, 17, shared=True))
+    given = []
+
+    def allocate(shape):
+        given.append(torch.zeros(shape, dtype=torch.uint8))
+        return given[-1]
+
+    stacked = [chunk for chunk, _ in chunk_frames(frames, 17, allocate)]  # into the memory the caller gives
+    assert len(stacked) == len(given) and all(chunk is mine for chunk, mine in zip(stacked, given))
+    assert all(torch.equal(chunk, mine) for (chunk, _), mine in zip(chunks, given))
 
 
 @pytest.mark.parametrize("height,width", [(32, 32), (20, 27), (33, 32), (45, 70), (100, 31), (64, 200)])
