@@ -111,7 +111,7 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
         decoded = decode(batch)
         with record_function("odva.blend"):
             for (record, _), tile in zip(batch.units, decoded):
-                open_chunks.setdefault(record.index, (record, grid.assembler()))[1].add(tile)
+                open_chunks.setdefault(record.index, (record, grid.assembler(engine.chunk_memory)))[1].add(tile)
         for index in sorted(open_chunks):
             record, assembler = open_chunks[index]
             if not assembler.done:

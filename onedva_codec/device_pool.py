@@ -78,14 +78,15 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: multipr
     import torch
 
     from .engine import Engine
-    from .shared_buffers import BufferReceiver, BufferSender
+    from .shared_buffers import BufferReceiver, BufferSender, CudaPinning
     importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
     torch.set_num_threads(threads)
     item_returns.cancel_join_thread()  # a few numbers the parent no longer needs once this ends
-    sender, receiver = BufferSender(result_returns), BufferReceiver(item_returns)
+    pinning = CudaPinning(torch.device(device)) if torch.device(device).type == "cuda" else None
+    sender, receiver = BufferSender(result_returns, pinning), BufferReceiver(item_returns, pinning)
 
-    try:
-        engine = Engine(weights, device=device, **options)
+    try:  # decoded frames are made in the buffers they leave in
+        engine = Engine(weights, device=device, shared_memory=sender.take, **options)
     except BaseException as exc:
         results.put(("error", _picklable(exc)))
         return

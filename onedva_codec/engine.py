@@ -64,11 +64,14 @@ class Engine:
     is the CPU generator's). On a GPU the largest CPU cost of one-step decoding goes, at the same
     quality: frames differ slightly from the CPU stream's (two noise draws decode 45 dB apart at one
     step) and are the same on every GPU. On the CPU it is the format's stream: the same frames.
+
+    shared_memory: where chunks of pixels are kept on the host (`chunk_memory`); a device process
+    passes its shared buffers, so that decoded frames cross to the parent without a copy.
     """
 
     def __init__(self, weights: str | Path | LoadedModel | None = None, device: str = "auto",
                  batch_size: int | None = None, compile: bool = False, coding_workers: int | None = None,
-                 device_noise: bool = False):
+                 device_noise: bool = False, shared_memory: Callable[[tuple[int, ...]], torch.Tensor] | None = None):
         self.devices = resolve_devices(device)
         self.device = self.devices[0]  # where the model runs (one device), or the first of them
         model_device = self.device if len(self.devices) == 1 else torch.device("cpu")
@@ -98,6 +101,7 @@ class Engine:
         self._compiled = {method: torch.compile(getattr(self.loaded.model, method), dynamic=False)
                           for method in ("encode", "velocity")} if compile and len(self.devices) == 1 else {}
         self._device_pool: DevicePool | None = None
+        self._shared_memory = shared_memory
 
     def run(self, method: str, *args):
         """`model.<method>(*args)` on a batch of at most batch_size rows (tensors, and dataclasses of
@@ -130,10 +134,13 @@ class Engine:
         return self._coding_pool.encode_all(tiles)
 
     def chunk_memory(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """Uninitialised uint8 memory for a chunk of pixels on its way to the model: in a buffer shared
-        with the device processes (several devices), page-locked on one GPU (it crosses without
-        blocking, and PyTorch reuses it from chunk to chunk: a fresh 1080p chunk costs about five times
-        as much to fill, its pages faulted in one by one), else ordinary."""
+        """Uninitialised uint8 memory on the host for a chunk of pixels on its way to the model or back
+        from it: in a buffer shared with the device processes (several devices, or `shared_memory`),
+        page-locked on one GPU (it crosses without blocking, and PyTorch reuses it from chunk to chunk:
+        a fresh 1080p chunk costs about five times as much to fill, its pages faulted in one by one),
+        else ordinary."""
+        if self._shared_memory is not None:
+            return self._shared_memory(shape)
         if len(self.devices) > 1:
             return self._pool().take(shape)
         return torch.empty(shape, dtype=torch.uint8, pin_memory=self.device.type == "cuda")

@@ -116,9 +116,10 @@ class TileGrid:
             for x in self.xs:
                 yield video[:, y:y + self.tile, x:x + self.tile]
 
-    def assembler(self) -> "ChunkAssembler":
-        """Blends one chunk's decoded tiles, fed in row-major order, into its frames."""
-        return ChunkAssembler(self)
+    def assembler(self, host_memory: Callable[[tuple[int, ...]], Tensor] | None = None) -> "ChunkAssembler":
+        """Blends one chunk's decoded tiles, fed in row-major order, into its frames; `host_memory(shape)`
+        gives the uint8 memory the frames end in (Engine.chunk_memory), by default page-locked for a GPU."""
+        return ChunkAssembler(self, host_memory)
 
 
 class ChunkAssembler:
@@ -134,8 +135,9 @@ class ChunkAssembler:
     the host once, without waiting for work queued after it (`frames` waits for the copy alone).
     """
 
-    def __init__(self, grid: TileGrid):
+    def __init__(self, grid: TileGrid, host_memory: Callable[[tuple[int, ...]], Tensor] | None = None):
         self.grid = grid
+        self._host_memory = host_memory
         self._pixels: Tensor | None = None  # (T, H, W, 3) uint8 on the tiles' device
         self._sum: Tensor | None = None  # (C, T, rows, padded width): weighted tiles of the open rows
         self._weight: Tensor | None = None  # (rows, padded width): their weights
@@ -151,8 +153,10 @@ class ChunkAssembler:
         y, x = grid.ys[row], grid.xs[column]
         ph, pw = grid.padded_size
         if self._sum is None:
-            self._pixels = torch.empty((tile.shape[1], grid.height, grid.width, 3), dtype=torch.uint8,
-                                       device=tile.device)
+            shape = (tile.shape[1], grid.height, grid.width, 3)
+            on_host = tile.device.type == "cpu" and self._host_memory is not None
+            self._pixels = self._host_memory(shape) if on_host else torch.empty(shape, dtype=torch.uint8,
+                                                                                 device=tile.device)
             self._sum = tile.new_zeros(tile.shape[:2] + (0, pw), dtype=torch.float32)
             self._weight = tile.new_zeros((0, pw), dtype=torch.float32)
         grow = y + size - self._top - self._sum.shape[2]
@@ -184,7 +188,9 @@ class ChunkAssembler:
         if self._pixels.device.type != "cuda":
             self._host = self._pixels
             return
-        self._host = torch.empty(self._pixels.shape, dtype=torch.uint8, pin_memory=True)
+        shape = tuple(self._pixels.shape)
+        self._host = (self._host_memory(shape) if self._host_memory is not None
+                      else torch.empty(shape, dtype=torch.uint8, pin_memory=True))
         self._host.copy_(self._pixels, non_blocking=True)
         self._copied = torch.cuda.Event()
         self._copied.record(torch.cuda.current_stream(self._pixels.device))

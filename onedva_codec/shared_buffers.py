@@ -7,7 +7,8 @@ Here the sending side keeps buffers of its own, sends each one to a receiver onc
 its number. The receiver keeps every buffer mapped and hands its consumer a tensor whose end (its
 last view dropped, numpy views included) gives the number back, and the sender fills that buffer
 again. A sender with no free buffer makes another, so a consumer that holds on to what it got never
-stalls it.
+stalls it. In a process that runs a GPU, buffers are page-locked (`CudaPinning`), so that copies
+between them and the GPU run at full speed without holding up the host.
 """
 
 from __future__ import annotations
@@ -18,10 +19,32 @@ import queue
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 import torch
 from torch import Tensor
+
+
+class CudaPinning:
+    """Page-locks buffers for copies to and from a GPU (cudaHostRegister). The GPU may still be reading
+    a buffer after its last view has gone, so `mark` tells when the work queued so far is done."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def register(self, buffer: Tensor) -> None:
+        code = int(torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), buffer.nbytes, 1))  # 1: for every GPU
+        if code:
+            raise RuntimeError(f"page-locking {buffer.nbytes} bytes of shared memory failed (CUDA error {code})")
+
+    def unregister(self, buffer: Tensor) -> None:
+        torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr())
+
+    def mark(self) -> Callable[[], bool]:
+        """A test of whether the device has done everything queued on it until now."""
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        return event.query
 
 
 @dataclass
@@ -41,8 +64,9 @@ class BufferSender:
     Buffers are all of one size, that of the latest tensor: buffers of another size are let go as
     they come back (a new video's chunks), so memory follows what is being sent now."""
 
-    def __init__(self, returns: Any):
+    def __init__(self, returns: Any, pinning: CudaPinning | None = None):
         self._returns = returns
+        self._pinning = pinning
         self._buffers: dict[int, Tensor] = {}  # number -> flat uint8 tensor in shared memory
         self._free: list[int] = []  # buffers of self._nbytes that no receiver holds
         self._nbytes = 0
@@ -94,6 +118,8 @@ class BufferSender:
             return self._free.pop()
         number = next(self._numbers)
         self._buffers[number] = torch.empty(nbytes, dtype=torch.uint8).share_memory_()
+        if self._pinning is not None:
+            self._pinning.register(self._buffers[number])
         return number
 
     def _collect(self) -> None:
@@ -109,7 +135,9 @@ class BufferSender:
                     self._drop(number)
 
     def _drop(self, number: int) -> None:
-        del self._buffers[number]
+        buffer = self._buffers.pop(number)
+        if self._pinning is not None:
+            self._pinning.unregister(buffer)
         for receiver, known in self._known.items():
             if number in known:
                 known.discard(number)
@@ -119,12 +147,14 @@ class BufferSender:
 class BufferReceiver:
     """The reading side, for one sender. `returns`: the queue that sender collects buffer numbers from."""
 
-    def __init__(self, returns: Any):
+    def __init__(self, returns: Any, pinning: CudaPinning | None = None):
         self._returns = returns
+        self._pinning = pinning
         self._mapped: dict[int, Tensor] = {}
         # Filled by finalizers, which may run on any thread at any moment (even inside a queue's own
         # code, which is not reentrant): they only append, and `unpack` sends the numbers on.
         self._ended: collections.deque[int] = collections.deque()
+        self._waiting: collections.deque[tuple[list[int], Callable[[], bool]]] = collections.deque()
 
     def unpack(self, item: Any) -> Any:
         """The item as it was packed: each tensor a view of its buffer, which goes back to the sender
@@ -135,9 +165,13 @@ class BufferReceiver:
             return item
         self.give_back()
         for number in item.forget:
-            del self._mapped[number]
+            buffer = self._mapped.pop(number)
+            if self._pinning is not None:
+                self._pinning.unregister(buffer)
         if item.buffer is not None:
             self._mapped[item.number] = item.buffer
+            if self._pinning is not None:
+                self._pinning.register(item.buffer)
         # A new array object over the buffer's bytes: the tensor made from it keeps it alive from its
         # storage, so it ends with the last view of the tensor (a numpy view keeps the tensor alive)
         holder = self._mapped[item.number].numpy()
@@ -145,9 +179,15 @@ class BufferReceiver:
         return torch.from_numpy(holder).view(item.dtype).view(item.shape)
 
     def give_back(self) -> None:
-        """Send the sender the buffers whose views have all gone."""
-        numbers = []
+        """Send the sender the buffers whose views have all gone (and, pinned, whose copies to the GPU
+        have been done: copies queued from a view before it went, so before the mark made here)."""
+        ended = []
         while self._ended:
-            numbers.append(self._ended.popleft())
+            ended.append(self._ended.popleft())
+        if ended:
+            self._waiting.append((ended, self._pinning.mark() if self._pinning is not None else lambda: True))
+        numbers = []
+        while self._waiting and self._waiting[0][1]():
+            numbers.extend(self._waiting.popleft()[0])
         if numbers:
             self._returns.put(numbers)
