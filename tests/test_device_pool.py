@@ -63,7 +63,9 @@ def test_tensors_cross_in_buffers_reused_once_let_go_and_never_while_held():
         for i, doubled in enumerate(pool.map(DoublingTensorJob(), chunks(40), segment=2, batch_items=2)):
             assert doubled.shape == (4, 16, 16, 3) and (doubled == 2 * i).all()
             received.add(doubled.data_ptr())
-        assert len(sent) <= 12 and len(received) <= 12  # not one buffer for each of the 40
+        # Up to 4 chunks a process in flight, and one or two more until the next item gives them back:
+        # half the count leaves room for a slow machine, and is far from one buffer for each of the 40
+        assert len(sent) <= 20 and len(received) <= 20
 
         held = []
         for i, doubled in enumerate(pool.map(DoublingTensorJob(), chunks(20), segment=2, batch_items=2)):
