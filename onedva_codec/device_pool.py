@@ -82,7 +82,7 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: multipr
     importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
     torch.set_num_threads(threads)
     item_returns.cancel_join_thread()  # a few numbers the parent no longer needs once this ends
-    pinning = CudaPinning(torch.device(device)) if torch.device(device).type == "cuda" else None
+    pinning = CudaPinning(torch.device(device)) if device.startswith("cuda") else None
     sender, receiver = BufferSender(result_returns, pinning), BufferReceiver(item_returns, pinning)
 
     try:  # decoded frames are made in the buffers they leave in

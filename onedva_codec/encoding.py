@@ -105,7 +105,6 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spoo
     motion: list[float] = []
     sizes: list[list[int]] = []
     real_frames: list[int] = []
-    single = len(engine.devices) == 1
 
     def chunks() -> Iterator[tuple[Tensor, int, int]]:
         """Each chunk's (T, H, W, 3) pixels, its real frame count and its index."""
@@ -116,7 +115,7 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spoo
             if progress:
                 progress(real)
 
-    analysed = job.run(engine, chunks()) if single else engine.spread(job, chunks(), job.grid.count)
+    analysed = job.run(engine, chunks()) if len(engine.devices) == 1 else engine.spread(job, chunks(), job.grid.count)
     for symbols, scores in analysed:
         spool.write(symbols.tobytes())
         motion.extend(scores)

@@ -24,12 +24,16 @@ from torch.profiler import record_function
 from .pixels import to_8bit
 
 
+def ordinary_memory(shape: tuple[int, ...]) -> Tensor:
+    """Uninitialised uint8 host memory: where chunks go when no one says (Engine.chunk_memory does)."""
+    return torch.empty(shape, dtype=torch.uint8)
+
+
 def chunk_frames(frames: Iterable[np.ndarray], length: int,
-                 allocate: Callable[[tuple[int, ...]], Tensor] | None = None) -> Iterator[tuple[Tensor, int]]:
+                 allocate: Callable[[tuple[int, ...]], Tensor] = ordinary_memory) -> Iterator[tuple[Tensor, int]]:
     """Group (H, W, 3) uint8 frames into (length, H, W, 3) uint8 tensors; yields (chunk, real frame
     count). `allocate(shape)`: the uninitialised uint8 memory each chunk is stacked into
-    (Engine.chunk_memory: where it crosses to the model fastest); by default ordinary memory."""
-    allocate = allocate or (lambda shape: torch.empty(shape, dtype=torch.uint8))
+    (Engine.chunk_memory: where it crosses to the model fastest)."""
     buffer: list[np.ndarray] = []
 
     def stacked() -> Tensor:
@@ -116,9 +120,10 @@ class TileGrid:
             for x in self.xs:
                 yield video[:, y:y + self.tile, x:x + self.tile]
 
-    def assembler(self, host_memory: Callable[[tuple[int, ...]], Tensor] | None = None) -> "ChunkAssembler":
+    def assembler(self, host_memory: Callable[[tuple[int, ...]], Tensor] = ordinary_memory) -> "ChunkAssembler":
         """Blends one chunk's decoded tiles, fed in row-major order, into its frames; `host_memory(shape)`
-        gives the uint8 memory the frames end in (Engine.chunk_memory), by default page-locked for a GPU."""
+        gives the uint8 memory the frames end in (Engine.chunk_memory: page-locked for a GPU, shared for a
+        device process)."""
         return ChunkAssembler(self, host_memory)
 
 
@@ -135,7 +140,7 @@ class ChunkAssembler:
     the host once, without waiting for work queued after it (`frames` waits for the copy alone).
     """
 
-    def __init__(self, grid: TileGrid, host_memory: Callable[[tuple[int, ...]], Tensor] | None = None):
+    def __init__(self, grid: TileGrid, host_memory: Callable[[tuple[int, ...]], Tensor] = ordinary_memory):
         self.grid = grid
         self._host_memory = host_memory
         self._pixels: Tensor | None = None  # (T, H, W, 3) uint8 on the tiles' device
@@ -154,9 +159,8 @@ class ChunkAssembler:
         ph, pw = grid.padded_size
         if self._sum is None:
             shape = (tile.shape[1], grid.height, grid.width, 3)
-            on_host = tile.device.type == "cpu" and self._host_memory is not None
-            self._pixels = self._host_memory(shape) if on_host else torch.empty(shape, dtype=torch.uint8,
-                                                                                 device=tile.device)
+            self._pixels = self._host_memory(shape) if tile.device.type == "cpu" else torch.empty(
+                shape, dtype=torch.uint8, device=tile.device)
             self._sum = tile.new_zeros(tile.shape[:2] + (0, pw), dtype=torch.float32)
             self._weight = tile.new_zeros((0, pw), dtype=torch.float32)
         grow = y + size - self._top - self._sum.shape[2]
@@ -188,9 +192,7 @@ class ChunkAssembler:
         if self._pixels.device.type != "cuda":
             self._host = self._pixels
             return
-        shape = tuple(self._pixels.shape)
-        self._host = (self._host_memory(shape) if self._host_memory is not None
-                      else torch.empty(shape, dtype=torch.uint8, pin_memory=True))
+        self._host = self._host_memory(tuple(self._pixels.shape))
         self._host.copy_(self._pixels, non_blocking=True)
         self._copied = torch.cuda.Event()
         self._copied.record(torch.cuda.current_stream(self._pixels.device))

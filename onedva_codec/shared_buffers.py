@@ -78,7 +78,7 @@ class BufferSender:
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> Tensor:
         """An uninitialised tensor in a buffer, to be filled in place and then packed without a copy."""
-        nbytes = torch.empty((), dtype=dtype).element_size() * int(torch.Size(shape).numel())
+        nbytes = dtype.itemsize * torch.Size(shape).numel()
         with self._lock:
             number = self._free_buffer(nbytes)
             tensor = self._buffers[number].view(dtype).view(shape)
