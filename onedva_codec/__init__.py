@@ -7,18 +7,19 @@ The library API; the `odva` command is a thin layer over it.
     codec.encode_file("in.mp4", "out.odva", RateOptions(quality=0.6))
     codec.decode_file("out.odva", "rec.mp4", steps=8)
 
-Names are imported on first use, so that `onedva_codec.model` and friends load on a
+Names are imported on first use, so that `onedva_codec.model.network` and friends load on a
 machine without PyAV (a training machine needs no video I/O).
 """
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _EXPORTS = {
-    "Codec": "codec", "RateOptions": "ratecontrol", "EncodeResult": "encoding", "DecodeResult": "codec",
-    "OdvaReader": "container", "FileHeader": "container", "FileInfo": "container", "read_info": "container",
-    "load_model": "weights", "save_model": "weights", "LoadedModel": "weights", "ModelCard": "weights",
+    "Codec": "codec", "RateOptions": "bitstream.ratecontrol", "EncodeResult": "coding.encoding",
+    "DecodeResult": "codec", "OdvaReader": "bitstream.container", "FileHeader": "bitstream.container",
+    "FileInfo": "bitstream.container", "read_info": "bitstream.container", "load_model": "model.folder",
+    "save_model": "model.folder", "LoadedModel": "model.folder", "ModelCard": "model.folder",
     "OdvaError": "errors", "InputError": "errors", "FormatError": "errors", "ModelMismatchError": "errors",
     "WeightsError": "errors", "OutputExistsError": "errors",
 }

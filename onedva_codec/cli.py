@@ -19,13 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
-from .atomic import atomic_output, check_output_path
-from .config import MAX_DECODING_STEPS
-from .container import check_frame_size, read_info
+from .version import __version__
+from .video.atomic import atomic_output, check_output_path
+from .model.config import MAX_DECODING_STEPS
+from .bitstream.container import check_frame_size, read_info
 from .errors import InputError, OdvaError
-from .ratecontrol import RateOptions
-from .video_io import VideoReader, check_mp4_preset, is_stdio, output_kind
+from .bitstream.ratecontrol import RateOptions
+from .video.io import VideoReader, check_mp4_preset, is_stdio, output_kind
 
 # Commands import the codec (and so torch, over a second) only when they run a model (`_codec`):
 # --help, usage errors and `odva info` answer at once.
@@ -313,7 +313,7 @@ def compare(
     quiet: QuietOption = False,
 ) -> None:
     """Frames side by side (original, odva, other codecs), labelled with bpp and PSNR, and quality per frame."""
-    from . import compare as comparing
+    from .evaluation import compare as comparing
 
     shown = sorted(set(_numbers(frames, int, "--frames")))
     if not shown or shown[0] < 0:
@@ -331,7 +331,7 @@ def compare(
         return codecs[0]
 
     # Metrics run on the (first) device the model would use: `--device cuda:0,1` is accepted here too.
-    from .engine import resolve_devices
+    from .runtime.engine import resolve_devices
     result = comparing.compare(reference, distorted, shown, codec_for, steps, resolve_devices(device)[0])
     written = [output, plot] if comparing.can_plot() else [output]
     if len(written) == 1:
@@ -395,7 +395,7 @@ def bench(
     if missing:
         raise InputError(f"odva bench needs {' and '.join(missing)}: pip install 'odva[bench]' "
                          "(in this folder: pip install -e '.[bench]')")
-    from . import bench as benchmark
+    from .evaluation import bench as benchmark
 
     paths = []
     for item in inputs:

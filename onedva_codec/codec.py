@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_output
-from .container import FileHeader, OdvaReader
-from .decoding import decode_frames
-from .encoding import EncodeResult, Progress, encode_frames
-from .engine import Engine
+from .video.atomic import atomic_output
+from .bitstream.container import FileHeader, OdvaReader
+from .coding.decoding import decode_frames
+from .coding.encoding import EncodeResult, Progress, encode_frames
+from .runtime.engine import Engine
 from .errors import InputError
-from .prefetch import prefetch
-from .ratecontrol import RateOptions
-from .video_io import VideoReader, VideoWriter, check_mp4_preset, extract_audio, is_stdio, output_kind
+from .runtime.prefetch import prefetch
+from .bitstream.ratecontrol import RateOptions
+from .video.io import VideoReader, VideoWriter, check_mp4_preset, extract_audio, is_stdio, output_kind
 
 
 @dataclass

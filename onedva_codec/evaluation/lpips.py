@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .errors import WeightsError
+from ..errors import WeightsError
 from .numpy_pickle import load_numpy_pickle, package_file
 
 NETWORKS = ("alexnet", "vgg16")

@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_output
+from ..video.atomic import atomic_output
 from .config import MAX_DECODING_STEPS, ModelConfig
-from .container import FileHeader
-from .errors import FormatError, InputError, ModelMismatchError, WeightsError
-from .geometry import TileGrid
-from .latent_coding import ENTROPY_CODER, Quantizer
-from .model import OneDVA
-from .prior import EntropyPrior
+from ..bitstream.container import FileHeader
+from ..errors import FormatError, InputError, ModelMismatchError, WeightsError
+from ..video.geometry import TileGrid
+from ..bitstream.latent_coding import ENTROPY_CODER, Quantizer
+from .network import OneDVA
+from ..bitstream.prior import EntropyPrior
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHT_FORMATS = ("bf16", "int8")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError, OdvaError, OutputExistsError
+from ..errors import InputError, OdvaError, OutputExistsError
 
 
 def check_output_path(path: Path, force: bool, source: str | Path | bytes | None = None) -> None:

@@ -19,7 +19,7 @@ from typing import BinaryIO, Iterator
 import av
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 # Output kinds by extension: (container format, video codec, codec options).
 OUTPUT_FORMATS = {

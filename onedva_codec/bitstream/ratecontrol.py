@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 MOTION_SHARE = 0.5  # share of the 1D budget that follows motion when adaptive
 LENGTH_STEPS = 32  # --bitrate chooses lengths among multiples of N / LENGTH_STEPS

@@ -8,7 +8,6 @@ pipeline.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,32 +18,16 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 
-from .container import ChunkRecord, OdvaReader
-from .engine import Engine
-from .errors import FormatError
-from .geometry import ChunkAssembler, TileGrid
-from .latent_coding import Quantizer
-from .model import Latents
-from .prefetch import prefetch
-from .sampler import sample
-from .weights import check_decodable
-
-
-def unit_generator(*place: int | str, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator seeded by a unit's place (its parts joined by ':', e.g. seed, chunk, tile), so that
-    what it draws does not depend on batching."""
-    digest = hashlib.blake2b(":".join(map(str, place)).encode(), digest_size=8).digest()
-    return torch.Generator(device=device).manual_seed(int.from_bytes(digest, "little") >> 1)
-
-
-def unit_noise(seed: int, chunk: int, tile: int, shape: tuple[int, ...], out: Tensor | None = None,
-               device: torch.device | str = "cpu") -> Tensor:
-    """The starting noise of one unit: fixed by the file's seed, independent of batching (into `out`
-    if given). The format's stream is the CPU generator's; a GPU's generator (Philox), seeded alike,
-    gives other numbers of the same distribution, the same on every GPU (`Engine(device_noise=True)`)."""
-    generator = unit_generator(seed, chunk, tile, device=device)
-    with record_function("odva.draw_noise"):
-        return torch.randn(shape, generator=generator, out=out, device=device)
+from ..bitstream.container import ChunkRecord, OdvaReader
+from ..bitstream.noise import unit_noise
+from ..runtime.engine import Engine
+from ..errors import FormatError
+from ..video.geometry import ChunkAssembler, TileGrid
+from ..bitstream.latent_coding import Quantizer
+from ..model.network import Latents
+from ..runtime.prefetch import prefetch
+from ..model.sampler import sample
+from ..model.folder import check_decodable
 
 
 def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: int, stop: int

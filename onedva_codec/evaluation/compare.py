@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .container import OdvaReader
-from .decoding import decode_frames
-from .errors import InputError, OdvaError
+from ..bitstream.container import OdvaReader
+from ..coding.decoding import decode_frames
+from ..errors import InputError, OdvaError
 from .metrics import psnr
-from .pixels import frames_to_model
-from .video_io import VideoReader
+from ..video.pixels import frames_to_model
+from ..video.io import VideoReader
 
 LABEL_HEIGHT = 18
 LPIPS_BATCH = 8

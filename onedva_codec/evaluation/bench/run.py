@@ -12,12 +12,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..codec import Codec
-from ..errors import InputError
+from ...codec import Codec
+from ...errors import InputError
 from ..metrics import FrameMetrics, VideoFeatures, frechet_distance
-from ..pixels import frames_to_model
-from ..ratecontrol import RateOptions
-from ..video_io import VideoReader
+from ...video.pixels import frames_to_model
+from ...bitstream.ratecontrol import RateOptions
+from ...video.io import VideoReader
 from .anchors import ANCHORS, decode_anchor, encode_anchor
 from .bdrate import bd_rate_table
 from .vmaf import find_vmaf_ffmpeg, vmaf

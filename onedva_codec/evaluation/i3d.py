@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import WeightsError
+from ..errors import WeightsError
 from .numpy_pickle import load_numpy_pickle, package_file
 
 _INCEPTION = {  # output channels of the branches: 0, 1a, 1b, 2a, 2b, 3

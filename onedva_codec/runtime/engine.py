@@ -13,9 +13,9 @@ import torch
 
 from .coding_pool import TileCoderPool
 from .device_pool import DevicePool, Job, segment_length
-from .errors import InputError, WeightsError
-from .latent_coding import Quantizer, TileCoder
-from .weights import LoadedModel, load_model
+from ..errors import InputError, WeightsError
+from ..bitstream.latent_coding import Quantizer, TileCoder
+from ..model.folder import LoadedModel, load_model
 
 
 def resolve_devices(name: str = "auto") -> list[torch.device]:

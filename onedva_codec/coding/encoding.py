@@ -20,19 +20,19 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 
-from . import __version__
-from .container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
-from .decoding import unit_noise
-from .engine import Engine
-from .errors import InputError
-from .geometry import TileGrid, chunk_frames
-from .latent_coding import ENTROPY_CODER, coded_size_bound
-from .latent_search import search_latents, search_lengths
-from .model import geometry_features
-from .motion import motion_scores, normalise_motion
-from .pixels import video_to_model
-from .prefetch import prefetch
-from .ratecontrol import RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality
+from ..version import __version__
+from ..bitstream.container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
+from ..runtime.engine import Engine
+from ..errors import InputError
+from ..video.geometry import TileGrid, chunk_frames
+from ..bitstream.latent_coding import ENTROPY_CODER, coded_size_bound
+from ..bitstream.noise import unit_noise
+from .search import search_latents, search_lengths
+from ..model.network import geometry_features
+from ..video.motion import motion_scores, normalise_motion
+from ..video.pixels import video_to_model
+from ..runtime.prefetch import prefetch
+from ..bitstream.ratecontrol import RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality
 
 Progress = Callable[[int], None]  # called with the number of frames just done
 
@@ -177,7 +177,7 @@ class _EncodeJob:
                 del symbols[: self.grid.count], scores[: self.grid.count]
 
     def _noise(self, engine: Engine, chunk: int, tile: int) -> Tensor:
-        """The noise a decoder on this engine will draw for the unit (decoding.unit_noise)."""
+        """The noise a decoder on this engine will draw for the unit (bitstream.noise.unit_noise)."""
         shape = (3, engine.cfg.frames, engine.cfg.tile, engine.cfg.tile)
         if engine.device_noise:
             return unit_noise(self.seed, chunk, tile, shape, device=engine.device)

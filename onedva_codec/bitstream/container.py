@@ -28,7 +28,7 @@ from typing import BinaryIO, Iterator
 
 import msgpack
 
-from .errors import FormatError, InputError
+from ..errors import FormatError, InputError
 
 MAGIC = b"ODVA"
 TRAILER_MAGIC = b"ODVX"

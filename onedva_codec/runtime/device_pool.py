@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol
 
-from .launch import become_worker
+from .workers import become_worker
 
 if TYPE_CHECKING:
     import torch

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .decoding import unit_generator
-from .model import Latents
-from .prior import SYMBOL_LIMIT
+from ..bitstream.noise import unit_generator
+from ..model.network import Latents
+from ..bitstream.prior import SYMBOL_LIMIT
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from ..runtime.engine import Engine
 
 SEARCH_LR = 0.05  # Adam's step, in quantizer steps: eight steps move about a quarter of the symbols
 # A price on the symbols' size (mean |symbol|) beside each tile's mean squared error in [-1, 1] (about

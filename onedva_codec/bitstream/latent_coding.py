@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import FormatError
+from ..errors import FormatError
 from .prior import SYMBOL_LIMIT, EntropyPrior, escape_table
 
 ENTROPY_CODER = "range-prior-v1"

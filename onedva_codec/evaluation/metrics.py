@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .lpips import LPIPS
-from .pixels import frames_to_model, to_8bit
+from ..video.pixels import frames_to_model, to_8bit
 
 
 def _levels(frames: Tensor) -> Tensor:
