@@ -7,6 +7,19 @@ The library API; the `odva` command is a thin layer over it.
     codec.encode_file("in.mp4", "out.odva", RateOptions(quality=0.6))
     codec.decode_file("out.odva", "rec.mp4", steps=8)
 
+The package, in layers; a module imports only from layers above it in this list, and never in a
+circle (tests/test_architecture.py checks both):
+
+    errors, version    what every layer may use
+    video/             frames and files: video I/O, pixels, chunks and tiles, motion, atomic outputs
+    bitstream/         the .odva format: container, entropy prior and range coding, noise, rate control
+    model/             what a model is: config, network, sampler and schedule, the model folder
+    runtime/           how it runs: Engine, a process per device, coding workers, shared buffers
+    coding/            encoding and decoding jobs (model and engine given explicitly), encoder search
+    codec              the library API: Codec, files and arrays in and out
+    evaluation/        metrics, LPIPS, I3D, `odva compare`, `odva bench`
+    cli, launch        the `odva` command and its process
+
 Names are imported on first use, so that `onedva_codec.model.network` and friends load on a
 machine without PyAV (a training machine needs no video I/O).
 """

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -19,12 +18,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from .bitstream.container import check_frame_size, read_info
+from .bitstream.ratecontrol import RateOptions
+from .errors import InputError, OdvaError
+from .model.schedule import MAX_DECODING_STEPS
 from .version import __version__
 from .video.atomic import atomic_output, check_output_path
-from .model.config import MAX_DECODING_STEPS
-from .bitstream.container import check_frame_size, read_info
-from .errors import InputError, OdvaError
-from .bitstream.ratecontrol import RateOptions
 from .video.io import VideoReader, check_mp4_preset, is_stdio, output_kind
 
 # Commands import the codec (and so torch, over a second) only when they run a model (`_codec`):
@@ -160,10 +159,7 @@ def encode(
     quiet: QuietOption = False,
 ) -> None:
     """Encode a video into a compact .odva file."""
-    if quality is not None and bitrate is not None:
-        raise InputError("give --quality or --bitrate, not both")
-    rate = RateOptions(quality=quality, bitrate=parse_bitrate(bitrate) if bitrate is not None else None,
-                       adaptive=adaptive)
+    rate = RateOptions.from_text(quality, bitrate, adaptive)
     # Input and output problems are reported before the model is loaded.
     expected_frames = None
     if not is_stdio(source):  # a pipe can be read once only: the encoder checks it as it goes
@@ -182,20 +178,6 @@ def encode(
                   f"{float(result.fps):.3g} fps, {result.bytes / 1000:.1f} kB, {result.bitrate / 1000:.1f} kbit/s, "
                   f"{result.bpp:.4f} bpp, {result.kept_share:.0%} of 1D tokens kept, "
                   f"{result.frames / result.seconds:.1f} frames/s on {', '.join(map(str, codec.devices))}")
-
-
-_BITRATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)(?:bps|b/s|bit/s)?\s*$")
-
-
-def parse_bitrate(text: str) -> float:
-    """'300k' -> 300000.0 bits per second; accepts k and M suffixes and a trailing 'bps'."""
-    match = _BITRATE.match(text)
-    if not match:
-        raise InputError(f"cannot read bitrate {text!r}; write it like 300k, 1.5M or 250000")
-    value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
-    if value <= 0:
-        raise InputError("bitrate must be positive")
-    return value
 
 
 def _parse_range(text: str) -> tuple[int, int]:
@@ -409,7 +391,7 @@ def bench(
         raise InputError(f"{output} already holds results; pass --force to overwrite them")
     settings = benchmark.BenchSettings(
         qualities=_numbers(qualities, float, "--qualities"),
-        bitrates=tuple(parse_bitrate(b) for b in bitrates.split(",") if b.strip()),
+        bitrates=tuple(RateOptions.from_text(bitrate=b).bitrate for b in bitrates.split(",") if b.strip()),
         steps=steps, step_sweep=_numbers(step_sweep, int, "--step-sweep"), adaptive_sweep=adaptive_sweep,
         anchors=tuple(a.strip() for a in anchors.split(",") if a.strip()), frames=frames, search_steps=search)
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)

@@ -5,8 +5,11 @@
     codec.decode_file("out.odva", "rec.mp4", steps=8)
     frames = codec.decode_array(codec.encode_array(frames, fps=Fraction(25)))
 
-How a video becomes a file is in encoding.py, how a file becomes frames in
-decoding.py; this module reads and writes files and arrays around them.
+A Codec is a model (`model.folder.LoadedModel`: weights, card, entropy prior;
+what a file depends on) and an engine (`runtime.engine.Engine`: devices, batch,
+compilation, worker processes; how fast it runs). How a video becomes a file is
+in coding/encoding.py, how a file becomes frames in coding/decoding.py; this
+module reads and writes files and arrays around them.
 """
 
 from __future__ import annotations
@@ -19,17 +22,20 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import torch
 
-from .video.atomic import atomic_output
 from .bitstream.container import FileHeader, OdvaReader
-from .coding.decoding import decode_frames
-from .coding.encoding import EncodeResult, Progress, encode_frames
-from .runtime.engine import Engine
-from .errors import InputError
-from .runtime.prefetch import prefetch
 from .bitstream.ratecontrol import RateOptions
+from .coding.decoding import DecodeRequest, decode_frames
+from .coding.encoding import EncodeRequest, EncodeResult, Progress, encode_frames
+from .errors import InputError
+from .model.folder import LoadedModel, load_model
+from .runtime.engine import Engine, model_device, resolve_devices
+from .runtime.prefetch import prefetch
+from .video.atomic import atomic_output
 from .video.io import VideoReader, VideoWriter, check_mp4_preset, extract_audio, is_stdio, output_kind
 
 
@@ -40,8 +46,24 @@ class DecodeResult:
     notes: list[str] = field(default_factory=list)
 
 
-class Codec(Engine):
-    """An encoder and decoder bound to one model and one device (see Engine for the arguments)."""
+class Codec:
+    """An encoder and decoder bound to one model (`weights`: a model folder, default the shipped one, or a
+    LoadedModel) and one device or several (see Engine for `device` and the other arguments)."""
+
+    def __init__(self, weights: str | Path | LoadedModel | None = None, device: str = "auto",
+                 batch_size: int | None = None, compile: bool = False, coding_workers: int | None = None,
+                 device_noise: bool = False):
+        self.model = weights if isinstance(weights, LoadedModel) else \
+            load_model(weights, model_device(resolve_devices(device)))
+        self.engine = Engine(self.model, device, batch_size, compile, coding_workers, device_noise)
+
+    @property
+    def devices(self) -> list[torch.device]:
+        return self.engine.devices
+
+    def close(self) -> None:
+        """Stop the processes of several devices and of coding (they also stop when the program ends)."""
+        self.engine.close()
 
     # ------------------------------------------------------------------ encode
 
@@ -56,10 +78,10 @@ class Codec(Engine):
             audio = io.BytesIO()
             audio_info = extract_audio(source, audio) if reader.info.has_audio and not is_stdio(source) else None
             info = reader.info
+            request = EncodeRequest(info.width, info.height, info.fps, rate, seed, search_steps,
+                                    audio.getvalue() if audio_info else None, vars(audio_info) if audio_info else None)
             with open(tmp, "wb") as out:
-                result = encode_frames(self, reader.frames(), info.width, info.height, info.fps, out, rate, seed,
-                                       audio.getvalue() if audio_info else None,
-                                       vars(audio_info) if audio_info else None, progress, search_steps)
+                result = encode_frames(self.model, self.engine, reader.frames(), request, out, progress)
             result.notes += [reader.timing_note] if reader.timing_note else []
             return result
 
@@ -71,9 +93,9 @@ class Codec(Engine):
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
         out = io.BytesIO()
-        fps = Fraction(fps).limit_denominator(1001000)
-        encode_frames(self, iter(frames), frames.shape[2], frames.shape[1], fps, out, rate, seed, None, None, None,
-                      search_steps)
+        request = EncodeRequest(frames.shape[2], frames.shape[1], Fraction(fps).limit_denominator(1001000), rate, seed,
+                                search_steps)
+        encode_frames(self.model, self.engine, iter(frames), request, out)
         return out.getvalue()
 
     # ------------------------------------------------------------------ decode
@@ -92,7 +114,7 @@ class Codec(Engine):
         notes: list[str] = []
         with OdvaReader(source) as reader:
             header = reader.header
-            first, stop = self._check_range(header, frame_range)
+            request = self._request(header, frame_range, steps)
             audio = reader.read_audio()
             if audio is not None and kind == ".y4m":
                 notes.append("y4m holds no audio; the audio track was left out")
@@ -100,21 +122,20 @@ class Codec(Engine):
             output = contextlib.nullcontext(destination) if is_stdio(destination) else \
                 atomic_output(destination, force, source)
             with output as path:
-                count = self._write_frames(reader, steps, first, stop, path, kind, audio, progress, notes,
-                                           mp4_preset)
+                count = self._write_frames(reader, request, path, kind, audio, progress, notes, mp4_preset)
         return DecodeResult(count, time.perf_counter() - started, notes)
 
-    def _write_frames(self, reader: OdvaReader, steps: int | None, first: int, stop: int, path: Path, kind: str,
-                      audio: bytes | None, progress: Progress | None, notes: list[str], mp4_preset: str) -> int:
+    def _write_frames(self, reader: OdvaReader, request: DecodeRequest, path: Path, kind: str, audio: bytes | None,
+                      progress: Progress | None, notes: list[str], mp4_preset: str) -> int:
         header = reader.header
         fps = header.fps
         writer = VideoWriter(path, kind, header.width, header.height, fps,
                              io.BytesIO(audio) if audio is not None else None,
-                             start=float(first / fps), end=float(stop / fps), mp4_preset=mp4_preset)
+                             start=float(request.first / fps), end=float(request.stop / fps), mp4_preset=mp4_preset)
         count = 0
         try:
             # The model runs in the background while this thread compresses and writes.
-            frames = decode_frames(self, reader, steps, first, stop)
+            frames = decode_frames(self.model, self.engine, reader, request)
             for frame in prefetch(frames, depth=2 * header.chunk_frames):
                 writer.write(frame)
                 count += 1
@@ -136,15 +157,18 @@ class Codec(Engine):
                      frame_range: tuple[int, int] | None = None) -> np.ndarray:
         """Decode an .odva file (path or bytes) to a (T, H, W, 3) uint8 array."""
         with OdvaReader(source) as reader:
-            first, stop = self._check_range(reader.header, frame_range)
             reader.read_audio()  # unused here, but a damaged record is a damaged file, as the CLI says
-            return np.stack(list(decode_frames(self, reader, steps, first, stop)))
+            return np.stack(list(self.frames(reader, steps, frame_range)))
 
-    @staticmethod
-    def _check_range(header: FileHeader, frame_range: tuple[int, int] | None) -> tuple[int, int]:
-        if frame_range is None:
-            return 0, header.frames
-        first, stop = frame_range
+    def frames(self, reader: OdvaReader, steps: int | None = None, frame_range: tuple[int, int] | None = None
+               ) -> Iterator[np.ndarray]:
+        """The frames of an open .odva file (all, or `frame_range`: START, END exclusive), (H, W, 3) uint8 each,
+        decoded as they are asked for."""
+        return decode_frames(self.model, self.engine, reader, self._request(reader.header, frame_range, steps))
+
+    def _request(self, header: FileHeader, frame_range: tuple[int, int] | None, steps: int | None) -> DecodeRequest:
+        """The frames asked for, checked against the file, and the schedule: the model's, with `steps`."""
+        first, stop = frame_range or (0, header.frames)
         if not 0 <= first < stop <= header.frames:
             raise InputError(f"frame range {first}:{stop} is outside the video's {header.frames} frames")
-        return first, stop
+        return DecodeRequest(first, stop, self.model.card.schedule(steps))

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from onedva_codec import read_info
-from onedva_codec.bench.anchors import ANCHORS, encode_anchor
-from onedva_codec.video_io import VideoReader
+from onedva_codec.evaluation.bench.anchors import ANCHORS, encode_anchor
+from onedva_codec.video.io import VideoReader
 
 
 def main() -> None:

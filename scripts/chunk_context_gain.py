@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from odva_train.pack import Pack
 
 from onedva_codec import Codec, RateOptions
-from onedva_codec.container import OdvaReader
-from onedva_codec.prior import MAGNITUDE_EDGES, EntropyPrior
-from onedva_codec.video_io import VideoReader
-from odva_train.pack import Pack
+from onedva_codec.bitstream.container import OdvaReader
+from onedva_codec.bitstream.prior import MAGNITUDE_EDGES, EntropyPrior
+from onedva_codec.video.io import VideoReader
 
 SPREAD = 3  # structural contexts: previous - prediction in -3..3
 ESCAPE_BITS = 8  # a rough price of an escaped symbol's own code; escapes are rare at these radii
@@ -39,11 +39,11 @@ ESCAPE_BITS = 8  # a rough price of an escaped symbol's own code; escapes are ra
 def chunk_symbols(codec: Codec, video: np.ndarray, fps: float) -> np.ndarray:
     """(T, 256, 256, 3) frames -> (chunks, S + N, C) symbols of every 1D token, through a real file."""
     data = codec.encode_array(video, fps, RateOptions(quality=1.0))
-    full = codec.cfg.structural_tokens + codec.cfg.max_1d_tokens
+    full = codec.model.cfg.structural_tokens + codec.model.cfg.max_1d_tokens
     with OdvaReader(data) as reader:
-        return np.stack([codec.tile_coder.decode(tile.data, codec.cfg.structural_tokens + tile.kept)
+        return np.stack([codec.model.tile_coder.decode(tile.data, codec.model.cfg.structural_tokens + tile.kept)
                          for chunk in reader.chunks() for tile in chunk.tiles
-                         if codec.cfg.structural_tokens + tile.kept == full]).astype(np.int64)
+                         if codec.model.cfg.structural_tokens + tile.kept == full]).astype(np.int64)
 
 
 def central_256(video: np.ndarray) -> np.ndarray:
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None)
     args = parser.parse_args()
     codec = Codec(args.weights, device="cpu")
-    prior = codec.loaded.prior
+    prior = codec.model.prior
     train = [chunk_symbols(codec, central_256(v), 25.0) for v in Pack(args.pack).videos("train")]
     held = []
     for clip in sorted(args.heldout.glob("*.mkv")):
@@ -111,7 +111,7 @@ def main() -> None:
     fit, test = contexts(prior, *train_pairs), contexts(prior, *held_pairs)
     pairs = len(held_pairs[1])
     entries = prior.tables.shape[1]
-    print(f"model {codec.loaded.model_id}, prior {prior.sha256[:16]}; {len(train_pairs[1])} training "
+    print(f"model {codec.model.model_id}, prior {prior.sha256[:16]}; {len(train_pairs[1])} training "
           f"chunk pairs, {pairs} held-out")
     print("| values | bits a chunk, own chunk only | with the previous chunk | change |")
     print("|---|---|---|---|")

@@ -22,8 +22,8 @@ import numpy as np
 import zstandard
 
 from onedva_codec import Codec, RateOptions
-from onedva_codec.container import OdvaReader
-from onedva_codec.video_io import VideoReader
+from onedva_codec.bitstream.container import OdvaReader
+from onedva_codec.video.io import VideoReader
 
 
 def zstd_bytes(symbols: np.ndarray) -> int:
@@ -40,8 +40,8 @@ def measure(codec: Codec, clip: Path, quality: float, frames: int | None) -> dic
 
 
 def _account(codec: Codec, data: bytes) -> dict:
-    coder, prior = codec.tile_coder, codec.loaded.prior
-    s = codec.cfg.structural_tokens
+    coder, prior = codec.model.tile_coder, codec.model.prior
+    s = codec.model.cfg.structural_tokens
     totals = dict(range_bytes=0, zstd_bytes=0, structural_bits=0.0, tokens_1d_bits=0.0, values=0,
                   encode_s=0.0, decode_s=0.0)
     with OdvaReader(data) as reader:
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="code only the first N frames of each clip")
     args = parser.parse_args()
     codec = Codec(args.weights, device="cpu")
-    print(f"model {codec.loaded.model_id}, prior {codec.loaded.prior.sha256[:16]}")
+    print(f"model {codec.model.model_id}, prior {codec.model.prior.sha256[:16]}")
     print("| clip | size | frames | quality | file bytes | latents: range coder | latents: zstd | saving | "
           "bits/value | structural / 1D share of bits | header+index+records | coder ms/chunk enc / dec (CPU) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

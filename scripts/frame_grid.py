@@ -13,11 +13,11 @@ import argparse
 import numpy as np
 
 from onedva_codec import Codec
-from onedva_codec.compare import Column, Comparison, frame_grid
-from onedva_codec.metrics import psnr
-from onedva_codec.pixels import frames_to_model
-from onedva_codec.ratecontrol import RateOptions
-from onedva_codec.video_io import VideoReader
+from onedva_codec.bitstream.ratecontrol import RateOptions
+from onedva_codec.evaluation.compare import Column, Comparison, frame_grid
+from onedva_codec.evaluation.metrics import psnr
+from onedva_codec.video.io import VideoReader
+from onedva_codec.video.pixels import frames_to_model
 
 
 def column(name: str, clip: np.ndarray, decoded: np.ndarray, bpp: float, shown: list[int]) -> Column:
@@ -53,8 +53,8 @@ def main() -> None:
         columns.append(column(f"q {quality:g}", clip, codec.decode_array(data, steps=args.steps),
                               len(data) * 8 / (t * h * w), shown))
     frame_grid(Comparison(Column("original", 0.0, shown=[clip[i] for i in shown]), columns, shown)).save(args.output)
-    print(f"wrote {args.output}: frames {args.frames}, model {codec.loaded.model_id}, "
-          f"{codec.loaded.card.decoding_steps(args.steps)} step(s)")
+    print(f"wrote {args.output}: frames {args.frames}, model {codec.model.model_id}, "
+          f"{codec.model.card.schedule(args.steps).steps} step(s)")
 
 
 if __name__ == "__main__":

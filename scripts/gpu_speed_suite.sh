@@ -65,7 +65,7 @@ import sys
 from fractions import Fraction
 sys.path.insert(0, "scripts")
 from multi_gpu_speed import load_frames
-from onedva_codec.video_io import VideoWriter
+from onedva_codec.video.io import VideoWriter
 video, fps = load_frames("docs/sample.mp4", 1920, 1080, 272)
 writer = VideoWriter(sys.argv[1], ".y4m", 1920, 1080, Fraction(fps).limit_denominator(1001))
 for frame in video:

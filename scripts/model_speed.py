@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from onedva_codec.model import Latents
-from onedva_codec.weights import load_model
+from onedva_codec.model.folder import load_model
+from onedva_codec.model.network import Latents
 
 MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 

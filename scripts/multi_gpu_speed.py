@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from onedva_codec import Codec, RateOptions
-from onedva_codec.video_io import VideoReader
+from onedva_codec.video.io import VideoReader
 
 
 def load_frames(clip: str, width: int, height: int, count: int) -> tuple[np.ndarray, float]:
@@ -43,8 +43,8 @@ def load_frames(clip: str, width: int, height: int, count: int) -> tuple[np.ndar
 def synchronize(codec: Codec) -> None:
     """Wait for the codec's GPU, so that a clock read after this counts all of its work (several
     devices: their processes have finished when the frames are back)."""
-    if len(codec.devices) == 1 and codec.device.type == "cuda":
-        torch.cuda.synchronize(codec.device)
+    if len(codec.devices) == 1 and codec.devices[0].type == "cuda":
+        torch.cuda.synchronize(codec.devices[0])
 
 
 def add_codec_options(parser: argparse.ArgumentParser) -> None:
@@ -96,14 +96,14 @@ def main() -> None:
     rows, reference = [], None
     for devices in args.devices:
         codec = codec_from(args, devices)
-        one_gpu = len(codec.devices) == 1 and codec.device.type == "cuda"
+        one_gpu = len(codec.devices) == 1 and codec.devices[0].type == "cuda"
         if one_gpu:
-            torch.cuda.reset_peak_memory_stats(codec.device)
+            torch.cuda.reset_peak_memory_stats(codec.devices[0])
         rate = RateOptions(args.quality)
         data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, rate, search_steps=args.search),
                                       args.runs)
-        row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.batch_size,
-                   compiled=args.compile, search=args.search, coding_workers=codec.coding_workers,
+        row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.engine.batch_size,
+                   compiled=args.compile, search=args.search, coding_workers=codec.engine.coding_workers,
                    gpu_noise=args.gpu_noise, bytes=len(data), file_md5=hashlib.md5(data).hexdigest(),
                    encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
         decoded = {}
@@ -113,7 +113,7 @@ def main() -> None:
             row[f"decode_{steps}_runs_s"] = dec_runs
             row[f"decode_{steps}_md5"] = hashlib.md5(decoded[steps].tobytes()).hexdigest()  # to compare versions
         if one_gpu:  # model, encode and decode together
-            row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(codec.device) / 2 ** 20)
+            row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(codec.devices[0]) / 2 ** 20)
         if reference is None:
             reference = (data, decoded)
         row["same_file"] = data == reference[0]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from onedva_codec import Codec, RateOptions
-from onedva_codec.video_io import VideoReader
+from onedva_codec.video.io import VideoReader
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     codec = Codec(args.weights, device=args.device)
-    span = codec.cfg.frames
+    span = codec.model.cfg.frames
     print("| clip | bpp | codec: all frames / chunks' first | previous source frame | previous chunk's last "
           "decoded frame, for a chunk's first | source a chunk back |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

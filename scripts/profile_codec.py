@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import torch
+from multi_gpu_speed import add_codec_options, codec_from, load_frames, synchronize
 from torch.profiler import ProfilerActivity, profile
 
-from multi_gpu_speed import add_codec_options, codec_from, load_frames, synchronize
 from onedva_codec import Codec, RateOptions
 
 STAGES = ("odva.model", "odva.unpack_latents", "odva.wait_for_symbols", "odva.draw_noise", "odva.blend",
@@ -33,7 +33,7 @@ STAGES = ("odva.model", "odva.unpack_latents", "odva.wait_for_symbols", "odva.dr
 
 def profiled(codec: Codec, name: str, work, trace: Path | None) -> None:
     work()  # warm-up
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if codec.device.type == "cuda" else [])
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if codec.devices[0].type == "cuda" else [])
     # the codec's stages run on several threads: the producer, the noise pool, one per GPU
     every_thread = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
     with profile(activities=activities, experimental_config=every_thread) as prof:
@@ -47,7 +47,7 @@ def profiled(codec: Codec, name: str, work, trace: Path | None) -> None:
         if event.key in STAGES:
             print(f"  {event.key:<22} {event.cpu_time_total / 1000:8.1f} ms in {event.count} calls")
     print(events.table(sort_by="self_cpu_time_total", row_limit=12))
-    if codec.device.type == "cuda":
+    if codec.devices[0].type == "cuda":
         print(events.table(sort_by="self_cuda_time_total", row_limit=12))
     if trace:
         trace.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     video, fps = load_frames(args.clip, width, height, args.frames)
     codec = codec_from(args, args.device)
-    print(f"{len(video)} frames of {width}x{height} on {', '.join(map(str, codec.devices))}, batch {codec.batch_size}")
+    print(f"{len(video)} frames of {width}x{height} on {', '.join(map(str, codec.devices))}, batch {codec.engine.batch_size}")
     data = codec.encode_array(video, fps, RateOptions(args.quality))
     profiled(codec, "encode", lambda: codec.encode_array(video, fps, RateOptions(args.quality)), args.trace)
     for steps in args.steps:

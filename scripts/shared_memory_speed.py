@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from onedva_codec.shared_buffers import BufferReceiver, BufferSender
+from onedva_codec.runtime.shared_buffers import BufferReceiver, BufferSender
 
 
 def _device(results, returns, shape: tuple[int, ...], chunks: int, reuse: bool, done) -> None:

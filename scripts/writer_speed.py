@@ -15,11 +15,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-
 from multi_gpu_speed import load_frames
-from onedva_codec.metrics import psnr
-from onedva_codec.pixels import frames_to_model
-from onedva_codec.video_io import VideoReader, VideoWriter
+
+from onedva_codec.evaluation.metrics import psnr
+from onedva_codec.video.io import VideoReader, VideoWriter
+from onedva_codec.video.pixels import frames_to_model
 
 
 def main() -> None:

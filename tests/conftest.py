@@ -4,9 +4,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from helpers import TINY_MODEL, synthetic_clip, write_video
 from typer.testing import CliRunner
 
-from helpers import TINY_MODEL, synthetic_clip, write_video
 from onedva_codec import Codec
 from onedva_codec.cli import app
 

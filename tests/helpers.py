@@ -10,11 +10,12 @@ import av
 import numpy as np
 import torch
 
-from onedva_codec.config import CONFIGS
-from onedva_codec.model import OneDVA, full_tile_geometry
-from onedva_codec.pixels import video_to_model
-from onedva_codec.prior import fit_prior
-from onedva_codec.weights import ModelCard, save_model
+from onedva_codec.bitstream.prior import fit_prior
+from onedva_codec.model.config import CONFIGS
+from onedva_codec.model.folder import ModelCard, save_model
+from onedva_codec.model.network import OneDVA, full_tile_geometry
+from onedva_codec.model.schedule import DecodingSchedule
+from onedva_codec.video.pixels import video_to_model
 
 DATA = Path(__file__).parent / "data"
 TINY_MODEL = DATA / "tiny_model"
@@ -79,7 +80,7 @@ def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
             if not param.any():
                 param.normal_(std=0.1)
     card = ModelCard(cfg, latent_mean=[0.0] * cfg.latent_channels, latent_std=[1.0] * cfg.latent_channels,
-                     motion_mu=0.03, motion_sigma=0.02, quant_step=0.25, default_steps=2,
+                     motion_mu=0.03, motion_sigma=0.02, quant_step=0.25, sampling=DecodingSchedule(2),
                      training={"note": "random weights, for tests"})
     # The prior is fitted, as export fits it, to the symbols of clips like those the tests code.
     clips = np.stack([synthetic_clip(cfg.frames, cfg.tile, cfg.tile, seed=100 + i, speed=0.5 + i / 4)
@@ -101,7 +102,7 @@ class DoublingJob:
     die_at: int = -1
     seconds: float = 0.0
 
-    def run(self, engine, items):
+    def run(self, model, engine, items):
         import os
         import signal
         import time
@@ -119,6 +120,6 @@ class DoublingJob:
 class DoublingTensorJob:
     """A device_pool.Job for tests over tensors: each item doubled, into a new tensor."""
 
-    def run(self, engine, items):
+    def run(self, model, engine, items):
         for item in items:
             yield item * 2

@@ -12,8 +12,8 @@ import shutil
 from fractions import Fraction
 
 import numpy as np
-
 from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip
+
 from onedva_codec import Codec, RateOptions
 
 REFERENCE_CLIP = dict(frames=20, height=40, width=48, seed=1)

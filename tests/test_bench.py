@@ -8,10 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-
 from helpers import synthetic_clip, write_video
+
 from onedva_codec import RateOptions
-from onedva_codec.bench import BenchSettings, bd_rate, read_clip, run_bench, write_outputs
+from onedva_codec.evaluation.bench import BenchSettings, bd_rate, read_clip, run_bench, write_outputs
 
 
 def window_means(video: torch.Tensor) -> np.ndarray:
@@ -32,6 +32,7 @@ def result(codec, tmp_path_factory):
     return outcome, folder / "out"
 
 
+@pytest.mark.slow
 def test_every_column_of_every_point_is_filled(result):
     outcome, folder = result
     rows = list(csv.DictReader(open(folder / "results.csv")))
@@ -43,6 +44,7 @@ def test_every_column_of_every_point_is_filled(result):
     assert all(float(r["bpp"]) > 0 and float(r["encode_fps"]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_rate_counts_the_whole_stream(result, codec):
     """Every point's bytes are its whole file: for odva the very .odva file the codec writes."""
     outcome, folder = result
@@ -56,6 +58,7 @@ def test_rate_counts_the_whole_stream(result, codec):
             assert p.bytes == len(codec.encode_array(clip, Fraction(25), RateOptions(quality=quality)))
 
 
+@pytest.mark.slow
 def test_settings_are_recorded(result):
     outcome, folder = result
     data = json.loads((folder / "results.json").read_text())
@@ -65,12 +68,14 @@ def test_settings_are_recorded(result):
     assert [r["anchor"] for r in data["bd_rates"]] == ["x264", "x265", "av1", "odva constant"]
 
 
+@pytest.mark.slow
 def test_one_plot_per_metric(result):
     _, folder = result
     for metric in ("psnr", "psnr_y", "ssim", "ms_ssim", "lpips", "fvd", "vmaf"):
         assert (folder / f"rd_{metric}.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_bd_rate_against_itself_is_zero(result):
     outcome, _ = result
     for metric in ("psnr", "lpips", "vmaf"):
@@ -85,6 +90,7 @@ def test_bd_rate_of_a_curve_needing_twice_the_bits_is_plus_100():
     assert bd_rate(anchor, disjoint, "psnr") is None
 
 
+@pytest.mark.slow
 def test_cli_prints_tables_and_writes_files(cli, tmp_path):
     clip = write_video(tmp_path / "c.mp4", synthetic_clip(20, 32, 40), Fraction(25))
     result = cli("bench", clip, "-o", tmp_path / "out", "--qualities", "0,1", "--step-sweep", "1",

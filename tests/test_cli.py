@@ -7,7 +7,6 @@ import time
 
 import av
 import pytest
-
 from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip, write_video
 
 COMMAND_OPTIONS = {

@@ -6,8 +6,8 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-
 from helpers import synthetic_clip, write_video
+
 from onedva_codec import FormatError, InputError, OutputExistsError, RateOptions, read_info
 
 
@@ -79,7 +79,7 @@ def test_existing_output_is_refused_without_force(codec, clip_with_audio, tmp_pa
 
 def test_steps_default_to_the_card_and_must_be_1_to_100(codec):
     data = codec.encode_array(synthetic_clip(17, 32, 32), 25)
-    assert np.array_equal(codec.decode_array(data), codec.decode_array(data, steps=codec.loaded.card.default_steps))
+    assert np.array_equal(codec.decode_array(data), codec.decode_array(data, steps=codec.model.card.sampling.steps))
     for steps in (0, 101, 10000):
         with pytest.raises(InputError, match="1 to 100"):
             codec.decode_array(data, steps=steps)
@@ -89,6 +89,7 @@ def test_the_bitstream_does_not_depend_on_the_batch_and_decoding_repeats_exactly
     """docs/format.md, "Determinism": on the CPU the file is the same whatever --batch (units spanning
     chunks included), and the same file decodes to the same frames every time."""
     from helpers import TINY_MODEL
+
     from onedva_codec import Codec
     clip = synthetic_clip(40, 40, 60, seed=8)  # 2 x 2 tiles, 3 chunks: 12 units
     files = [Codec(TINY_MODEL, device="cpu", batch_size=b).encode_array(clip, 25) for b in (1, 3, 5)]
@@ -105,6 +106,7 @@ def test_search_decodes_nearer_the_source_whatever_the_batch():
     """--search refines the latents through the decoder: the same decoder makes a picture nearer the
     source of the same file size within a few percent, and the file still does not depend on --batch."""
     from helpers import TINY_MODEL
+
     from onedva_codec import Codec
     clip = synthetic_clip(40, 40, 60, seed=8)  # 2 x 2 tiles, 3 chunks (the last one short): 12 units
     rate = RateOptions(quality=0.5)
@@ -133,6 +135,7 @@ def test_spreading_over_several_devices_gives_the_same_file_and_frames():
     cuda:0,1 does on GPUs: the same batches, so the same file and frames as one device. A damaged
     file's error comes out of the processes as it does out of one, and they start afresh after it."""
     from helpers import TINY_MODEL
+
     from onedva_codec import Codec
     clip = synthetic_clip(100, 40, 60, seed=9)  # 6 chunks of 4 tiles; batch 3: runs of 3 chunks
     one = Codec(TINY_MODEL, device="cpu", batch_size=3)
@@ -161,6 +164,7 @@ def test_device_processes_outlive_the_thread_that_started_them(tmp_path):
     """decode_file decodes on a background thread, which starts the device processes and ends with
     the file: the processes must serve the next file too."""
     from helpers import TINY_MODEL
+
     from onedva_codec import Codec
     one, two = Codec(TINY_MODEL, device="cpu", batch_size=3), Codec(TINY_MODEL, device="cpu,cpu", batch_size=3)
     coded = tmp_path / "a.odva"
@@ -181,6 +185,7 @@ def test_compiled_model_sees_one_batch_shape_and_decodes_the_same_frames_twice(m
     as the real one does but compiles no kernels (that takes a minute on two CPU cores)."""
     import torch
     from helpers import TINY_MODEL
+
     from onedva_codec import Codec
     real_compile, rows = torch.compile, []
 
@@ -206,6 +211,7 @@ def test_compiled_model_sees_one_batch_shape_and_decodes_the_same_frames_twice(m
 def test_entropy_coding_on_worker_processes_gives_the_same_files_and_frames():
     """What a GPU machine runs by default (coding_workers: half its cores)."""
     from helpers import TINY_MODEL
+
     from onedva_codec import Codec
     clip = synthetic_clip(40, 40, 60, seed=9)
     here, workers = Codec(TINY_MODEL, device="cpu", batch_size=4), Codec(TINY_MODEL, device="cpu", batch_size=4,
@@ -223,6 +229,7 @@ def test_noise_drawn_on_the_decoding_device_is_the_formats_stream_on_the_cpu():
     """`device_noise` (odva decode --gpu-noise) draws each unit's noise where it is decoded, seeded as
     the format says; on the CPU that is the format's own stream, whatever the batching."""
     from helpers import TINY_MODEL
+
     from onedva_codec import Codec
     clip = synthetic_clip(40, 40, 60, seed=9)
     data = Codec(TINY_MODEL, device="cpu", batch_size=4).encode_array(clip, 25, RateOptions(quality=0.7))
@@ -242,13 +249,13 @@ def test_coding_workers_stay_silent_on_ctrl_c_and_end_with_their_parent(tmp_path
     import time
     from pathlib import Path
     script = textwrap.dedent(f"""
-        import sys
+        import multiprocessing, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from helpers import TINY_MODEL, synthetic_clip
         from onedva_codec import Codec, RateOptions
         codec = Codec(TINY_MODEL, device="cpu", batch_size=4, coding_workers=2)
         clip = synthetic_clip(40, 40, 60, seed=9)
-        print(*codec._coding_pool._executor._processes, flush=True)
+        print(*(child.pid for child in multiprocessing.active_children()), flush=True)
         try:
             while True:
                 codec.encode_array(clip, 25, RateOptions(quality=0.7))
@@ -276,7 +283,7 @@ def test_coding_workers_end_quietly_when_an_odva_command_ends():
     import time
     from pathlib import Path
     script = textwrap.dedent(f"""
-        import os, signal, sys
+        import multiprocessing, os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from onedva_codec import launch
         for number in launch._SIGNALS:  # as `odva` starts
@@ -285,7 +292,7 @@ def test_coding_workers_end_quietly_when_an_odva_command_ends():
         from onedva_codec import Codec, RateOptions
         codec = Codec(TINY_MODEL, device="cpu", batch_size=4, coding_workers=2)
         codec.encode_array(synthetic_clip(40, 40, 20, seed=9), 25, RateOptions(quality=0.7))
-        print(*codec._coding_pool._executor._processes, flush=True)
+        print(*(child.pid for child in multiprocessing.active_children()), flush=True)
         os._exit(0)  # as `odva` ends
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -306,7 +313,8 @@ def test_a_reader_that_stops_early_never_waits_on_its_producer():
     blocked on a full queue (a process that caught Ctrl-C once hung at exit this way)."""
     import threading
     import time
-    from onedva_codec.prefetch import prefetch
+
+    from onedva_codec.runtime.prefetch import prefetch
     for items in (range(2), range(5)):  # blocked on the end marker, or on an item
         reader = prefetch(items, depth=1)
         assert next(reader) == 0
@@ -318,7 +326,7 @@ def test_a_reader_that_stops_early_never_waits_on_its_producer():
 
 
 def test_device_lists_are_checked():
-    from onedva_codec.engine import resolve_devices
+    from onedva_codec.runtime.engine import resolve_devices
     assert [d.type for d in resolve_devices("cpu,cpu")] == ["cpu", "cpu"]
     assert resolve_devices("cpu, cpu") == resolve_devices("cpu,cpu")
     for name, message in [("cuda:all", "no CUDA GPU"), ("cuda:0,1", "no CUDA GPU"), ("tpu", "unknown device")]:

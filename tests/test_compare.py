@@ -3,11 +3,11 @@
 from fractions import Fraction
 
 import numpy as np
+from helpers import DATA, TINY_MODEL, synthetic_clip, write_video
 from PIL import Image
 
-from helpers import DATA, TINY_MODEL, synthetic_clip, write_video
 from onedva_codec import Codec
-from onedva_codec.compare import compare
+from onedva_codec.evaluation.compare import compare
 
 
 def test_the_grid_shows_each_chosen_frame_of_each_version(cli, tmp_path):
@@ -63,7 +63,7 @@ def test_compare_errors_are_one_line(cli, tmp_path):
 
 def test_notes_keep_their_brackets(cli, tmp_path, monkeypatch):
     """Messages are text, not markup: "odva[bench]" stays whole."""
-    from onedva_codec import compare as comparing
+    from onedva_codec.evaluation import compare as comparing
     monkeypatch.setattr(comparing, "can_plot", lambda: False)
     reference = write_video(tmp_path / "ref.mkv", synthetic_clip(20, 40, 48), Fraction(25))
     result = cli("compare", reference, DATA / "reference.odva", "-o", tmp_path / "cmp.png")

@@ -6,12 +6,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-
 from helpers import DATA, synthetic_clip
 from make_reference import REFERENCE_CLIP, REFERENCE_RATE, REFERENCE_STEPS
+
 from onedva_codec import FormatError, read_info
-from onedva_codec.container import ChunkRecord, TileRecord
-from onedva_codec.latent_coding import Quantizer
+from onedva_codec.bitstream.container import ChunkRecord, TileRecord
+from onedva_codec.bitstream.latent_coding import Quantizer
 
 REFERENCE = DATA / "reference.odva"
 

@@ -2,9 +2,11 @@
 
 import pytest
 import torch
-
 from helpers import TINY_MODEL, DoublingJob, DoublingTensorJob
-from onedva_codec.device_pool import DevicePool, segment_length
+
+from onedva_codec.runtime.device_pool import DevicePool, segment_length
+
+ENGINE = "onedva_codec.runtime.engine:device_process_engine"
 
 
 def test_runs_that_fill_whole_batches():
@@ -17,7 +19,7 @@ def test_runs_that_fill_whole_batches():
 def test_items_go_out_in_runs_and_come_back_in_order_and_errors_cross_as_they_were():
     """Runs of `segment` items alternate between the processes; a long run does not hold back the
     next process; an error comes back as it was raised, and the processes are not reused after it."""
-    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
+    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1, start_engine=ENGINE)
     try:
         results = list(pool.map(DoublingJob(), range(10), segment=3, batch_items=2))
         assert [value for value, _, _ in results] == [2 * i for i in range(10)]
@@ -36,7 +38,7 @@ def test_items_go_out_in_runs_and_come_back_in_order_and_errors_cross_as_they_we
 
 
 def test_a_process_that_dies_is_one_clear_error_not_a_hang():
-    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
+    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1, start_engine=ENGINE)
     try:
         with pytest.raises(RuntimeError, match=r"the process for cpu stopped \(exit code -9\)"):
             list(pool.map(DoublingJob(die_at=5), range(10), segment=2, batch_items=2))
@@ -48,7 +50,7 @@ def test_a_process_that_dies_is_one_clear_error_not_a_hang():
 def test_tensors_cross_in_buffers_reused_once_let_go_and_never_while_held():
     """Chunk pixels and frames cross in shared buffers: a consumer that lets each result go is served
     by a handful of buffers each way; one that holds results (or only views of them) finds them intact."""
-    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1)
+    pool = DevicePool(TINY_MODEL, [torch.device("cpu")] * 2, dict(batch_size=2), threads=1, start_engine=ENGINE)
     sent = set()
 
     def chunks(count):

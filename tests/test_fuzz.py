@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import DATA
 from odva_fuzz import build, parse
+
 from onedva_codec import FormatError, read_info
 
 ROOT = Path(__file__).resolve().parent.parent

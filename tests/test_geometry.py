@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import torch
-
 from helpers import synthetic_clip
-from onedva_codec.decoding import unit_noise
-from onedva_codec.geometry import TileGrid, chunk_frames
-from onedva_codec.model import Latents, geometry_features
-from onedva_codec.pixels import model_to_video, video_to_model
-from onedva_codec.sampler import sample
+
+from onedva_codec.bitstream.noise import unit_noise
+from onedva_codec.model.network import Latents, geometry_features
+from onedva_codec.model.sampler import sample
+from onedva_codec.model.schedule import DecodingSchedule
+from onedva_codec.video.geometry import TileGrid, chunk_frames
+from onedva_codec.video.pixels import model_to_video, video_to_model
 
 
 @pytest.mark.parametrize("length", [1, 16, 17, 18, 40])
@@ -94,18 +95,18 @@ def test_tiled_decode_equals_untiled_where_one_tile_covers_the_frame(codec, heig
     data = codec.encode_array(clip, 25, seed=9)
     tiled = codec.decode_array(data, steps=2)
 
-    cfg, model = codec.cfg, codec.loaded.model
-    video = video_to_model(clip, codec.device)
+    cfg, model = codec.model.cfg, codec.model.model
+    video = video_to_model(clip, codec.devices[0])
     padded = torch.nn.functional.pad(video, (0, cfg.tile - width, 0, cfg.tile - height), mode="replicate")[None]
     with torch.no_grad():
         post = model.encode(padded, geometry_features(torch.tensor([height]), torch.tensor([width]),
                                                       torch.tensor([17]), cfg))
-        quant = codec.loaded.card.quantizer()
+        quant = codec.model.quantizer()
         s = quant.dequantize(quant.quantize(post.structural_mean))
         q = quant.dequantize(quant.quantize(post.tokens_1d_mean))
         kept = cfg.max_1d_tokens // 2  # quality 0.5, one unit
         latents = Latents(s, q, Latents.keep_mask(torch.tensor([kept]), cfg.max_1d_tokens))
         noise = unit_noise(9, 0, 0, (3, cfg.frames, cfg.tile, cfg.tile))[None]
-        out = sample(lambda x, t: model.velocity(x, t, latents), noise, 2)
+        out = sample(lambda x, t: model.velocity(x, t, latents), noise, DecodingSchedule(2))
     untiled = model_to_video(out[0, :, :, :height, :width])
     assert np.array_equal(tiled, untiled)

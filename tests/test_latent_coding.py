@@ -6,13 +6,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-
 from helpers import DATA, TINY_MODEL, synthetic_clip
+
 from onedva_codec import Codec, FormatError, ModelMismatchError, RateOptions
-from onedva_codec.container import OdvaReader, OdvaWriter
-from onedva_codec.latent_coding import TileCoder, coded_size_bound
-from onedva_codec.prior import PRECISION, EntropyPrior, escape_table, fit_prior, frequencies
-from onedva_codec.weights import load_model, save_prior
+from onedva_codec.bitstream.container import OdvaReader, OdvaWriter
+from onedva_codec.bitstream.latent_coding import TileCoder, coded_size_bound
+from onedva_codec.bitstream.prior import PRECISION, EntropyPrior, escape_table, fit_prior, frequencies
+from onedva_codec.model.folder import load_model, save_prior
 
 S, N, C = 16, 64, 4  # the tiny model's tile: 16 structural tokens, 64 1D tokens, 4 channels
 
@@ -94,7 +94,7 @@ def test_range_coding_beats_order_0_zstd_on_the_same_symbols(prior):
 
 
 def test_worker_processes_code_exactly_as_the_calling_thread_and_pass_errors_back(prior):
-    from onedva_codec.coding_pool import TileCoderPool
+    from onedva_codec.runtime.coding_pool import TileCoderPool
     coder, pool = TileCoder(prior), TileCoderPool(prior, workers=2)
     try:
         tiles = [tile[: S + kept] for tile, kept in zip(_symbols(12, seed=5), range(0, N + 1, 6))]
@@ -214,9 +214,9 @@ def test_prior_identity_follows_the_format_document(prior):
 def _referenced_symbols(tiles: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Symbols of a model with homes whose 1D tokens are large where their first-group token is, and the
     references of tiny-homes."""
-    from onedva_codec.config import CONFIGS
-    from onedva_codec.model import token_homes
-    from onedva_codec.prior import group_zero_references
+    from onedva_codec.bitstream.prior import group_zero_references
+    from onedva_codec.model.config import CONFIGS
+    from onedva_codec.model.network import token_homes
     group, position = (t.numpy() for t in token_homes(CONFIGS["tiny-homes"]))
     reference = group_zero_references(group, position, S)
     rng = np.random.default_rng(seed)

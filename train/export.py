@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from onedva_codec.model import OneDVA, token_homes
-from onedva_codec.prior import EntropyPrior, fit_prior, group_zero_references
-from onedva_codec.weights import (CARD_FILE, CARD_VERSION, ModelCard, load_model, load_network, save_model,
-                                  save_prior)
+from onedva_codec.bitstream.prior import EntropyPrior, fit_prior, group_zero_references
+from onedva_codec.model.folder import (CARD_FILE, CARD_VERSION, ModelCard, load_model, load_network, save_model,
+                                       save_prior)
+from onedva_codec.model.network import OneDVA, token_homes
+from onedva_codec.model.schedule import DecodingSchedule
 
 from .pack import Pack
 from .trainer import latent_means, latent_statistics, load_checkpoint, model_from_checkpoint
@@ -61,7 +62,7 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
     card = ModelCard(
         config=model.cfg, latent_mean=stats["mean"], latent_std=stats["std"],
         motion_mu=motion["mu"], motion_sigma=motion["sigma"], quant_step=cfg["quant_step"],
-        default_steps=8 if stochastic else 1, refine_from=cfg.get("refine_from", 1.0),
+        sampling=DecodingSchedule(8 if stochastic else 1, cfg.get("refine_from", 1.0)),
         weights_format=weights_format,
         training={"stages": history, "exported_from": str(checkpoint_path), "step": checkpoint["step"]},
     )
@@ -71,12 +72,10 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
 
 
 def _set_sampling(card: ModelCard, sampling: dict | None) -> None:
-    for key, value in (sampling or {}).items():
-        if value is not None:
-            setattr(card, key, value)
-    if card.default_steps < 1 or not 0 < card.refine_from <= 1:
-        raise ValueError(f"default steps must be at least 1 and refine_from in (0, 1], not "
-                         f"{card.default_steps} and {card.refine_from}")
+    """The card's decoding schedule with what `sampling` sets ({"default_steps", "refine_from"}, None: kept)."""
+    chosen = {key: value for key, value in (sampling or {}).items() if value is not None}
+    card.sampling = DecodingSchedule(chosen.get("default_steps", card.sampling.steps),
+                                     chosen.get("refine_from", card.sampling.refine_from))
 
 
 def reformat(folder: str | Path, out: str | Path, weights_format: str, sampling: dict | None = None) -> ModelCard:

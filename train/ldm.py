@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from onedva_codec.model import DiTBlock, FinalLayer, ScalarEmbedder, zero_init_adaln
+from onedva_codec.model.network import DiTBlock, FinalLayer, ScalarEmbedder, zero_init_adaln
 
 
 class LatentDiT(nn.Module):

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from onedva_codec.lpips import LPIPS, VGG16Features, load_network_state, normalise_input
-from onedva_codec.model import MIN_T
-from onedva_codec.prior import slot_bands
+from onedva_codec.bitstream.prior import slot_bands
+from onedva_codec.evaluation.lpips import LPIPS, VGG16Features, load_network_state, normalise_input
+from onedva_codec.model.network import MIN_T
 
 
 def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float = 400.0) -> Tensor:

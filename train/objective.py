@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from onedva_codec.latent_coding import Quantizer
-from onedva_codec.lpips import LPIPS
-from onedva_codec.model import Latents, OneDVA, full_tile_geometry
-from onedva_codec.sampler import mix, velocity_target
+from onedva_codec.bitstream.latent_coding import Quantizer
+from onedva_codec.evaluation.lpips import LPIPS
+from onedva_codec.model.network import Latents, OneDVA, full_tile_geometry
+from onedva_codec.model.sampler import mix, velocity_target
 
 from .config import TrainConfig
 from .ldm import LatentDiT

@@ -136,7 +136,7 @@ def build_pack(sources: list[Source], out: Path, log: Callable[[str], None] = pr
 
 def _pack_video(source: Source, item_id: str, out: Path, taken: set[str]) -> list[dict]:
     """Write a video source's kept frames as one pack video per segment; returns their index entries."""
-    from onedva_codec.video_io import VideoReader  # PyAV: only needed to build
+    from onedva_codec.video.io import VideoReader  # PyAV: only needed to build
 
     with VideoReader(source.path) as reader:
         info = reader.info
@@ -219,7 +219,7 @@ def write_heldout_clips(pack: Pack, out: Path, size: int) -> list[Path]:
     """
     from fractions import Fraction
 
-    from onedva_codec.video_io import VideoWriter
+    from onedva_codec.video.io import VideoWriter
 
     out.mkdir(parents=True, exist_ok=True)
     entries = [e for e in pack.index["videos"] if e["split"] == "val"]

@@ -31,21 +31,21 @@ import torch.distributed as dist
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from onedva_codec.config import ModelConfig
-from onedva_codec.latent_coding import Quantizer
-from onedva_codec.lpips import LPIPS
-from onedva_codec.metrics import FrameMetrics, video_frames
-from onedva_codec.model import Latents, OneDVA, full_tile_geometry
-from onedva_codec.motion import motion_scores
-from onedva_codec.pixels import model_to_frames, to_model_range
-from onedva_codec.sampler import mix, sample, velocity_target
-from onedva_codec.weights import load_model
+from onedva_codec.bitstream.latent_coding import Quantizer
+from onedva_codec.evaluation.lpips import LPIPS
+from onedva_codec.evaluation.metrics import FrameMetrics, video_frames
+from onedva_codec.model.config import ModelConfig
+from onedva_codec.model.folder import load_model
+from onedva_codec.model.network import Latents, OneDVA, full_tile_geometry
+from onedva_codec.model.sampler import mix, sample, velocity_target
+from onedva_codec.model.schedule import DecodingSchedule
+from onedva_codec.video.motion import motion_scores
+from onedva_codec.video.pixels import model_to_frames, to_model_range
 
 from . import config as config_io
 from .clips import StepSampler, TrainClips, validation_clips
@@ -110,7 +110,7 @@ class MotionStats:
         self.count += 1
 
     def normalise(self, scores: Tensor) -> Tensor:
-        """s^ = s / (mu + 3 sigma), as onedva_codec.motion.normalise_motion does with the card's numbers."""
+        """s^ = s / (mu + 3 sigma), as onedva_codec.video.motion.normalise_motion does with the card's numbers."""
         return scores / (self.mu + 3 * self.sigma).clamp(min=1e-8).to(scores.dtype)
 
     def to_dict(self) -> dict:
@@ -482,9 +482,9 @@ class Trainer:
                 quantizer = None
                 if self.cfg.latents == "quantized":  # as the codec will: rounded to the step
                     quantizer = Quantizer.in_latent_units(self.cfg.quant_step, model.cfg.latent_channels)
-                results, grids = evaluate(model, self.val_clips, self.cfg.val_steps, self.proc.device,
-                                          self.metrics, self._autocast, quantizer=quantizer,
-                                          refine_from=self.cfg.refine_from)
+                schedule = DecodingSchedule(self.cfg.val_steps, self.cfg.refine_from)
+                results, grids = evaluate(model, self.val_clips, schedule, self.proc.device, self.metrics,
+                                          self._autocast, quantizer=quantizer)
                 log.write_val(self.step, results, self._gpu_minutes())
                 save_samples(self.out / "samples", self.step, grids)
         if dist.is_initialized():
@@ -493,9 +493,9 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate(model: OneDVA, clips: Tensor, steps: int, device: torch.device, metrics: FrameMetrics,
-             autocast=contextlib.nullcontext, batch: int = 4, quantizer: Quantizer | None = None,
-             refine_from: float = 1.0) -> tuple[dict, dict[str, Tensor]]:
+def evaluate(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: torch.device, metrics: FrameMetrics,
+             autocast=contextlib.nullcontext, batch: int = 4, quantizer: Quantizer | None = None
+             ) -> tuple[dict, dict[str, Tensor]]:
     """Reconstruct held-out clips keeping all, half and none of the 1D latents; PSNR, SSIM, LPIPS each.
     With a quantizer the latents are quantized as the codec quantizes them, else used as they are."""
     cfg = model.cfg
@@ -516,7 +516,7 @@ def evaluate(model: OneDVA, clips: Tensor, steps: int, device: torch.device, met
             kept = torch.full((b,), round(share * cfg.max_1d_tokens), device=device)
             latents = Latents(structural, tokens_1d, Latents.keep_mask(kept, cfg.max_1d_tokens))
             with autocast():
-                out = sample(lambda x, t: model.velocity(x, t, latents), noise, steps, refine_from)
+                out = sample(lambda x, t: model.velocity(x, t, latents), noise, schedule)
             decoded[name].append(out.float().clamp(-1, 1).cpu())
     results = {}
     reference = video_frames(clips.float())

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from onedva_codec.latent_coding import Quantizer
-from onedva_codec.metrics import FrameMetrics
-from onedva_codec.model import OneDVA, full_tile_geometry
-from onedva_codec.weights import CARD_FILE, load_model
+from onedva_codec.bitstream.latent_coding import Quantizer
+from onedva_codec.evaluation.metrics import FrameMetrics
+from onedva_codec.model.folder import CARD_FILE, load_model
+from onedva_codec.model.network import OneDVA, full_tile_geometry
+from onedva_codec.model.schedule import DecodingSchedule
 
 from .clips import validation_clips
 from .pack import Pack
@@ -67,8 +68,8 @@ def validate(source: str | Path, data: str | Path, steps: list[int], refine_from
         for n in steps:
             # One step ignores t0, so it is decoded once.
             for t0 in ([1.0] if n == 1 else refine_from):
-                results, _ = evaluate(model, held_out, n, torch.device(device), metrics, autocast,
-                                      quantizer=used, refine_from=t0)
+                results, _ = evaluate(model, held_out, DecodingSchedule(n, t0), torch.device(device), metrics,
+                                      autocast, quantizer=used)
                 rows.append({"steps": n, "refine_from": t0, **extra, **results})
     return rows
 

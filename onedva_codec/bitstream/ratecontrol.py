@@ -12,12 +12,19 @@ and is searched for:
 
 * `--quality q`: the mean length is q * N;
 * `--bitrate b`: the largest scale whose coded size fits the budget, using a
-  bound of each unit's coded size at lengths on a grid of N / 32 tokens.
+  bound of each unit's coded size at lengths on a grid of N / 32 tokens
+  (`size_table`); should the written file still exceed the target, it is
+  written again with the budget cut by the excess (`spend`).
+
+Everything about rate lives here: reading a bitrate, checking the options,
+the size table, the target and the plan; the encoder asks `spend` once.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -25,12 +32,23 @@ from ..errors import InputError
 
 MOTION_SHARE = 0.5  # share of the 1D budget that follows motion when adaptive
 LENGTH_STEPS = 32  # --bitrate chooses lengths among multiples of N / LENGTH_STEPS
+DEFAULT_QUALITY = 0.5
+WRITES = 3  # --bitrate: the first write fits unless the size bound fails; then two more at most
+_BITRATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)(?:bps|b/s|bit/s)?\s*$")
+
+
+def parse_bitrate(text: str) -> float:
+    """'300k' -> 300000.0 bits per second; accepts k and M suffixes and a trailing 'bps'."""
+    match = _BITRATE.match(text)
+    if not match:
+        raise InputError(f"cannot read bitrate {text!r}; write it like 300k, 1.5M or 250000")
+    return float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
 
 
 @dataclass(frozen=True)
 class RateOptions:
-    """How to spend bits: a quality in [0, 1] (mean share of 1D tokens kept; 0.5 if neither is given)
-    or a bitrate in bits/s, not both; `adaptive` lets the share follow each unit's motion."""
+    """How to spend bits: a quality in [0, 1] (mean share of 1D tokens kept; DEFAULT_QUALITY if neither
+    is given) or a bitrate in bits/s, not both; `adaptive` lets the share follow each unit's motion."""
 
     quality: float | None = None
     bitrate: float | None = None
@@ -38,13 +56,19 @@ class RateOptions:
 
     def __post_init__(self) -> None:
         if self.quality is not None and self.bitrate is not None:
-            raise InputError("give a quality or a bitrate, not both")
+            raise InputError("give --quality or --bitrate, not both")
         if self.quality is not None and not 0.0 <= self.quality <= 1.0:
             raise InputError(f"quality must be between 0 and 1, not {self.quality}")
         if self.bitrate is not None and not self.bitrate > 0:
             raise InputError("bitrate must be positive")
         if self.quality is None and self.bitrate is None:
-            object.__setattr__(self, "quality", 0.5)
+            object.__setattr__(self, "quality", DEFAULT_QUALITY)
+
+    @classmethod
+    def from_text(cls, quality: float | None = None, bitrate: str | None = None, adaptive: bool = True
+                  ) -> RateOptions:
+        """Options as a user writes them (`--bitrate 300k`)."""
+        return cls(quality, None if bitrate is None else parse_bitrate(bitrate), adaptive)
 
     def describe(self) -> dict:
         if self.bitrate is not None:
@@ -64,6 +88,11 @@ def _lengths(scale: float, weights: np.ndarray, max_tokens: int) -> np.ndarray:
     return np.clip(np.round(scale * weights), 0, max_tokens).astype(np.int64)
 
 
+def _scale_bound(weights: np.ndarray, max_tokens: int) -> float:
+    """A scale past which every unit keeps all its tokens."""
+    return max_tokens / max(float(weights.min()), 1e-6)
+
+
 def _largest_scale(fits, upper: float) -> float:
     """Largest scale in [0, upper] with fits(scale) True, for monotone `fits` (fits(0) True)."""
     if fits(upper):
@@ -79,8 +108,8 @@ def lengths_for_quality(motion: np.ndarray, quality: float, max_tokens: int, ada
     """Lengths whose mean is about quality * max_tokens."""
     weights = allocation_weights(motion, adaptive)
     target = quality * max_tokens
-    upper = max_tokens / max(float(weights.min()), 1e-6)
-    scale = _largest_scale(lambda s: _lengths(s, weights, max_tokens).mean() <= target + 1e-9, upper)
+    scale = _largest_scale(lambda s: _lengths(s, weights, max_tokens).mean() <= target + 1e-9,
+                           _scale_bound(weights, max_tokens))
     return _lengths(scale, weights, max_tokens)
 
 
@@ -91,16 +120,28 @@ def length_grid(max_tokens: int) -> np.ndarray:
     return grid if grid[-1] == max_tokens else np.append(grid, max_tokens)
 
 
+def size_table(token_bits: np.ndarray, structural_tokens: int, max_tokens: int) -> np.ndarray:
+    """(units, len(length_grid)) bounds of each unit's coded bytes at each length of the grid, from its
+    tokens' ideal bits (units, tokens) under the prior."""
+    from .latent_coding import coded_size_bound  # here: the command line reads RateOptions before torch loads
+    cumulative = np.cumsum(token_bits, axis=1)
+    return coded_size_bound(cumulative[:, structural_tokens - 1 + length_grid(max_tokens)])
+
+
+def target_bytes(rate: RateOptions, duration: float) -> int:
+    """The most bytes a file of `duration` seconds may take at `rate.bitrate`."""
+    return int(rate.bitrate * duration / 8)
+
+
 def lengths_for_bitrate(motion: np.ndarray, sizes: np.ndarray, rate: RateOptions, duration: float,
                         overhead: int, max_tokens: int) -> tuple[np.ndarray, str | None]:
     """Lengths on `length_grid` whose file fits `rate.bitrate` over `duration` seconds, as large as fits.
 
-    `sizes[u, j]` bounds unit u's coded bytes at length `length_grid(max_tokens)[j]`; `overhead` is every
-    byte of the file besides the units' data (container, audio). Returns the lengths and, when even
-    every token fits with room to spare, a note that says so.
+    `sizes[u, j]` bounds unit u's coded bytes at length `length_grid(max_tokens)[j]` (`size_table`);
+    `overhead` is every byte of the file besides the units' data (container, audio). Returns the lengths
+    and, when even every token fits with room to spare, a note that says so.
     """
-    target = rate.bitrate * duration / 8
-    budget = int(target) - overhead
+    budget = target_bytes(rate, duration) - overhead
     if budget <= 0:
         raise InputError(f"bitrate too low: the container and audio alone need "
                          f"{overhead * 8 / duration / 1000:.1f} kbit/s")
@@ -119,9 +160,30 @@ def lengths_for_bitrate(motion: np.ndarray, sizes: np.ndarray, rate: RateOptions
         floor = (int(sizes[:, 0].sum()) + overhead) * 8 / duration
         raise InputError(f"bitrate too low: this video needs at least {floor / 1000:.1f} kbit/s "
                          "(structural latents only)")
-    lengths = grid[snapped(_largest_scale(fits, max_tokens / max(float(weights.min()), 1e-6)))]
+    lengths = grid[snapped(_largest_scale(fits, _scale_bound(weights, max_tokens)))]
     note = None
     if (lengths == max_tokens).all():
         ceiling = (int(sizes[:, -1].sum()) + overhead) * 8 / duration
         note = f"the target exceeds what full quality needs; the file is {ceiling / 1000:.1f} kbit/s"
     return lengths, note
+
+
+def spend(rate: RateOptions, motion: np.ndarray, sizes: np.ndarray | None, duration: float, overhead: int,
+          max_tokens: int, write: Callable[[np.ndarray], int]) -> tuple[np.ndarray, int, str | None]:
+    """Choose every unit's length and write the file with them: `write(lengths)` writes it (from its
+    start each time) and returns its size. Returns the lengths, the size and a note for the user, if any.
+
+    `--quality`: one write. `--bitrate`: the sizes (`size_table`) bound each unit's coded size from above,
+    so the first write fits; should one not, the file is written again with the budget cut by the excess.
+    """
+    if rate.bitrate is None:
+        lengths = lengths_for_quality(motion, rate.quality, max_tokens, rate.adaptive)
+        return lengths, write(lengths), None
+    target, excess = target_bytes(rate, duration), 0
+    for _ in range(WRITES):
+        lengths, note = lengths_for_bitrate(motion, sizes, rate, duration, overhead + excess, max_tokens)
+        written = write(lengths)
+        if written <= target:
+            break
+        excess += written - target
+    return lengths, written, note

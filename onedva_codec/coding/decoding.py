@@ -19,30 +19,40 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from ..bitstream.container import ChunkRecord, OdvaReader
-from ..bitstream.noise import unit_noise
-from ..runtime.engine import Engine
-from ..errors import FormatError
-from ..video.geometry import ChunkAssembler, TileGrid
 from ..bitstream.latent_coding import Quantizer
+from ..bitstream.noise import unit_noise
+from ..errors import FormatError
+from ..model.config import ModelConfig
+from ..model.folder import LoadedModel, check_decodable
 from ..model.network import Latents
-from ..runtime.prefetch import prefetch
 from ..model.sampler import sample
-from ..model.folder import check_decodable
+from ..model.schedule import DecodingSchedule
+from ..runtime.engine import Engine
+from ..runtime.prefetch import prefetch
+from ..video.geometry import ChunkAssembler, TileGrid
 
 
-def decode_frames(engine: Engine, reader: OdvaReader, steps: int | None, first: int, stop: int
+@dataclass(frozen=True)
+class DecodeRequest:
+    """Which frames to decode (first .. stop - 1) and how (the schedule, resolved once from the model's
+    card and the caller's steps: `ModelCard.schedule`)."""
+
+    first: int
+    stop: int
+    schedule: DecodingSchedule
+
+
+def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, request: DecodeRequest
                   ) -> Iterator[np.ndarray]:
-    """Yield frames first..stop-1, decoding only the chunks that hold them."""
+    """Yield the request's frames, decoding only the chunks that hold them."""
     header = reader.header
-    check_decodable(header, engine.loaded)
-    steps = engine.loaded.card.decoding_steps(steps)
+    check_decodable(header, model)
     grid = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
     quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
-    per_chunk = header.chunk_frames
-    first_chunk, stop_chunk = first // per_chunk, -(-stop // per_chunk)
-    job = _DecodeJob(grid, quantizer, steps, header.seed)
-    chunks = reader.chunks(first_chunk, stop_chunk)
-    decoded = job.run(engine, chunks) if len(engine.devices) == 1 else engine.spread(job, chunks, grid.count)
+    per_chunk, first, stop = header.chunk_frames, request.first, request.stop
+    job = _DecodeJob(grid, quantizer, request.schedule, header.seed)
+    chunks = reader.chunks(first // per_chunk, -(-stop // per_chunk))
+    decoded = job.run(model, engine, chunks) if len(engine.devices) == 1 else engine.spread(job, chunks, grid.count)
     for index, real, video in decoded:
         offset = index * per_chunk
         video = video.numpy()
@@ -55,26 +65,27 @@ class _DecodeJob:
     """Decoding chunk records into frames, where the model runs (device_pool.Job)."""
     grid: TileGrid
     quantizer: Quantizer
-    steps: int
+    schedule: DecodingSchedule
     seed: int
 
-    def run(self, engine: Engine, chunks: Iterable[ChunkRecord]) -> Iterator[tuple[int, int, Tensor]]:
+    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord]
+            ) -> Iterator[tuple[int, int, Tensor]]:
         """(chunk index, real frames, (T, H, W, 3) uint8 frames) of each chunk. The frames are a tensor
         (a view of the array) so that from a device process they cross in shared memory."""
-        for record, video in _decode_chunks(engine, chunks, self.grid, self.quantizer, self.steps, self.seed):
+        for record, video in _decode_chunks(model, engine, chunks, self):
             yield record.index, record.frames, torch.from_numpy(video)
 
 
-def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid, quantizer: Quantizer, steps: int,
-                   seed: int) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
+def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord], job: _DecodeJob
+                   ) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
     blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order)."""
-    n_max, s, c = engine.cfg.max_1d_tokens, engine.cfg.structural_tokens, engine.cfg.latent_channels
-    noise_shape = (3, engine.cfg.frames, engine.cfg.tile, engine.cfg.tile)
-    device = engine.device
+    cfg, seed, device = model.cfg, job.seed, engine.device
+    n_max, s, c = cfg.max_1d_tokens, cfg.structural_tokens, cfg.latent_channels
+    noise_shape = (3, cfg.frames, cfg.tile, cfg.tile)
 
     def decode(batch: _UnitBatch) -> Tensor:
-        values = quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
+        values = job.quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
         latents = Latents(values[:, :s], values[:, s:], keep)
         if engine.device_noise:
@@ -82,19 +93,18 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
             for (record, t), out in zip(batch.units, noise):
                 unit_noise(seed, record.index, t, noise_shape, out, device)
         else:
-            for job in batch.noise_jobs:
-                job.result()
+            for drawn in batch.noise_jobs:
+                drawn.result()
             noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
         with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
-            return sample(lambda x, t: engine.run("velocity", x, t, latents), noise, steps,
-                          engine.loaded.card.refine_from)
+            return sample(lambda x, t: engine.run("velocity", x, t, latents), noise, job.schedule)
 
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
-    for batch in prefetch(_unit_batches(engine, chunks, seed), depth=2):
+    for batch in prefetch(_unit_batches(cfg, engine, chunks, seed), depth=2):
         decoded = decode(batch)
         with record_function("odva.blend"):
             for (record, _), tile in zip(batch.units, decoded):
-                open_chunks.setdefault(record.index, (record, grid.assembler(engine.chunk_memory)))[1].add(tile)
+                open_chunks.setdefault(record.index, (record, job.grid.assembler(engine.chunk_memory)))[1].add(tile)
         for index in sorted(open_chunks):
             record, assembler = open_chunks[index]
             if not assembler.done:
@@ -103,13 +113,13 @@ def _decode_chunks(engine: Engine, chunks: Iterable[ChunkRecord], grid: TileGrid
             yield record, assembler.frames
 
 
-def _unit_batches(engine: Engine, chunks: Iterable[ChunkRecord], seed: int) -> Iterator["_UnitBatch"]:
+def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord], seed: int
+                  ) -> Iterator["_UnitBatch"]:
     """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work).
 
     Noise is the largest CPU cost of decoding: it is drawn by a pool of threads (torch releases the
     GIL while it draws) while this thread unpacks the next batch's symbols, into page-locked memory
     when a GPU is in use, so that it crosses to the GPU without a staging copy."""
-    cfg = engine.cfg
     s, n_max = cfg.structural_tokens, cfg.max_1d_tokens
     shape = (3, cfg.frames, cfg.tile, cfg.tile)
     pin = engine.device.type == "cuda"

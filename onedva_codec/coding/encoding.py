@@ -20,21 +20,44 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 
-from ..version import __version__
+from ..bitstream import ratecontrol
 from ..bitstream.container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
-from ..runtime.engine import Engine
-from ..errors import InputError
-from ..video.geometry import TileGrid, chunk_frames
-from ..bitstream.latent_coding import ENTROPY_CODER, coded_size_bound
+from ..bitstream.latent_coding import ENTROPY_CODER
 from ..bitstream.noise import unit_noise
-from .search import search_latents, search_lengths
+from ..bitstream.ratecontrol import RateOptions
+from ..errors import InputError
+from ..model.config import ModelConfig
+from ..model.folder import LoadedModel
 from ..model.network import geometry_features
+from ..runtime.engine import Engine
+from ..runtime.prefetch import prefetch
+from ..version import __version__
+from ..video.geometry import TileGrid, chunk_frames
 from ..video.motion import motion_scores, normalise_motion
 from ..video.pixels import video_to_model
-from ..runtime.prefetch import prefetch
-from ..bitstream.ratecontrol import RateOptions, length_grid, lengths_for_bitrate, lengths_for_quality
+from .search import search_latents, search_lengths
 
 Progress = Callable[[int], None]  # called with the number of frames just done
+
+
+@dataclass(frozen=True)
+class EncodeRequest:
+    """What to encode and how: the frames' size and rate, the rate options, the file's decoding seed,
+    encoder-side search steps (0: none), and the audio to carry (its bytes and description)."""
+
+    width: int
+    height: int
+    fps: Fraction
+    rate: RateOptions = RateOptions()
+    seed: int = 0
+    search_steps: int = 0
+    audio: bytes | None = None
+    audio_info: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.search_steps < 0:
+            raise InputError("search steps must be 0 or more")
+        check_frame_size(self.width, self.height)
 
 
 @dataclass
@@ -71,37 +94,37 @@ class _Analysis:
         return sum(self.real_frames)
 
 
-def encode_frames(engine: Engine, frames: Iterator[np.ndarray], width: int, height: int, fps: Fraction,
-                  out: BinaryIO, rate: RateOptions, seed: int, audio: bytes | None, audio_info: dict | None,
-                  progress: Progress | None, search_steps: int = 0) -> EncodeResult:
-    """Encode RGB frames of one size into `out`: analyse every unit, choose lengths, write the file.
-    `search_steps` > 0 refines every unit's latent by that many steps through the decoder
-    (latent_search.py): a slower encode of a file that decodes better."""
-    if search_steps < 0:
-        raise InputError("search steps must be 0 or more")
+def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarray], request: EncodeRequest,
+                  out: BinaryIO, progress: Progress | None = None) -> EncodeResult:
+    """Encode RGB frames of the request's size into `out`: analyse every unit, choose lengths, write the
+    file. A search (`request.search_steps` > 0) refines every unit's latent by that many steps through
+    the decoder (search.py): a slower encode of a file that decodes better."""
     started = time.perf_counter()
-    check_frame_size(width, height)
-    grid = TileGrid.plan(height, width, engine.cfg.tile, engine.cfg.tile_overlap)
+    cfg, rate = model.cfg, request.rate
+    grid = TileGrid.plan(request.height, request.width, cfg.tile, cfg.tile_overlap)
     with tempfile.TemporaryFile() as spool:
-        job = _EncodeJob(grid, seed, search_steps)
-        analysis = _analyse(engine, frames, job, spool, rate.bitrate is not None, progress)
-        header = _header(engine, width, height, fps, analysis.frames, grid, seed, rate, audio_info, search_steps)
-        n_max = engine.cfg.max_1d_tokens
-        notes: list[str] = []
-        if rate.bitrate is not None:
-            lengths, written, note = _write_for_bitrate(engine, out, header, analysis, rate, audio, grid.count)
-            notes += [note] if note else []
-        else:
-            lengths = lengths_for_quality(analysis.motion, rate.quality, n_max, rate.adaptive)
-            written = _write(engine, out, header, analysis, lengths, grid.count, audio)
-    return EncodeResult(analysis.frames, width, height, fps, written, time.perf_counter() - started,
-                        float(lengths.mean() / n_max), notes)
+        job = _EncodeJob(grid, request.seed, request.search_steps)
+        analysis = _analyse(model, engine, frames, job, spool, rate.bitrate is not None, progress)
+        header = _header(model, request, analysis.frames, grid)
+        overhead = container_overhead(header, len(request.audio or b""))
+        start = out.tell()
+
+        def write(lengths: np.ndarray) -> int:
+            out.seek(start)
+            out.truncate()
+            return _write(engine, model, out, header, analysis, lengths, grid.count, request.audio)
+
+        lengths, written, note = ratecontrol.spend(rate, analysis.motion, analysis.sizes,
+                                                   float(analysis.frames / request.fps), overhead,
+                                                   cfg.max_1d_tokens, write)
+    return EncodeResult(analysis.frames, request.width, request.height, request.fps, written,
+                        time.perf_counter() - started, float(lengths.mean() / cfg.max_1d_tokens),
+                        [note] if note else [])
 
 
-def _analyse(engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spool: BinaryIO, with_sizes: bool,
-             progress: Progress | None) -> _Analysis:
-    cfg = engine.cfg
-    grid_lengths = length_grid(cfg.max_1d_tokens)
+def _analyse(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spool: BinaryIO,
+             with_sizes: bool, progress: Progress | None) -> _Analysis:
+    cfg = model.cfg
     motion: list[float] = []
     sizes: list[list[int]] = []
     real_frames: list[int] = []
@@ -115,13 +138,14 @@ def _analyse(engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spoo
             if progress:
                 progress(real)
 
-    analysed = job.run(engine, chunks()) if len(engine.devices) == 1 else engine.spread(job, chunks(), job.grid.count)
+    analysed = job.run(model, engine, chunks()) if len(engine.devices) == 1 else \
+        engine.spread(job, chunks(), job.grid.count)
     for symbols, scores in analysed:
         spool.write(symbols.tobytes())
         motion.extend(scores)
         if with_sizes:  # bytes of each unit at each length, bounded from above by its ideal code length
-            bits = np.cumsum(engine.loaded.prior.token_bits(symbols), axis=1)
-            sizes.extend(coded_size_bound(bits[:, cfg.structural_tokens - 1 + grid_lengths]))
+            sizes.extend(ratecontrol.size_table(model.prior.token_bits(symbols), cfg.structural_tokens,
+                                                cfg.max_1d_tokens))
     if not real_frames:
         raise InputError("the video has no frames")
     return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
@@ -134,12 +158,13 @@ class _EncodeJob:
     seed: int  # the file's: it fixes the noise the decoder starts from, which the search decodes
     search_steps: int
 
-    def run(self, engine: Engine, chunks: Iterable[tuple[Tensor, int, int]]
+    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[tuple[Tensor, int, int]]
             ) -> Iterator[tuple[np.ndarray, list[float]]]:
         """Each chunk's (tiles, S + N, C) int8 symbols at full length and its tiles' motion scores;
         tiles of consecutive chunks are batched together."""
         content_h, content_w = self.grid.content_size
-        quantizer, card, device = engine.quantizer(), engine.loaded.card, engine.device
+        cfg, card, device = model.cfg, model.card, engine.device
+        quantizer = model.quantizer()
 
         def batches() -> Iterator[list[tuple[Tensor, int, int, int]]]:
             """Units (a tile's pixels on the device, its chunk's real frames, the chunk's index, the tile's),
@@ -161,55 +186,33 @@ class _EncodeJob:
             tiles = video_to_model(torch.stack([unit[0] for unit in units]))
             real = torch.tensor([unit[1] for unit in units], device=device)
             geometry = geometry_features(torch.full_like(real, content_h), torch.full_like(real, content_w), real,
-                                         engine.cfg)
+                                         cfg)
             with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
                 means = engine.run("encode", tiles, geometry).means()
             if self.search_steps:
-                noise = torch.stack([self._noise(engine, index, tile) for _, _, index, tile in units])
+                noise = torch.stack([self._noise(cfg, engine, index, tile) for _, _, index, tile in units])
                 lengths = torch.stack([search_lengths(self.seed, index, tile, self.search_steps,
-                                                      engine.cfg.max_1d_tokens) for _, _, index, tile in units])
+                                                      cfg.max_1d_tokens) for _, _, index, tile in units])
                 with record_function("odva.search_latents"):
-                    means = search_latents(engine, tiles, means, noise, real, self.grid.content_size, lengths)
+                    means = search_latents(model, engine, tiles, means, noise, real, self.grid.content_size,
+                                           lengths)
             symbols.extend(quantizer.quantize(means).cpu().numpy())
             scores.extend(normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist())
             while len(symbols) >= self.grid.count:
                 yield np.stack(symbols[: self.grid.count]), scores[: self.grid.count]
                 del symbols[: self.grid.count], scores[: self.grid.count]
 
-    def _noise(self, engine: Engine, chunk: int, tile: int) -> Tensor:
+    def _noise(self, cfg: ModelConfig, engine: Engine, chunk: int, tile: int) -> Tensor:
         """The noise a decoder on this engine will draw for the unit (bitstream.noise.unit_noise)."""
-        shape = (3, engine.cfg.frames, engine.cfg.tile, engine.cfg.tile)
+        shape = (3, cfg.frames, cfg.tile, cfg.tile)
         if engine.device_noise:
             return unit_noise(self.seed, chunk, tile, shape, device=engine.device)
         return unit_noise(self.seed, chunk, tile, shape).to(engine.device, non_blocking=True)
 
 
-def _write_for_bitrate(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, rate: RateOptions,
-                       audio: bytes | None, tiles_per_chunk: int) -> tuple[np.ndarray, int, str | None]:
-    """Choose lengths from the bounded sizes, write, and check the file against the target.
-
-    The bounds hold each tile's coded size from above, so the first write fits; should one not,
-    the file is written again with the budget cut by the excess.
-    """
-    duration = float(analysis.frames / header.fps)
-    target = int(rate.bitrate * duration / 8)
-    overhead = container_overhead(header, len(audio or b""))
-    start, excess = out.tell(), 0
-    for _ in range(3):
-        lengths, note = lengths_for_bitrate(analysis.motion, analysis.sizes, rate, duration, overhead + excess,
-                                            engine.cfg.max_1d_tokens)
-        out.seek(start)
-        out.truncate()
-        written = _write(engine, out, header, analysis, lengths, tiles_per_chunk, audio)
-        if written <= target:
-            break
-        excess += written - target
-    return lengths, written, note
-
-
-def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysis, lengths: np.ndarray,
-           tiles_per_chunk: int, audio: bytes | None) -> int:
-    cfg = engine.cfg
+def _write(engine: Engine, model: LoadedModel, out: BinaryIO, header: FileHeader, analysis: _Analysis,
+           lengths: np.ndarray, tiles_per_chunk: int, audio: bytes | None) -> int:
+    cfg = model.cfg
     unit_values = (cfg.structural_tokens + cfg.max_1d_tokens) * cfg.latent_channels
     start = out.tell()
     writer = OdvaWriter(out, header)
@@ -234,17 +237,16 @@ def _write(engine: Engine, out: BinaryIO, header: FileHeader, analysis: _Analysi
     return out.tell() - start
 
 
-def _header(engine: Engine, width: int, height: int, fps: Fraction, frames: int, grid: TileGrid, seed: int,
-            rate: RateOptions, audio_info: dict | None, search_steps: int) -> FileHeader:
-    cfg, card = engine.cfg, engine.loaded.card
+def _header(model: LoadedModel, request: EncodeRequest, frames: int, grid: TileGrid) -> FileHeader:
+    cfg, card = model.cfg, model.card
+    search = {"search": request.search_steps} if request.search_steps else {}
     return FileHeader(
         model_config=cfg.name, model_sha256=card.weights_sha256, prior_sha256=card.prior_sha256,
-        width=width, height=height, fps=fps, frames=frames, chunk_frames=cfg.frames,
+        width=request.width, height=request.height, fps=request.fps, frames=frames, chunk_frames=cfg.frames,
         tile_size=cfg.tile, tile_overlap=cfg.tile_overlap, tile_ys=list(grid.ys), tile_xs=list(grid.xs),
         latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
         max_1d_tokens=cfg.max_1d_tokens, quant_step=card.quant_step,
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
-        entropy_coder=ENTROPY_CODER, seed=seed, audio=audio_info,
-        rate={**rate.describe(), **({"search": search_steps} if search_steps else {})},
-        encoder=f"odva {__version__}",
+        entropy_coder=ENTROPY_CODER, seed=request.seed, audio=request.audio_info,
+        rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}",
     )

@@ -17,17 +17,14 @@ its batch, so the file does not depend on --batch or on the devices (docs/format
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
 from ..bitstream.noise import unit_generator
-from ..model.network import Latents
 from ..bitstream.prior import SYMBOL_LIMIT
-
-if TYPE_CHECKING:
-    from ..runtime.engine import Engine
+from ..model.folder import LoadedModel
+from ..model.network import Latents
+from ..runtime.engine import Engine
 
 SEARCH_LR = 0.05  # Adam's step, in quantizer steps: eight steps move about a quarter of the symbols
 # A price on the symbols' size (mean |symbol|) beside each tile's mean squared error in [-1, 1] (about
@@ -41,7 +38,7 @@ def search_lengths(seed: int, chunk: int, tile: int, steps: int, max_tokens: int
     return torch.randint(0, max_tokens + 1, (steps,), generator=unit_generator("search", seed, chunk, tile))
 
 
-def search_latents(engine: "Engine", tiles: Tensor, means: Tensor, noise: Tensor, real: Tensor,
+def search_latents(model: LoadedModel, engine: Engine, tiles: Tensor, means: Tensor, noise: Tensor, real: Tensor,
                    content: tuple[int, int], lengths: Tensor, lr: float = SEARCH_LR) -> Tensor:
     """Latents (B, S + N, C), in the encoder's units, that decode nearer to `tiles` than `means` do.
 
@@ -50,7 +47,7 @@ def search_latents(engine: "Engine", tiles: Tensor, means: Tensor, noise: Tensor
     the height and width of real pixels in every tile (only real frames and pixels count); lengths:
     (B, steps) 1D tokens kept at each step (`search_lengths`), one step per column.
     """
-    model, cfg, quantizer = engine.loaded.model, engine.cfg, engine.quantizer()
+    network, cfg, quantizer = engine.network, model.cfg, model.quantizer()
     s, n_max = cfg.structural_tokens, cfg.max_1d_tokens
     mean, scale = quantizer.affine(means)
     target = tiles[..., : content[0], : content[1]].float()
@@ -66,7 +63,7 @@ def search_latents(engine: "Engine", tiles: Tensor, means: Tensor, noise: Tensor
         values = rounded * scale + mean
         latents = Latents(values[:, :s], values[:, s:], Latents.keep_mask(lengths[:, step], n_max))
         with engine.autocast(tiles.device):
-            decoded = model.predict_clean(noise, ones, latents)  # one step from t = 1
+            decoded = network.predict_clean(noise, ones, latents)  # one step from t = 1
         error = (decoded.float()[..., : content[0], : content[1]] - target).pow(2)
         loss = (error * weight).sum() + SEARCH_RATE_WEIGHT * z.abs().mean(dim=(1, 2)).sum()
         z.grad, = torch.autograd.grad(loss, z)  # the network's weights need none

@@ -19,11 +19,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..bitstream.container import OdvaReader
-from ..coding.decoding import decode_frames
 from ..errors import InputError, OdvaError
-from .metrics import psnr
-from ..video.pixels import frames_to_model
 from ..video.io import VideoReader
+from ..video.pixels import frames_to_model
+from .metrics import psnr
 
 LABEL_HEIGHT = 18
 LPIPS_BATCH = 8
@@ -61,7 +60,7 @@ def _video_frames(path: Path, codec_for: Callable[[], object], steps: int | None
 
         def frames() -> Iterator[np.ndarray]:
             with reader:
-                yield from decode_frames(codec_for(), reader, steps, 0, h.frames)
+                yield from codec_for().frames(reader, steps)
         return frames(), (h.height, h.width), size, h.frames
     video = VideoReader(path)
 

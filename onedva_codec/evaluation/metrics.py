@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .lpips import LPIPS
 from ..video.pixels import frames_to_model, to_8bit
+from .lpips import LPIPS
 
 
 def _levels(frames: Tensor) -> Tensor:

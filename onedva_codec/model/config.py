@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-MAX_DECODING_STEPS = 100  # past a few dozen, more steps change nothing but the time spent
-
 
 @dataclass(frozen=True)
 class ModelConfig:

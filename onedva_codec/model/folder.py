@@ -5,7 +5,7 @@ every .odva file records, so that a file is never decoded by a model it was not
 encoded with), the entropy prior's identity (its SHA-256, recorded in every file
 too: the range coder needs exactly the encoder's tables), the latent statistics
 used to normalise latents before quantization, the motion-score statistics used
-by rate control, the quantization step and the default number of decoding steps.
+by rate control, the quantization step and the default decoding schedule.
 Anything else a training run wants to keep (stages, losses, data) goes under
 "training" and is carried verbatim.
 """
@@ -21,14 +21,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..video.atomic import atomic_output
-from .config import MAX_DECODING_STEPS, ModelConfig
 from ..bitstream.container import FileHeader
-from ..errors import FormatError, InputError, ModelMismatchError, WeightsError
-from ..video.geometry import TileGrid
-from ..bitstream.latent_coding import ENTROPY_CODER, Quantizer
-from .network import OneDVA
+from ..bitstream.latent_coding import ENTROPY_CODER, Quantizer, TileCoder
 from ..bitstream.prior import EntropyPrior
+from ..errors import FormatError, InputError, ModelMismatchError, WeightsError
+from ..video.atomic import atomic_output
+from ..video.geometry import TileGrid
+from .config import ModelConfig
+from .network import OneDVA
+from .schedule import DecodingSchedule
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHT_FORMATS = ("bf16", "int8")
@@ -48,20 +49,16 @@ class ModelCard:
     motion_mu: float
     motion_sigma: float
     quant_step: float = 0.5
-    default_steps: int = 8
-    refine_from: float = 1.0  # multi-step decoding refines the one-step estimate from this t (sampler.py)
+    sampling: DecodingSchedule = DecodingSchedule()  # how its files decode unless the caller asks otherwise
     weights_sha256: str = ""
     weights_format: str = "bf16"  # or "int8": each matrix row scaled to int8 by its largest magnitude
     prior_sha256: str = ""
     prior_fit: dict = field(default_factory=dict)  # how the prior was fitted, informative
     training: dict = field(default_factory=dict)
 
-    def decoding_steps(self, requested: int | None = None) -> int:
-        """The steps to decode with: the caller's, else this model's default; never fewer than one."""
-        steps = self.default_steps if requested is None else requested
-        if not 1 <= steps <= MAX_DECODING_STEPS:
-            raise InputError(f"steps must be 1 to {MAX_DECODING_STEPS}, not {steps}")
-        return steps
+    def schedule(self, steps: int | None = None) -> DecodingSchedule:
+        """How to decode: this model's schedule, with the caller's steps if given."""
+        return self.sampling.with_steps(steps)
 
     def quantizer(self) -> Quantizer:
         """What the encoder applies to every latent of this model."""
@@ -79,7 +76,7 @@ class ModelCard:
             "latent_stats": {"mean": self.latent_mean, "std": self.latent_std},
             "motion_stats": {"mu": self.motion_mu, "sigma": self.motion_sigma},
             "quantization": {"step": self.quant_step},
-            "sampling": {"default_steps": self.default_steps, "refine_from": self.refine_from},
+            "sampling": {"default_steps": self.sampling.steps, "refine_from": self.sampling.refine_from},
             "training": self.training,
         }
 
@@ -97,8 +94,8 @@ class ModelCard:
             motion_mu=float(data["motion_stats"]["mu"]),
             motion_sigma=float(data["motion_stats"]["sigma"]),
             quant_step=float(data["quantization"]["step"]),
-            default_steps=int(data["sampling"]["default_steps"]),
-            refine_from=float(data["sampling"].get("refine_from", 1.0)),
+            sampling=DecodingSchedule(int(data["sampling"]["default_steps"]),
+                                      float(data["sampling"].get("refine_from", 1.0))),
             weights_sha256=str(data["weights_sha256"]),
             weights_format=str(data.get("weights_format", "bf16")),
             prior_sha256=str(data["entropy_prior"]["sha256"]),
@@ -109,15 +106,30 @@ class ModelCard:
 
 @dataclass
 class LoadedModel:
+    """What a model is, wherever it runs: the network, its card and its entropy prior (and the range
+    coder of that prior), and the folder they came from."""
+
     model: OneDVA
     card: ModelCard
     prior: EntropyPrior
     path: Path
+    tile_coder: TileCoder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tile_coder = TileCoder(self.prior)
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.card.config
 
     @property
     def model_id(self) -> str:
         """What a file records and a decoder checks: config name and weights hash."""
         return f"{self.card.config.name}-{self.card.weights_sha256[:16]}"
+
+    def quantizer(self) -> Quantizer:
+        """The card's quantizer: what the encoder applies to every latent."""
+        return self.card.quantizer()
 
 
 def default_weights_dir() -> Path:
@@ -128,7 +140,7 @@ def default_weights_dir() -> Path:
     """
     if os.environ.get("ODVA_WEIGHTS"):
         return Path(os.environ["ODVA_WEIGHTS"])
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # onedva_codec/
     bundled = package / "shipped_weights"
     return bundled if bundled.is_dir() else package.parent / "weights"
 
@@ -238,7 +250,7 @@ def load_model(folder: str | Path | None = None, device: str | torch.device = "c
         raise WeightsError(f"{folder} is not a model folder: it needs {WEIGHTS_FILE} and {CARD_FILE}")
     try:
         card = ModelCard.from_json(json.loads(card_path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, InputError) as exc:
         raise WeightsError(f"{card_path} is not a valid model card: {exc}") from None
     model = load_network(folder, card, device)
     return LoadedModel(model, card, _load_prior(folder / PRIOR_FILE, card), folder)

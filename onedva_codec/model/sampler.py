@@ -10,6 +10,8 @@ t0 with the same noise, x_t0 = (1 - t0) x0^ + t0 eps, and the remaining steps ru
 from t0 to 0. The latents fix the content at t = 1, so the later steps only have
 to add the detail one step cannot draw, and `steps = 1` stays the deterministic
 decoder.
+
+The sampler takes a `schedule.DecodingSchedule` whole: steps and refine_from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+
+from .schedule import DecodingSchedule
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (x_t, t of shape (B,)) -> v
 
@@ -52,12 +56,10 @@ def _euler(velocity: VelocityFn, x: Tensor, ts: list[float]) -> Tensor:
     return x
 
 
-def sample(velocity: VelocityFn, noise: Tensor, steps: int, refine_from: float = 1.0) -> Tensor:
-    """Decode from `noise` in `steps` model calls; see the module's note for `refine_from`."""
-    if not 0.0 < refine_from <= 1.0:
-        raise ValueError(f"refine_from must be in (0, 1], not {refine_from}")
-    if steps == 1 or refine_from == 1.0:
+def sample(velocity: VelocityFn, noise: Tensor, schedule: DecodingSchedule) -> Tensor:
+    """Decode from `noise` in `schedule.steps` model calls; see the module's note for refining."""
+    steps, start = schedule.steps, schedule.refine_from
+    if steps == 1 or start == 1.0:
         return _euler(velocity, noise, timesteps(steps).tolist())
     x0 = _euler(velocity, noise, [1.0, 0.0])
-    x = mix(x0, noise, refine_from)
-    return _euler(velocity, x, timesteps(steps - 1, refine_from).tolist())
+    return _euler(velocity, mix(x0, noise, start), timesteps(steps - 1, start).tolist())

@@ -20,9 +20,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .workers import become_worker
 from ..bitstream.latent_coding import TileCoder
 from ..bitstream.prior import EntropyPrior
+from .workers import become_worker
 
 _coder: TileCoder | None = None  # a worker's own coder, built once from the prior
 

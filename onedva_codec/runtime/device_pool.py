@@ -3,7 +3,8 @@
 Threads of one process do not scale: the model's Python and the tile pipeline share one
 interpreter lock, and two H200s decoded one step no faster than one (docs/performance.md). Here
 each device gets a process of its own, spawned once and kept, with its own Engine (model copy,
-coding workers, pipeline).
+coding workers, pipeline), made by a function the pool is named (`start_engine`, "module:function"),
+so that this module depends on no Engine.
 
 A video's chunks go to the processes in segments, runs of consecutive chunks whose tiles fill
 whole batches: segment j to process j mod n. Each process batches its chunks exactly as one device
@@ -52,9 +53,10 @@ _QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 class Job(Protocol):
-    """Work a device process runs over a stream of items, one result per item, in order."""
+    """Work a device process runs over a stream of items, one result per item, in order, given the model
+    (what it is) and the engine (how it runs)."""
 
-    def run(self, engine, items: Iterator[Any]) -> Iterator[Any]: ...
+    def run(self, model, engine, items: Iterator[Any]) -> Iterator[Any]: ...
 
 
 def segment_length(batch_size: int, tiles_per_chunk: int) -> int:
@@ -62,10 +64,12 @@ def segment_length(batch_size: int, tiles_per_chunk: int) -> int:
     return batch_size // math.gcd(batch_size, tiles_per_chunk)
 
 
-def _serve(weights: str, device: str, options: dict, threads: int, jobs: multiprocessing.Queue,
+def _serve(weights: str, device: str, options: dict, threads: int, start_engine: str, jobs: multiprocessing.Queue,
            results: multiprocessing.Queue, result_returns: multiprocessing.Queue,
            item_returns: multiprocessing.Queue) -> None:
-    """A device process: load the model, then run jobs until told to stop (None). Tensors in results
+    """A device process: load the model and start its engine (`start_engine`, "module:function", called
+    with the weights, the device, the memory results are made in and the engine's options), then run
+    jobs until told to stop (None). Tensors in results
     go out in buffers of this process's, given back on `result_returns`; the parent's buffers, in
     which tensors of items come, go back on `item_returns`."""
     # The kernel's parent-death signal follows the thread that started a process, and a pool may be
@@ -77,7 +81,6 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: multipr
     threading.Thread(target=_end_with, args=(os.getppid(),), name="odva-parent-watch", daemon=True).start()
     import torch
 
-    from .engine import Engine
     from .shared_buffers import BufferReceiver, BufferSender, CudaPinning
     importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
     torch.set_num_threads(threads)
@@ -86,14 +89,15 @@ def _serve(weights: str, device: str, options: dict, threads: int, jobs: multipr
     sender, receiver = BufferSender(result_returns, pinning), BufferReceiver(item_returns, pinning)
 
     try:  # decoded frames are made in the buffers they leave in
-        engine = Engine(weights, device=device, shared_memory=sender.take, **options)
+        module, function = start_engine.split(":")
+        model, engine = getattr(importlib.import_module(module), function)(weights, device, sender.take, options)
     except BaseException as exc:
         results.put(("error", _picklable(exc)))
         return
-    results.put(("ready", engine.loaded.model_id))
+    results.put(("ready", model.model_id))
     for job in iter(jobs.get, None):
         try:
-            for result in job.run(engine, (receiver.unpack(item) for item in iter(jobs.get, _END))):
+            for result in job.run(model, engine, (receiver.unpack(item) for item in iter(jobs.get, _END))):
                 results.put(("item", sender.pack(result)))
         except BaseException as exc:  # the parent raises it and starts the processes afresh
             results.put(("error", _picklable(exc)))
@@ -133,10 +137,10 @@ class _Worker:
 
 
 class DevicePool:
-    """A process per device, each with the model of `weights`, the Engine `options` and `threads` for
-    torch's CPU work."""
+    """A process per device, each with the model of `weights` and an engine started by `start_engine` with
+    `options`, and `threads` for torch's CPU work."""
 
-    def __init__(self, weights: Path, devices: list[torch.device], options: dict, threads: int):
+    def __init__(self, weights: Path, devices: list[torch.device], options: dict, threads: int, start_engine: str):
         from .shared_buffers import BufferReceiver, BufferSender
         importlib.import_module("torch.multiprocessing")  # registers how tensors cross in shared memory
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
@@ -147,8 +151,8 @@ class DevicePool:
         self._workers = []
         for device in devices:
             jobs, results, result_returns = context.Queue(), context.Queue(maxsize=2), context.Queue()
-            process = context.Process(target=_serve, args=(str(weights), str(device), options, threads, jobs, results,
-                                                           result_returns, self._item_returns),
+            process = context.Process(target=_serve, args=(str(weights), str(device), options, threads, start_engine,
+                                                           jobs, results, result_returns, self._item_returns),
                                       name=f"odva-{device}", daemon=True)
             process.start()
             self._workers.append(_Worker(str(device), process, jobs, results, result_returns,

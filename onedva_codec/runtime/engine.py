@@ -1,4 +1,6 @@
-"""A model bound to a device and a batch size: what encoding and decoding run on."""
+"""How a model runs: its device (or a process per device), batch size, compilation, coding workers and
+host memory. What the model is (network, card, entropy prior) is a `model.folder.LoadedModel`, which
+every job is also given; an Engine only runs it."""
 
 from __future__ import annotations
 
@@ -11,11 +13,10 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..errors import InputError, WeightsError
+from ..model.folder import LoadedModel, load_model
 from .coding_pool import TileCoderPool
 from .device_pool import DevicePool, Job, segment_length
-from ..errors import InputError, WeightsError
-from ..bitstream.latent_coding import Quantizer, TileCoder
-from ..model.folder import LoadedModel, load_model
 
 
 def resolve_devices(name: str = "auto") -> list[torch.device]:
@@ -44,10 +45,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def model_device(devices: list[torch.device]) -> torch.device:
+    """Where the model's own copy lives: the one device, or the CPU when each of several devices runs a
+    process with a copy of its own (the parent then needs only the card and prior)."""
+    return devices[0] if len(devices) == 1 else torch.device("cpu")
+
+
+def device_process_engine(weights: str, device: str, shared_memory: Callable[[tuple[int, ...]], torch.Tensor],
+                          options: dict) -> tuple[LoadedModel, Engine]:
+    """What a device process of DevicePool runs on: the model of `weights` on `device`, and an Engine for it
+    whose chunks of decoded frames are made in `shared_memory` (they cross to the parent without a copy)."""
+    model = load_model(weights, device)
+    return model, Engine(model, device, shared_memory=shared_memory, **options)
+
+
 class Engine:
-    """The loaded model on its device, the range coder of its prior, and how many tiles go to the
-    model at once. With several devices the model runs in a process per device (`spread`), each
-    with an Engine of its own; this one keeps the model on the CPU for its card and prior. Those
+    """The model on its device, how many tiles go to it at once, and the processes around it. With several
+    devices the model runs in a process per device (`spread`), each with an Engine of its own. Those
     processes are spawned, which runs the calling script's top level again: guard it with
     `if __name__ == "__main__":`.
 
@@ -69,16 +83,13 @@ class Engine:
     passes its shared buffers, so that decoded frames cross to the parent without a copy.
     """
 
-    def __init__(self, weights: str | Path | LoadedModel | None = None, device: str = "auto",
-                 batch_size: int | None = None, compile: bool = False, coding_workers: int | None = None,
-                 device_noise: bool = False, shared_memory: Callable[[tuple[int, ...]], torch.Tensor] | None = None):
+    def __init__(self, model: LoadedModel, device: str = "auto", batch_size: int | None = None, compile: bool = False,
+                 coding_workers: int | None = None, device_noise: bool = False,
+                 shared_memory: Callable[[tuple[int, ...]], torch.Tensor] | None = None):
         self.devices = resolve_devices(device)
         self.device = self.devices[0]  # where the model runs (one device), or the first of them
-        model_device = self.device if len(self.devices) == 1 else torch.device("cpu")
-        self.loaded = weights if isinstance(weights, LoadedModel) else load_model(weights, model_device)
-        self.loaded.model.to(model_device)
-        self.cfg = self.loaded.card.config
-        self.tile_coder = TileCoder(self.loaded.prior)
+        self.model = model
+        self.network = model.model.to(model_device(self.devices))
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 4)
         if self.batch_size < 1:
             raise InputError("batch size must be at least 1")
@@ -95,10 +106,10 @@ class Engine:
             raise InputError("coding workers must be 0 or more")
         self.coding_workers = coding_workers
         # started here, before any thread of the codec's: workers are forked on Linux
-        self._coding_pool = TileCoderPool(self.loaded.prior, coding_workers) if coding_workers else None
+        self._coding_pool = TileCoderPool(model.prior, coding_workers) if coding_workers else None
         self.compiled = compile
         # compiled lazily, on first call
-        self._compiled = {method: torch.compile(getattr(self.loaded.model, method), dynamic=False)
+        self._compiled = {method: torch.compile(getattr(self.network, method), dynamic=False)
                           for method in ("encode", "velocity")} if compile and len(self.devices) == 1 else {}
         self._device_pool: DevicePool | None = None
         self._shared_memory = shared_memory
@@ -109,7 +120,7 @@ class Engine:
         copies of its last row and the output cut back: one graph then serves every batch, and the same
         file always meets the same kernels."""
         if not self.compiled:
-            return getattr(self.loaded.model, method)(*args)
+            return getattr(self.network, method)(*args)
         rows = next(arg.shape[0] for arg in args if isinstance(arg, torch.Tensor))
         if rows < self.batch_size:
             args = _map_rows(args, lambda x: torch.cat([x, x[-1:].expand(self.batch_size - rows, *x.shape[1:])]))
@@ -123,14 +134,14 @@ class Engine:
         """A tile's symbols, (tokens, C) int8, decoded on a worker process (or here, done at once)."""
         if self._coding_pool is None:
             done: Future = Future()
-            done.set_result(self.tile_coder.decode(data, tokens))
+            done.set_result(self.model.tile_coder.decode(data, tokens))
             return done
         return self._coding_pool.decode(data, tokens)
 
     def encode_tiles(self, tiles: Iterable[np.ndarray]) -> Iterator[bytes]:
         """Each tile's bytes, in order, coded on the worker processes (or here)."""
         if self._coding_pool is None:
-            return (self.tile_coder.encode(symbols) for symbols in tiles)
+            return (self.model.tile_coder.encode(symbols) for symbols in tiles)
         return self._coding_pool.encode_all(tiles)
 
     def chunk_memory(self, shape: tuple[int, ...]) -> torch.Tensor:
@@ -153,11 +164,11 @@ class Engine:
 
     def _pool(self) -> DevicePool:
         if self._device_pool is None or self._device_pool.closed:
-            self._device_pool = DevicePool(self.loaded.path, self.devices, self._device_options,
-                                           self._device_threads)
-            if set(self._device_pool.model_ids) != {self.loaded.model_id}:  # the folder changed on disk
+            self._device_pool = DevicePool(self.model.path, self.devices, self._device_options,
+                                           self._device_threads, f"{__name__}:device_process_engine")
+            if set(self._device_pool.model_ids) != {self.model.model_id}:  # the folder changed on disk
                 self._device_pool.close()
-                raise WeightsError(f"{self.loaded.path} no longer holds model {self.loaded.model_id}; "
+                raise WeightsError(f"{self.model.path} no longer holds model {self.model.model_id}; "
                                    "load it again")
         return self._device_pool
 
@@ -170,10 +181,6 @@ class Engine:
         if self._device_pool is not None:
             self._device_pool.close()
             self._device_pool = None
-
-    def quantizer(self) -> Quantizer:
-        """The card's quantizer: what the encoder applies to every latent."""
-        return self.loaded.card.quantizer()
 
     def autocast(self, device: torch.device | None = None):
         """bf16 on a GPU (`device`, or the engine's first), nothing on the CPU."""

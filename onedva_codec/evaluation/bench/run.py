@@ -12,12 +12,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ...bitstream.ratecontrol import RateOptions
 from ...codec import Codec
 from ...errors import InputError
-from ..metrics import FrameMetrics, VideoFeatures, frechet_distance
-from ...video.pixels import frames_to_model
-from ...bitstream.ratecontrol import RateOptions
 from ...video.io import VideoReader
+from ...video.pixels import frames_to_model
+from ..metrics import FrameMetrics, VideoFeatures, frechet_distance
 from .anchors import ANCHORS, decode_anchor, encode_anchor
 from .bdrate import bd_rate_table
 from .vmaf import find_vmaf_ffmpeg, vmaf
@@ -140,7 +140,7 @@ def _code(codec: Codec, clip: np.ndarray, fps: Fraction, job: OdvaJob | AnchorJo
 def _warm_up(codec: Codec, clip: np.ndarray, fps: Fraction) -> None:
     """One chunk through the codec, untimed: the first call pays for start-up (CUDA context, kernel choice),
     which would otherwise be charged to whichever point runs first."""
-    piece = clip[: codec.cfg.frames]
+    piece = clip[: codec.model.cfg.frames]
     codec.decode_array(codec.encode_array(piece, fps, RateOptions(1.0)), steps=1)
 
 
@@ -153,10 +153,10 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
     for name in settings.anchors:
         if name not in ANCHORS:
             raise InputError(f"unknown anchor {name!r}; use {', '.join(ANCHORS)}")
-    steps = codec.loaded.card.decoding_steps(settings.steps)
+    steps = codec.model.card.schedule(settings.steps).steps
     jobs = _jobs(settings, steps)
-    frame_metrics = FrameMetrics(codec.device)
-    extract_features = features or VideoFeatures(codec.device)
+    frame_metrics = FrameMetrics(codec.devices[0])
+    extract_features = features or VideoFeatures(codec.devices[0])
     ffmpeg = find_vmaf_ffmpeg()
 
     def score(reference: np.ndarray, decoded: np.ndarray, fps: Fraction) -> dict:
@@ -200,8 +200,8 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
     if ffmpeg is None:
         notes.append("VMAF left out: no ffmpeg with libvmaf found (pip install imageio-ffmpeg)")
     curves = average_curves(points)
-    record = {**asdict(settings), "steps": steps, "device": describe_device(codec.device),
-              "model": codec.loaded.model_id,
+    record = {**asdict(settings), "steps": steps, "device": describe_device(codec.devices[0]),
+              "model": codec.model.model_id,
               "anchors": {n: {"encoder": ANCHORS[n][0], **ANCHORS[n][1], "crf": list(ANCHORS[n][2]),
                               "pix_fmt": "yuv420p"} for n in settings.anchors}}
     return BenchResult(points, curves, bd_rate_table(curves, settings.anchors, settings.adaptive_sweep), notes,
