@@ -10,15 +10,16 @@ import av
 import numpy as np
 import torch
 
-from onedva_codec.bitstream.prior import fit_prior
+from onedva_codec.bitstream.prior import PriorLayout, fit_prior, group_zero_references
 from onedva_codec.model.config import CONFIGS
 from onedva_codec.model.folder import ModelCard, save_model
-from onedva_codec.model.network import OneDVA, full_tile_geometry
+from onedva_codec.model.network import OneDVA, full_tile_geometry, token_homes
 from onedva_codec.model.schedule import DecodingSchedule
 from onedva_codec.video.pixels import video_to_model
 
 DATA = Path(__file__).parent / "data"
 TINY_MODEL = DATA / "tiny_model"
+TINY_RESIDUAL_MODEL = DATA / "tiny_residual_model"  # the shipped model's path: residual tokens, its prior kind
 
 
 def synthetic_clip(frames: int, height: int, width: int, seed: int = 0, speed: float = 1.0) -> np.ndarray:
@@ -66,14 +67,17 @@ def write_video(path: Path, frames: np.ndarray, fps: Fraction = Fraction(25), au
     return path
 
 
-def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
-    """A tiny model with random weights: enough to exercise every path of the codec.
+def make_tiny_model(folder: Path, seed: int = 0, config: str = "tiny", layout: PriorLayout | None = None
+                    ) -> ModelCard:
+    """A tiny model with random weights: enough to exercise every path of the codec. `config`
+    "tiny-residual" with a `layout` gives the shipped model's path (residual 1D tokens, and its prior's
+    layout, which random weights would not choose: fit_prior picks the best on held-out tiles).
 
     Zero-initialised layers (adaLN-Zero) are randomised too; otherwise every decoder
     block would be the identity and the 1D latents would not reach the output.
     """
     torch.manual_seed(seed)
-    cfg = CONFIGS["tiny"]
+    cfg = CONFIGS[config]
     model = OneDVA(cfg)
     with torch.no_grad():
         for param in model.parameters():
@@ -88,8 +92,12 @@ def make_tiny_model(folder: Path, seed: int = 0) -> ModelCard:
     video = video_to_model(clips)
     with torch.no_grad():
         means = model.encode(video, full_tile_geometry(cfg, len(clips), "cpu")).means()
-    quantizer = card.quantizer()
-    prior, card.prior_fit = fit_prior(quantizer.quantize(means).numpy(), cfg.structural_tokens)
+    reference = None
+    if cfg.tokens_1d != "queries":
+        group, position = token_homes(cfg)
+        reference = group_zero_references(group.numpy(), position.numpy(), cfg.structural_tokens)
+    prior, card.prior_fit = fit_prior(card.quantizer().quantize(means).numpy(), cfg.structural_tokens, reference,
+                                      layout)
     return save_model(model, card, prior, folder)
 
 

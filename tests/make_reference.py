@@ -12,13 +12,16 @@ import shutil
 from fractions import Fraction
 
 import numpy as np
-from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip
+from helpers import DATA, TINY_MODEL, TINY_RESIDUAL_MODEL, make_tiny_model, synthetic_clip
 
 from onedva_codec import Codec, RateOptions
+from onedva_codec.bitstream.prior import PriorLayout
 
 REFERENCE_CLIP = dict(frames=20, height=40, width=48, seed=1)
 REFERENCE_RATE = RateOptions(quality=0.5)
 REFERENCE_STEPS = 2
+# the shipped model's path: residual 1D tokens, its prior's layout (weights/card.json, "entropy_prior")
+SHIPPED_PATH_LAYOUT = PriorLayout(banded=False, lattice=True, referenced=True)
 
 
 def main() -> None:
@@ -29,6 +32,12 @@ def main() -> None:
     (DATA / "reference.odva").write_bytes(data)
     np.save(DATA / "reference_frames.npy", codec.decode_array(data, steps=REFERENCE_STEPS))
     print(f"wrote {TINY_MODEL}, reference.odva ({len(data)} bytes), reference_frames.npy")
+    shutil.rmtree(TINY_RESIDUAL_MODEL, ignore_errors=True)
+    make_tiny_model(TINY_RESIDUAL_MODEL, config="tiny-residual", layout=SHIPPED_PATH_LAYOUT)
+    data = Codec(TINY_RESIDUAL_MODEL, device="cpu").encode_array(synthetic_clip(**REFERENCE_CLIP), Fraction(25),
+                                                                  REFERENCE_RATE, seed=3)
+    (DATA / "reference_residual.odva").write_bytes(data)
+    print(f"wrote {TINY_RESIDUAL_MODEL}, reference_residual.odva ({len(data)} bytes)")
 
 
 if __name__ == "__main__":

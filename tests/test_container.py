@@ -1,17 +1,19 @@
 """The .odva bitstream: pinned bytes, every record checked, every damage reported."""
 
 import hashlib
+import json
 from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
-from helpers import DATA, synthetic_clip
+from helpers import DATA, TINY_RESIDUAL_MODEL, synthetic_clip
 from make_reference import REFERENCE_CLIP, REFERENCE_RATE, REFERENCE_STEPS
 
-from onedva_codec import FormatError, read_info
+from onedva_codec import Codec, FormatError, read_info
 from onedva_codec.bitstream.container import ChunkRecord, TileRecord
 from onedva_codec.bitstream.latent_coding import Quantizer
+from onedva_codec.model.folder import default_weights_dir
 
 REFERENCE = DATA / "reference.odva"
 
@@ -96,3 +98,18 @@ def test_quantization_error_is_at_most_half_a_step():
     restored = quant.dequantize(quant.quantize(latents))
     assert ((restored - latents).abs() <= torch.tensor([0.25, 0.5]) + 1e-6).all()
 
+
+
+def test_the_shipped_models_path_is_pinned_too():
+    """The bitstream of the shipped model's kind (residual 1D tokens, a lattice prior with reference
+    contexts), pinned on a tiny model of that kind: tests/data/tiny_residual_model follows the layout
+    weights/card.json names, and encodes the reference clip to the committed bytes."""
+    shipped = json.loads((default_weights_dir() / "card.json").read_text())
+    fixture = json.loads((TINY_RESIDUAL_MODEL / "card.json").read_text())
+    for card in (shipped, fixture):
+        assert card["config"]["tokens_1d"] == "residual"
+    fit = ("kind", "bands", "references")
+    assert [shipped["entropy_prior"]["fit"][k] for k in fit] == [fixture["entropy_prior"]["fit"][k] for k in fit]
+    codec = Codec(TINY_RESIDUAL_MODEL, device="cpu")
+    data = codec.encode_array(synthetic_clip(**REFERENCE_CLIP), Fraction(25), REFERENCE_RATE, seed=3)
+    assert data == (DATA / "reference_residual.odva").read_bytes()

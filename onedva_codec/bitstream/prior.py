@@ -310,13 +310,21 @@ def _fitted(symbols: np.ndarray, structural_tokens: int, banded: bool, lattice: 
     return EntropyPrior(frequencies(counts + _PSEUDO_COUNT), index, structural_tokens, kind, reference)
 
 
-def fit_prior(symbols: np.ndarray, structural_tokens: int, reference: np.ndarray | None = None
-              ) -> tuple[EntropyPrior, dict]:
+@dataclass(frozen=True)
+class PriorLayout:
+    """How a prior is laid out: a table per slot band of the 1D tokens (else one for all), lattice contexts
+    for the structural latent, and each 1D token's reference token's size as a context."""
+
+    banded: bool
+    lattice: bool
+    referenced: bool
+
+
+def fit_prior(symbols: np.ndarray, structural_tokens: int, reference: np.ndarray | None = None,
+              layout: PriorLayout | None = None) -> tuple[EntropyPrior, dict]:
     """Fit a prior to (n, S + N, C) quantized symbols of full tiles.
 
-    The radius is the largest magnitude seen. Whether the 1D tokens get one table per slot band or
-    one for all, whether the structural latent is coded with lattice contexts, and whether 1D tokens
-    take the size of their `reference` token (group_zero_references) as a context, is decided on
+    The radius is the largest magnitude seen. The layout (PriorLayout), unless given, is decided on
     tiles the fit did not see: each layout is fitted on one half and scored on the other, and the
     best is refitted on all. Returns the prior and a report of that choice (held-out bits per value
     of each layout).
@@ -333,7 +341,8 @@ def fit_prior(symbols: np.ndarray, structural_tokens: int, reference: np.ndarray
             for referenced in (False, True) if reference is not None else (False,):
                 prior = _fitted(fit, structural_tokens, banded, lattice, reference if referenced else None)
                 scores[(banded, lattice, referenced)] = float(prior.token_bits(held).sum()) / held.size
-    banded, lattice, referenced = min(scores, key=scores.get)
+    banded, lattice, referenced = min(scores, key=scores.get) if layout is None else \
+        (layout.banded, layout.lattice, layout.referenced)
     prior = _fitted(symbols, structural_tokens, banded, lattice, reference if referenced else None)
     report = {"radius": prior.radius, "kind": prior.kind, "bands": "log-spaced" if banded else "one",
               "references": referenced, "tiles": len(symbols),
