@@ -36,7 +36,7 @@ _EXPORTS = {
     "OdvaError": "errors", "InputError": "errors", "FormatError": "errors", "ModelMismatchError": "errors",
     "WeightsError": "errors", "OutputExistsError": "errors",
 }
-__all__ = list(_EXPORTS)
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):

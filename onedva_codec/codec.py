@@ -71,7 +71,7 @@ class Codec:
                     seed: int = 0, force: bool = False, progress: Progress | None = None,
                     search_steps: int = 0) -> EncodeResult:
         """Encode a video file (or "-": YUV4MPEG2 on standard input) to .odva. `search_steps` > 0 refines
-        every tile's latent by that many gradient steps through the decoder (latent_search.py): a slower
+        every tile's latent by that many gradient steps through the decoder (coding/search.py): a slower
         encode, a better picture from the same decoder."""
         source, destination = Path(source), Path(destination)
         with atomic_output(destination, force, source) as tmp, VideoReader(source) as reader:

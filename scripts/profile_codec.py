@@ -72,7 +72,8 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     video, fps = load_frames(args.clip, width, height, args.frames)
     codec = codec_from(args, args.device)
-    print(f"{len(video)} frames of {width}x{height} on {', '.join(map(str, codec.devices))}, batch {codec.engine.batch_size}")
+    devices = ", ".join(map(str, codec.devices))
+    print(f"{len(video)} frames of {width}x{height} on {devices}, batch {codec.engine.batch_size}")
     data = codec.encode_array(video, fps, RateOptions(args.quality))
     profiled(codec, "encode", lambda: codec.encode_array(video, fps, RateOptions(args.quality)), args.trace)
     for steps in args.steps:

@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -164,7 +163,8 @@ def evaluate(model: ProbeCodec, clips: Tensor, videos: int, device: torch.device
             psnr, bits = torch.cat(psnrs), torch.cat(bits)
             rows.append({"rate": r, "lambda": LAMBDAS[r], "quantized": quantize,
                          "bpp": float(bits.mean() / pixels), "psnr": float(psnr.mean()),
-                         "bpp_videos": float(bits[:videos].mean() / pixels), "psnr_videos": float(psnr[:videos].mean())})
+                         "bpp_videos": float(bits[:videos].mean() / pixels),
+                         "psnr_videos": float(psnr[:videos].mean())})
     model.train()
     return {"rows": rows}
 
@@ -227,7 +227,7 @@ def main() -> None:
         optimizer.step()
         step, samples = step + 1, samples + len(x)
         if step % 100 == 0:
-            print(json.dumps({"step": step, "seconds": round(elapsed, 1), "loss": float(loss), "lr": lr,
+            print(json.dumps({"step": step, "seconds": round(elapsed, 1), "loss": loss.item(), "lr": lr,
                               "mse": float(mse.mean()), "bpp": float(bpp.mean())}), file=log, flush=True)
     seconds = time.perf_counter() - started
     result = {"variant": args.variant, **VARIANTS[args.variant], "args": vars(args),

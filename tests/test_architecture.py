@@ -59,7 +59,8 @@ def imports(path: Path) -> set[str]:
 
 
 def _exists(parts: list[str]) -> bool:
-    return (PACKAGE.joinpath(*parts).with_suffix(".py")).is_file() or (PACKAGE.joinpath(*parts) / "__init__.py").is_file()
+    path = PACKAGE.joinpath(*parts)
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def graph() -> dict[str, set[str]]:

@@ -202,7 +202,7 @@ def _is_tile_origins(origins: object, size: int, tile: int) -> bool:
 class TileRecord:
     kept: int  # 1D tokens kept
     motion: float  # normalised motion score, as rate control saw it
-    data: bytes  # the range-coded symbols (onedva_codec/latent_coding.py)
+    data: bytes  # the range-coded symbols (onedva_codec/bitstream/latent_coding.py)
 
 
 @dataclass

@@ -6,7 +6,7 @@ file decodes without the model card's statistics.
 
 A tile's symbols (structural tokens, then the kept head of the 1D tokens) are coded
 with constriction's range coder (32-bit words, 24-bit probabilities) under the
-integer tables of the model's `EntropyPrior` (onedva_codec/prior.py). Values are
+integer tables of the model's `EntropyPrior` (onedva_codec/bitstream/prior.py). Values are
 coded grouped by table, so that each group is one vectorised call; values outside
 the prior's radius are coded as its escape symbol and then, after all the
 others, as one of the 255 values -127..127. docs/format.md gives the order.

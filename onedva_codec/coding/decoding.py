@@ -2,7 +2,7 @@
 
 Tiles of consecutive chunks are batched; unpacking latents and drawing noise run in
 a background thread, a bounded distance ahead of the model. With several devices the
-chunks are spread over a process per device (device_pool.py), each running the same
+chunks are spread over a process per device (runtime/device_pool.py), each running the same
 pipeline.
 """
 

@@ -1,21 +1,31 @@
-"""One-DVA: a query-based ViT encoder and a pixel-space DiT decoder.
+"""One-DVA: a ViT encoder and a pixel-space DiT decoder (docs/model.md, "The model").
 
 Video tensors are (B, 3, T, H, W) in [-1, 1] with T = config.frames and
 H = W = config.tile. Latents are (B, tokens, C).
 
-Encoder: spatiotemporal patches plus N learnable queries plus five geometry
-tokens (height, width, length, size, aspect ratio of the real content) go through
-plain pre-norm transformer blocks. The patch features, averaged over time, give
-the structural latent (one token per spatial position); the queries give the 1D
-latents. Both are KL posteriors (mean, log-variance).
+Encoder: spatiotemporal patches plus five geometry tokens (height, width, length,
+size, aspect ratio of the real content), and for `tokens_1d` "queries" or "homes"
+N learnable queries, go through plain pre-norm transformer blocks. The patch
+features averaged over time give the structural latent (one token per spatial
+position). The 1D latents, kept from the head at variable length, are one of
+(config.py):
+  * "queries" (config `s`): the queries' outputs, seen by the decoder in its sequence;
+  * "homes" (config `m`): the same, each with a home (temporal group, position)
+    where the decoder also adds it;
+  * "residual" (config `m-residual`, the shipped v2): no queries; the token of
+    home (g, p) is the encoder's feature of group g at p minus the structural
+    feature at p, added at its home in the decoder.
+Slots run coarse to fine (`token_homes`). Both latents are posteriors (mean,
+log-variance); the codec transmits the means.
 
-Decoder: a DiT over [noisy patches | structural tokens | 1D tokens], conditioned
-on the flow-matching time t through adaLN-Zero. The structural latent is also
-added to the noisy patch tokens at its spatial position in every temporal group,
-which ties the decoder to the layout from the first step. Dropped 1D latents are
-replaced by one learned padding token, so the decoder always sees N slots and
-learns what "absent" means. The noisy positions are unpatchified with a long
-skip from their input embedding, a linear layer, a pixel shuffle and a 3x3 conv.
+Decoder: a DiT over [noisy patches | structural tokens | 1D tokens unless
+`tokens_1d_in_sequence` is off], conditioned on the flow-matching time t through
+adaLN-Zero. The structural latent is also added to the noisy patch tokens at its
+spatial position in every temporal group, which ties the decoder to the layout
+from the first step. A dropped 1D slot holds a learned padding token (in the
+sequence) or adds a learned "absent" vector (at a home), so the decoder can tell
+"absent" from any value. The noisy positions are unpatchified with a long skip
+from their input embedding, a linear layer, a pixel shuffle and a 3x3 conv.
 
 The decoder network outputs a clean-video estimate x0; `OneDVA.velocity` turns it
 into the flow-matching velocity v = (x_t - x0) / t. Predicting x0 rather than v

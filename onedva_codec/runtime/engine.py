@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
