@@ -228,7 +228,7 @@ def main() -> None:
         step, samples = step + 1, samples + len(x)
         if step % 100 == 0:
             print(json.dumps({"step": step, "seconds": round(elapsed, 1), "loss": loss.item(), "lr": lr,
-                              "mse": float(mse.mean()), "bpp": float(bpp.mean())}), file=log, flush=True)
+                              "mse": mse.mean().item(), "bpp": bpp.mean().item()}), file=log, flush=True)
     seconds = time.perf_counter() - started
     result = {"variant": args.variant, **VARIANTS[args.variant], "args": vars(args),
               "parameters": sum(p.numel() for p in model.parameters()), "steps": step,
