@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import functools
 import json
 import os
@@ -31,8 +32,33 @@ from .video.io import VideoReader, check_mp4_preset, is_stdio, output_kind
 if TYPE_CHECKING:
     from .codec import Codec
 
+def _plain(params: list) -> list:
+    """Help as a user reads it: an argument by its name (INPUT, not INPUT <path>), a flag by itself (not
+    --force <bool>); options name their values by metavar (--quality Q)."""
+    for param in params:
+        if isinstance(param, typer.core.TyperArgument) or getattr(param, "is_flag", False):
+            param.display_type_rich = lambda ctx: None  # the name says it; a type would be noise
+    return params
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx):
+        return _plain(super().get_params(ctx))
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx):
+        return _plain(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        # a required argument comes as {INPUT}, one of several as {INPUT...}...: INPUT, INPUT...
+        return [re.sub(r"\{([^{}.]+)(\.\.\.)?\}(\.\.\.)?", lambda m: m[1] + ("..." if m[2] or m[3] else ""), piece)
+                for piece in super().collect_usage_pieces(ctx)]
+
+
 app = typer.Typer(
     name="odva",
+    cls=_Group,
     help="odva: neural video codec with adaptive bitrate (One-DVA).\n\n"
          "Example: odva encode in.mp4 -o out.odva --quality 0.6 && odva decode out.odva -o rec.mp4 --steps 8",
     no_args_is_help=True,
@@ -80,21 +106,55 @@ def _user_errors(command: Callable) -> Callable:
 
 
 class _RateColumn(ProgressColumn):
+    """The rate since the start: the work comes in bursts (a chunk, a model call), which a rate over the
+    last few updates would report as a spike."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} frames/s" if speed else "", style="cyan")
+        if not task.completed or not task.elapsed:
+            return Text("")
+        return Text(f"{task.completed / task.elapsed:.3g} {self.unit}/s", style="cyan")
+
+
+class _TimeLeftColumn(ProgressColumn):
+    """Time left at the rate since the start."""
+
+    def render(self, task) -> Text:
+        if task.total is None or not task.completed or not task.elapsed:
+            return Text("")
+        left = int((task.total - task.completed) * task.elapsed / task.completed)
+        return Text(f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left", style="green")
+
+
+class _Bar:
+    """What a command tells its progress bar: work done (`advance`), or done and total (`reached`)."""
+
+    def __init__(self, bar: Progress | None = None, task: int | None = None):
+        self._bar, self._task = bar, task
+
+    def advance(self, amount: float) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, amount)
+
+    def reached(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
 
 
 @contextmanager
-def _progress(description: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
-    if quiet or not err.is_terminal:  # a log file gets the summary line only
-        yield lambda n: None
+def _progress(description: str, total: int | None, quiet: bool, unit: str = "frames") -> Iterator[_Bar]:
+    """A progress bar on a terminal's stderr (a log file gets the summary line only): done of total `unit`,
+    the rate since the start and the time left at that rate."""
+    if quiet or not err.is_terminal:
+        yield _Bar()
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-               TimeElapsedColumn()]
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+               _RateColumn(unit), TimeElapsedColumn(), _TimeLeftColumn()]
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield _Bar(bar, bar.add_task(description, total=total))
 
 
 def _version(value: bool) -> None:
@@ -109,24 +169,55 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
     pass
 
 
+def _usage_error(check: Callable[[str], object]) -> Callable:
+    """A typer callback that runs `check` on an option's text: what it refuses is a usage error (exit 2)."""
+
+    def callback(value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            try:
+                check(value)
+            except InputError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        return value
+
+    return callback
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'START:END' -> (START, END), END after START, both from 0."""
+    try:
+        first, stop = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise InputError(f"cannot read frame range {text!r}; write it as START:END, e.g. 0:100") from None
+    if first < 0 or stop <= first:
+        raise InputError(f"frame range {text!r}: END must be after START, and START 0 or more")
+    return first, stop
+
+
+_check_bitrate = _usage_error(lambda text: RateOptions.from_text(bitrate=text))
+_check_bitrates = _usage_error(lambda text: [RateOptions.from_text(bitrate=b) for b in text.split(",") if b.strip()])
+_check_range = _usage_error(parse_range)
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".y4m", ".m4v", ".ts", ".mpg", ".mpeg", ".ogv"}
+
+
 WeightsOption = Annotated[Optional[Path], typer.Option(
     "--weights", metavar="DIR", help="Model folder (safetensors + card.json); default: the shipped weights/. "
                                      "e.g. --weights runs/s/export")]
 DeviceOption = Annotated[str, typer.Option(
-    help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N, or several GPUs "
+    metavar="DEVICE", help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N, or several GPUs "
          "(chunks spread over a process each, the same output): cuda:0,1 or cuda:all; cuda:0,0 runs two processes "
          "on one GPU. e.g. --device cpu")]
 BatchOption = Annotated[Optional[int], typer.Option(
-    "--batch", min=1, help="Tiles per model call (default 16 on GPU, 4 on CPU). e.g. --batch 32")]
+    "--batch", min=1, metavar="N", help="Tiles per model call (default 16 on GPU, 4 on CPU). e.g. --batch 32")]
 CompileOption = Annotated[bool, typer.Option(
-    "--compile", help="Run the model through torch.compile: on a GPU about twice as fast per model call, after a "
+    "--compile", metavar="", help="Run the model through torch.compile: on a GPU about twice as fast per model call, after a "
                       "first batch that compiles for 10-20 s; the output differs slightly from a plain run's (two "
                       "runs alike still give the same output). e.g. --compile")]
-ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists. e.g. --force")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary. e.g. --quiet")]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", metavar="", help="Overwrite the output if it exists. e.g. --force")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress bar or summary. e.g. --quiet")]
 
 
-@app.command(epilog="Examples:  odva encode in.mp4 -o out.odva --quality 0.6  |  "
+@app.command(cls=_Command, epilog="Examples:  odva encode in.mp4 -o out.odva --quality 0.6  |  "
                     "odva encode in.mkv -o out.odva --bitrate 300k  |  "
                     "ffmpeg -i in.mkv -f yuv4mpegpipe - | odva encode - -o out.odva  |  "
                     "odva encode in.mp4 -o out.odva --quality 0.3 --no-adaptive --device cpu  |  "
@@ -139,16 +230,17 @@ def encode(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
                                          help="The .odva file to write. e.g. -o out.odva")],
     quality: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0, help="Mean share of 1D latent tokens kept, 0 (structure only) to 1 (all); "
+        min=0.0, max=1.0, metavar="Q", help="Mean share of 1D latent tokens kept, 0 (structure only) to 1 (all); "
                                "default 0.5. e.g. --quality 0.6")] = None,
     bitrate: Annotated[Optional[str], typer.Option(
+        metavar="RATE", callback=_check_bitrate,
         help="Target bitrate of the whole file instead of a quality. e.g. --bitrate 300k")] = None,
     adaptive: Annotated[bool, typer.Option(
-        "--adaptive/--no-adaptive", help="Spend more tokens on chunks with more motion. e.g. --no-adaptive")] = True,
-    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1,
+        "--adaptive/--no-adaptive", metavar="", help="Spend more tokens on chunks with more motion. e.g. --no-adaptive")] = True,
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, metavar="N",
                                       help="Decoding seed stored in the file. e.g. --seed 7")] = 0,
     search: Annotated[int, typer.Option(
-        min=0, max=1000, help="Refine every tile's latents by this many gradient steps through the decoder: "
+        min=0, max=1000, metavar="N", help="Refine every tile's latents by this many gradient steps through the decoder: "
                               "a better picture at about the same size, any odva decodes it, encoding takes "
                               "about 3 decoder passes per step (a GPU's work). e.g. --search 8")] = 0,
     weights: WeightsOption = None,
@@ -160,6 +252,9 @@ def encode(
 ) -> None:
     """Encode a video into a compact .odva file."""
     rate = RateOptions.from_text(quality, bitrate, adaptive)
+    if output.suffix.lower() in VIDEO_SUFFIXES and not force:  # an .odva file no player opens, named as a video
+        raise InputError(f"odva encode writes an .odva file, not {output.suffix}: name it "
+                         f"{output.with_suffix('.odva').name} (or pass --force to keep the name)")
     # Input and output problems are reported before the model is loaded.
     expected_frames = None
     if not is_stdio(source):  # a pipe can be read once only: the encoder checks it as it goes
@@ -168,8 +263,8 @@ def encode(
             check_frame_size(reader.info.width, reader.info.height)
     check_output_path(output, force, source)
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
-    with _progress("encoding", expected_frames, quiet) as advance:
-        result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=advance,
+    with _progress("encoding", expected_frames, quiet) as bar:
+        result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=bar.advance,
                                    search_steps=search)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")
@@ -180,15 +275,7 @@ def encode(
                   f"{result.frames / result.seconds:.1f} frames/s on {', '.join(map(str, codec.devices))}")
 
 
-def _parse_range(text: str) -> tuple[int, int]:
-    try:
-        first, stop = (int(part) for part in text.split(":"))
-    except ValueError:
-        raise InputError(f"cannot read frame range {text!r}; write it as START:END, e.g. 0:100") from None
-    return first, stop
-
-
-@app.command(epilog="Examples:  odva decode out.odva -o rec.mp4 --steps 8  |  odva decode out.odva -o - | ffplay -  |  "
+@app.command(cls=_Command, epilog="Examples:  odva decode out.odva -o rec.mp4 --steps 8  |  odva decode out.odva -o - | ffplay -  |  "
                     "odva decode out.odva -o rec.mkv --frames 0:100  |  odva decode out.odva -o rec.y4m --device cpu")
 @_user_errors
 def decode(
@@ -198,10 +285,10 @@ def decode(
         help="Video to write: .mp4 (H.264), .mkv (FFV1, lossless) or .y4m; - writes YUV4MPEG2 to standard "
              "output. e.g. -o rec.mp4")],
     steps: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_DECODING_STEPS, help="Diffusion steps per chunk, 1 to 100; more is slower "
+        min=1, max=MAX_DECODING_STEPS, metavar="N", help="Diffusion steps per chunk, 1 to 100; more is slower "
                                             "(default: the model's). e.g. --steps 8")] = None,
     frames: Annotated[Optional[str], typer.Option(
-        metavar="START:END", help="Decode only these frames (end exclusive). e.g. --frames 0:100")] = None,
+        metavar="START:END", callback=_check_range, help="Decode only these frames (end exclusive). e.g. --frames 0:100")] = None,
     mp4_preset: Annotated[str, typer.Option(
         metavar="PRESET", help="libx264 preset of .mp4 output, ultrafast to veryslow: faster presets write "
                                "faster, for as large or a larger file. e.g. --mp4-preset veryfast")] = "medium",
@@ -210,23 +297,23 @@ def decode(
     batch: BatchOption = None,
     compile_model: CompileOption = False,
     gpu_noise: Annotated[bool, typer.Option(
-        "--gpu-noise", help="Draw the starting noise on the GPU instead of the CPU: one-step decoding needs far "
+        "--gpu-noise", metavar="", help="Draw the starting noise on the GPU instead of the CPU: one-step decoding needs far "
                             "less CPU, at the same quality; frames differ slightly from the CPU noise's (on "
                             "--device cpu: no change). e.g. --gpu-noise")] = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Decode an .odva file back to a video by multi-step diffusion."""
-    frame_range = _parse_range(frames) if frames is not None else None
+    frame_range = parse_range(frames) if frames is not None else None
     info = read_info(source)  # checks the whole file before any model work
     check_mp4_preset(mp4_preset, output_kind(output))
     if not is_stdio(output):
         check_output_path(output, force, source)
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model, device_noise=gpu_noise)
     first, stop = frame_range or (0, info.header.frames)
-    with _progress("decoding", stop - first, quiet) as advance:
+    with _progress("decoding", stop - first, quiet) as bar:
         result = codec.decode_file(source, output, steps=steps, frame_range=frame_range, force=force,
-                                   progress=advance, mp4_preset=mp4_preset)
+                                   progress=bar.advance, mp4_preset=mp4_preset)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")
     if not quiet:
@@ -235,11 +322,11 @@ def decode(
                   f"on {', '.join(map(str, codec.devices))}")
 
 
-@app.command(epilog="Examples:  odva info out.odva  |  odva info out.odva --json")
+@app.command(cls=_Command, epilog="Examples:  odva info out.odva  |  odva info out.odva --json")
 @_user_errors
 def info(
     source: Annotated[Path, typer.Argument(metavar="INPUT", help="The .odva file to describe.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables. e.g. --json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of tables. e.g. --json")] = False,
 ) -> None:
     """Show an .odva file's header and a per-chunk table (checks every record's CRC)."""
     details = read_info(source)
@@ -275,7 +362,7 @@ def info(
     out.print(chunks)
 
 
-@app.command(epilog="Examples:  odva compare in.mp4 out.odva -o compare.png  |  "
+@app.command(cls=_Command, epilog="Examples:  odva compare in.mp4 out.odva -o compare.png  |  "
                     "odva compare in.mp4 out.odva x264.mp4 -o compare.png --frames 0,16,33")
 @_user_errors
 def compare(
@@ -285,9 +372,9 @@ def compare(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
                                          help="PNG grid to write; the per-frame plot goes beside it as "
                                               "NAME-per-frame.png. e.g. -o compare.png")],
-    frames: Annotated[str, typer.Option(help="Frames shown, from 0. e.g. --frames 0,16,33")] = "0",
+    frames: Annotated[str, typer.Option(metavar="LIST", help="Frames shown, from 0. e.g. --frames 0,16,33")] = "0",
     steps: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_DECODING_STEPS, help="Decoding steps for .odva files (default: the model's). "
+        min=1, max=MAX_DECODING_STEPS, metavar="N", help="Decoding steps for .odva files (default: the model's). "
                                             "e.g. --steps 8")] = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
@@ -339,7 +426,7 @@ def _numbers(text: str, kind: type, option: str) -> tuple:
         raise InputError(f"cannot read {option} {text!r}; give a comma-separated list") from None
 
 
-@app.command(epilog="Examples:  odva bench clip.mp4 -o bench/  |  "
+@app.command(cls=_Command, epilog="Examples:  odva bench clip.mp4 -o bench/  |  "
                     "odva bench clips/ -o bench/ --qualities 0,0.5,1 --bitrates 200k,400k --frames 68  |  "
                     "odva bench a.mp4 b.mkv -o bench/ --anchors x264 --step-sweep 1,8")
 @_user_errors
@@ -347,23 +434,24 @@ def bench(
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="Video files, or folders of them.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR",
                                          help="Folder for results.csv/.json and RD plots. e.g. -o bench")],
-    qualities: Annotated[str, typer.Option(help="odva qualities to sweep. e.g. --qualities 0,0.5,1")
+    qualities: Annotated[str, typer.Option(metavar="LIST", help="odva qualities to sweep. e.g. --qualities 0,0.5,1")
                          ] = "0,0.25,0.5,0.75,1",
-    bitrates: Annotated[str, typer.Option(help="odva --bitrate targets too. e.g. --bitrates 200k,400k")] = "",
+    bitrates: Annotated[str, typer.Option(metavar="LIST", callback=_check_bitrates,
+                                          help="odva --bitrate targets too. e.g. --bitrates 200k,400k")] = "",
     steps: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_DECODING_STEPS, help="Decoding steps of the sweep (default: the model's). e.g. --steps 8")
+        min=1, max=MAX_DECODING_STEPS, metavar="N", help="Decoding steps of the sweep (default: the model's). e.g. --steps 8")
                          ] = None,
-    step_sweep: Annotated[str, typer.Option(help="Steps to compare at one quality. e.g. --step-sweep 1,4,8,25")
+    step_sweep: Annotated[str, typer.Option(metavar="LIST", help="Steps to compare at one quality. e.g. --step-sweep 1,4,8,25")
                           ] = "1,4,8,25",
     adaptive_sweep: Annotated[bool, typer.Option(
-        "--adaptive-sweep/--no-adaptive-sweep",
+        "--adaptive-sweep/--no-adaptive-sweep", metavar="",
         help="Also code at constant length, to compare with motion-adaptive. e.g. --no-adaptive-sweep")] = True,
-    anchors: Annotated[str, typer.Option(help="Classical codecs: x264, x265, av1. e.g. --anchors x264,av1")
+    anchors: Annotated[str, typer.Option(metavar="LIST", help="Classical codecs: x264, x265, av1. e.g. --anchors x264,av1")
                        ] = "x264,x265,av1",
-    frames: Annotated[Optional[int], typer.Option(min=1, help="Frames per clip (default all). e.g. --frames 68")
+    frames: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Frames per clip (default all). e.g. --frames 68")
                       ] = None,
     search: Annotated[int, typer.Option(
-        min=0, max=1000, help="odva's encoder-side search, as odva encode --search. e.g. --search 8")] = 0,
+        min=0, max=1000, metavar="N", help="odva's encoder-side search, as odva encode --search. e.g. --search 8")] = 0,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,
@@ -395,8 +483,8 @@ def bench(
         steps=steps, step_sweep=_numbers(step_sweep, int, "--step-sweep"), adaptive_sweep=adaptive_sweep,
         anchors=tuple(a.strip() for a in anchors.split(",") if a.strip()), frames=frames, search_steps=search)
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
-    with _progress("benchmarking", None, quiet) as advance:
-        result = benchmark.run_bench(paths, codec, settings, progress=lambda done, total: advance(1))
+    with _progress("benchmarking", None, quiet, unit="points") as bar:  # a point: one setting of one clip
+        result = benchmark.run_bench(paths, codec, settings, progress=bar.reached)
     written = benchmark.write_outputs(result, output)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")

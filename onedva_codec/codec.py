@@ -39,6 +39,9 @@ from .video.atomic import atomic_output
 from .video.io import VideoReader, VideoWriter, check_mp4_preset, extract_audio, is_stdio, output_kind
 
 
+ABANDON_AFTER_S = 0.5  # a stopped decode waits this long for the model call in flight, at most
+
+
 @dataclass
 class DecodeResult:
     frames: int
@@ -82,7 +85,7 @@ class Codec:
                                     audio.getvalue() if audio_info else None, vars(audio_info) if audio_info else None)
             with open(tmp, "wb") as out:
                 result = encode_frames(self.model, self.engine, reader.frames(), request, out, progress)
-            result.notes += [reader.timing_note] if reader.timing_note else []
+            result.notes += [note for note in (reader.timing_note, reader.cut_note) if note]
             return result
 
     def encode_array(self, frames: np.ndarray, fps: Fraction | float,
@@ -135,12 +138,11 @@ class Codec:
         count = 0
         try:
             # The model runs in the background while this thread compresses and writes.
-            frames = decode_frames(self.model, self.engine, reader, request)
-            for frame in prefetch(frames, depth=2 * header.chunk_frames):
+            frames = decode_frames(self.model, self.engine, reader, request, progress)
+            # On Ctrl-C the model's thread is left to end at its next model call (prefetch.check_cancelled)
+            for frame in prefetch(frames, depth=2 * header.chunk_frames, abandon_after=ABANDON_AFTER_S):
                 writer.write(frame)
                 count += 1
-                if progress:
-                    progress(1)
             writer.close()
         except BrokenPipeError:  # the reader of standard output has had enough
             writer.abort()
@@ -169,6 +171,8 @@ class Codec:
     def _request(self, header: FileHeader, frame_range: tuple[int, int] | None, steps: int | None) -> DecodeRequest:
         """The frames asked for, checked against the file, and the schedule: the model's, with `steps`."""
         first, stop = frame_range or (0, header.frames)
-        if not 0 <= first < stop <= header.frames:
+        if not 0 <= first < stop:
+            raise InputError(f"frame range {first}:{stop}: END must be after START, and START 0 or more")
+        if stop > header.frames:
             raise InputError(f"frame range {first}:{stop} is outside the video's {header.frames} frames")
         return DecodeRequest(first, stop, self.model.card.schedule(steps))

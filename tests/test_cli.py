@@ -9,6 +9,8 @@ import av
 import pytest
 from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip, write_video
 
+SAMPLE = DATA.parent.parent / "docs" / "sample.mp4"
+
 COMMAND_OPTIONS = {
     "encode": ["--output", "--quality", "--bitrate", "--adaptive", "--seed", "--weights", "--device", "--batch",
                "--compile", "--force", "--quiet", "--search"],
@@ -151,20 +153,45 @@ def test_existing_output_needs_force(cli, tmp_path):
 
 def test_bad_options(cli, tmp_path):
     clip = write_video(tmp_path / "c.mp4", synthetic_clip(5, 32, 32))
-    _one_line_error(cli("encode", clip, "-o", tmp_path / "o.odva", "--bitrate", "fast"), "cannot read bitrate")
     _one_line_error(cli("encode", clip, "-o", tmp_path / "o.odva", "--bitrate", "1k", "--quality", "0.5"),
                     "not both")
     _one_line_error(cli("encode", clip, "-o", tmp_path / "o.odva", "--bitrate", "1k"), "bitrate too low")
     _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.avi"), "use a .mp4, .mkv or .y4m")
     _one_line_error(cli("decode", DATA / "reference.odva", "-o", tmp_path / "r.mp4", "--frames", "5:500"),
                     "outside the video")
+    _one_line_error(cli("encode", clip, "-o", tmp_path / "o.mp4"), "writes an .odva file, not .mp4: name it o.odva")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+    assert cli("encode", clip, "-o", tmp_path / "o.mp4", "--force", "-q").exit_code == 0  # a name the user chose
+
+
+@pytest.mark.parametrize("args,message", [
+    (["encode", "c.mp4", "-o", "o.odva", "--bitrate", "abc"], "cannot read bitrate 'abc'"),
+    (["encode", "c.mp4", "-o", "o.odva", "--bitrate", "0"], "bitrate must be positive"),
+    (["decode", "r.odva", "-o", "r.mkv", "--frames", "20:5"], "END must be after START"),
+    (["decode", "r.odva", "-o", "r.mkv", "--frames", "a:b"], "write it as START:END"),
+    (["bench", "c.mp4", "-o", "b", "--bitrates", "1k,x"], "cannot read bitrate 'x'"),
+])
+def test_option_values_that_cannot_be_read_are_usage_errors(args, message):
+    """Exit code 2 with the usage line, as for every usage error (README), checked before any file is read."""
+    stdout, stderr = _odva(*args).communicate(timeout=60)
+    lines = stderr.strip().splitlines()
+    assert lines[0].startswith("Usage: odva") and lines[-1].startswith("Error: Invalid value"), stderr
+    assert message in lines[-1] and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "info", "compare", "bench", None])
+def test_help_names_arguments_and_values_plainly(cli, command):
+    """No type placeholders: INPUT, not {INPUT} or INPUT <path>; --force, not --force <bool>."""
+    result = cli(*([command] if command else []), "--help")
+    assert result.exit_code == 0
+    for placeholder in ("{", "<bool>", "<path>", "<str>", "<int", "<float", "<list"):
+        assert placeholder not in result.stdout, (placeholder, result.stdout)
 
 
 def test_interrupt_leaves_no_output(cli, monkeypatch, tmp_path):
     from onedva_codec import codec
 
-    def interrupted(engine, reader, *args):
+    def interrupted(model, engine, reader, *args):
         yield next(iter(()), None) or (_ for _ in ()).throw(KeyboardInterrupt)
 
     monkeypatch.setattr(codec, "decode_frames", interrupted)
@@ -272,6 +299,27 @@ def test_pipes_carry_yuv4mpeg2_both_ways(tmp_path):
     assert read_info(tmp_path / "p.odva").header.frames == 20
 
 
+def test_a_yuv4mpeg2_stream_cut_inside_a_frame_is_told(tmp_path):
+    """A pipe that stops mid-frame: the whole frames before it are encoded, and the user is told."""
+    assert _odva("decode", DATA / "reference.odva", "-o", tmp_path / "file.y4m").wait(timeout=60) == 0
+    stream = (tmp_path / "file.y4m").read_bytes()
+    frame = 6 + 48 * 40 * 3  # "FRAME\n" and a 4:4:4 frame of 48 x 40
+    header = stream.index(b"\n") + 1
+    cut = stream[: header + 13 * frame + 1000]
+    done = subprocess.run([sys.executable, "-m", "onedva_codec", "encode", "-", "-o", str(tmp_path / "c.odva")],
+                          input=cut, capture_output=True, timeout=120,
+                          env={"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"})
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert "ended inside frame 14 (1000 of its bytes came); the 13 whole frame(s) before it were encoded" in stderr
+    from onedva_codec import read_info
+    assert read_info(tmp_path / "c.odva").header.frames == 13
+    whole = subprocess.run([sys.executable, "-m", "onedva_codec", "encode", "-", "-o", str(tmp_path / "w.odva")],
+                           input=stream[: header + 13 * frame], capture_output=True, timeout=120,
+                           env={"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"})
+    assert whole.returncode == 0 and b"note" not in whole.stderr, whole.stderr
+
+
 def test_a_reader_that_quits_ends_the_decode_cleanly(slow_decode):
     process = subprocess.Popen(f"{sys.executable} -m onedva_codec decode {slow_decode} -o - | head -c 1000 >/dev/null",
                                shell=True, stderr=subprocess.PIPE, text=True,
@@ -300,3 +348,35 @@ def test_help_usage_errors_and_info_answer_without_loading_torch():
     run = subprocess.run([sys.executable, "-c", script, str(DATA / "reference.odva")], capture_output=True,
                          text=True, check=True)
     assert run.stdout.split("\n")[0] == "[0, 2, 0] False"
+
+
+@pytest.fixture(scope="module")
+def shipped_decode(tmp_path_factory):
+    """The sample clip coded by the shipped model, whose model calls take seconds on a CPU."""
+    coded = tmp_path_factory.mktemp("shipped") / "sample.odva"
+    subprocess.run([sys.executable, "-m", "onedva_codec", "encode", str(SAMPLE), "-o", str(coded), "-q"],
+                   env={"PATH": "/usr/bin:/bin"}, check=True, timeout=300)
+    return coded
+
+
+@pytest.mark.parametrize("number,devices", [(signal.SIGTERM, "cpu"), (signal.SIGINT, "cpu"),
+                                            (signal.SIGINT, "cpu,cpu")])
+def test_a_signal_ends_a_long_decode_within_a_second(shipped_decode, tmp_path, number, devices):
+    """A service manager's SIGTERM or a user's Ctrl-C, in the middle of model calls that take seconds each,
+    ends the command at once (not when the chunk in flight is done), cleanly and with nothing left behind."""
+    out = tmp_path / "rec.mkv"
+    process = subprocess.Popen([sys.executable, "-m", "onedva_codec", "decode", str(shipped_decode), "-o", str(out),
+                                "--steps", "100", "--device", devices], env={"PATH": "/usr/bin:/bin"}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(f".{out.name}.*.part")):  # the output is open: the model is at work
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(2.0)  # well into a model call (about 3 s each here)
+    signalled = time.monotonic()
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=60)
+    took = time.monotonic() - signalled
+    assert process.returncode == 128 + number and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert took < 1.5, f"{took:.1f} s from the signal to the end"
+    assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -28,8 +28,11 @@ from ..model.network import Latents
 from ..model.sampler import sample
 from ..model.schedule import DecodingSchedule
 from ..runtime.engine import Engine
-from ..runtime.prefetch import prefetch
+from ..runtime.prefetch import check_cancelled, prefetch
 from ..video.geometry import ChunkAssembler, TileGrid
+
+
+Progress = Callable[[float], None]  # called with the frames just done, in fractions of frames as the model goes
 
 
 @dataclass(frozen=True)
@@ -41,22 +44,31 @@ class DecodeRequest:
     stop: int
     schedule: DecodingSchedule
 
+    def wanted(self, chunk: int, real: int, per_chunk: int) -> range:
+        """The frames of a chunk (its index, real frames, frames a chunk) that were asked for."""
+        offset = chunk * per_chunk
+        return range(max(self.first - offset, 0), min(real, self.stop - offset))
 
-def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, request: DecodeRequest
-                  ) -> Iterator[np.ndarray]:
-    """Yield the request's frames, decoding only the chunks that hold them."""
+
+def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, request: DecodeRequest,
+                  progress: Progress | None = None) -> Iterator[np.ndarray]:
+    """Yield the request's frames, decoding only the chunks that hold them. `progress` hears of the frames
+    as the model works on them: after each model call on one device, as each chunk comes back on several."""
     header = reader.header
     check_decodable(header, model)
     grid = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
     quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
-    per_chunk, first, stop = header.chunk_frames, request.first, request.stop
-    job = _DecodeJob(grid, quantizer, request.schedule, header.seed)
-    chunks = reader.chunks(first // per_chunk, -(-stop // per_chunk))
-    decoded = job.run(model, engine, chunks) if len(engine.devices) == 1 else engine.spread(job, chunks, grid.count)
+    per_chunk = header.chunk_frames
+    job = _DecodeJob(grid, quantizer, request, header.seed)
+    chunks = reader.chunks(request.first // per_chunk, -(-request.stop // per_chunk))
+    one_device = len(engine.devices) == 1
+    decoded = job.run(model, engine, chunks, progress) if one_device else engine.spread(job, chunks, grid.count)
     for index, real, video in decoded:
-        offset = index * per_chunk
+        frames = request.wanted(index, real, per_chunk)
+        if progress and not one_device:
+            progress(len(frames))
         video = video.numpy()
-        for i in range(max(first - offset, 0), min(real, stop - offset)):
+        for i in frames:
             yield video[i]
 
 
@@ -65,22 +77,23 @@ class _DecodeJob:
     """Decoding chunk records into frames, where the model runs (device_pool.Job)."""
     grid: TileGrid
     quantizer: Quantizer
-    schedule: DecodingSchedule
+    request: DecodeRequest
     seed: int
 
-    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord]
+    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord], progress: Progress | None = None
             ) -> Iterator[tuple[int, int, Tensor]]:
         """(chunk index, real frames, (T, H, W, 3) uint8 frames) of each chunk. The frames are a tensor
         (a view of the array) so that from a device process they cross in shared memory."""
-        for record, video in _decode_chunks(model, engine, chunks, self):
+        for record, video in _decode_chunks(model, engine, chunks, self, progress):
             yield record.index, record.frames, torch.from_numpy(video)
 
 
-def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord], job: _DecodeJob
-                   ) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
+def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord], job: _DecodeJob,
+                   progress: Progress | None) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
-    blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order)."""
-    cfg, seed, device = model.cfg, job.seed, engine.device
+    blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order).
+    `progress` hears after every model call of the share of the wanted frames it did."""
+    cfg, seed, device, schedule = model.cfg, job.seed, engine.device, job.request.schedule
     n_max, s, c = cfg.max_1d_tokens, cfg.structural_tokens, cfg.latent_channels
     noise_shape = (3, cfg.frames, cfg.tile, cfg.tile)
 
@@ -96,8 +109,19 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRec
             for drawn in batch.noise_jobs:
                 drawn.result()
             noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
+        # each model call does 1 / steps of its units' frames, a unit 1 / tiles of its chunk's
+        done = sum(len(job.request.wanted(record.index, record.frames, cfg.frames))
+                   for record, _ in batch.units) / (job.grid.count * schedule.steps)
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            check_cancelled()  # a reader that stopped (Ctrl-C) ends the decode here, not a chunk later
+            v = engine.run("velocity", x, t, latents)
+            if progress:
+                progress(done)
+            return v
+
         with torch.no_grad(), engine.autocast(device), record_function("odva.model"):
-            return sample(lambda x, t: engine.run("velocity", x, t, latents), noise, job.schedule)
+            return sample(velocity, noise, schedule)
 
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
     for batch in prefetch(_unit_batches(cfg, engine, chunks, seed), depth=2):

@@ -37,7 +37,7 @@ from ..video.motion import motion_scores, normalise_motion
 from ..video.pixels import video_to_model
 from .search import search_latents, search_lengths
 
-Progress = Callable[[int], None]  # called with the number of frames just done
+Progress = Callable[[float], None]  # called with the number of frames just done
 
 
 @dataclass(frozen=True)
@@ -133,14 +133,14 @@ def _analyse(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarray], j
         """Each chunk's (T, H, W, 3) pixels, its real frame count and its index."""
         chunked = chunk_frames(frames, cfg.frames, engine.chunk_memory)
         for index, (chunk, real) in enumerate(prefetch(chunked)):
-            yield chunk, real, index
             real_frames.append(real)
-            if progress:
-                progress(real)
+            yield chunk, real, index
 
     analysed = job.run(model, engine, chunks()) if len(engine.devices) == 1 else \
         engine.spread(job, chunks(), job.grid.count)
-    for symbols, scores in analysed:
+    for chunk, (symbols, scores) in enumerate(analysed):
+        if progress:  # a chunk counts once the model is through it (reading runs ahead)
+            progress(real_frames[chunk])
         spool.write(symbols.tobytes())
         motion.extend(scores)
         if with_sizes:  # bytes of each unit at each length, bounded from above by its ideal code length

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol
 
+from .prefetch import check_cancelled
 from .workers import become_worker
 
 if TYPE_CHECKING:
@@ -235,6 +236,7 @@ class DevicePool:
                 kind, value = worker.results.get(timeout=_POLL_S)
                 break
             except queue.Empty:
+                check_cancelled()  # waiting in a producer thread whose consumer stopped (Ctrl-C)
                 if not worker.process.is_alive():
                     raise RuntimeError(f"the process for {worker.device} stopped "
                                        f"(exit code {worker.process.exitcode})") from None

@@ -9,6 +9,7 @@ hold the codec, transcodes to AAC).
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -74,10 +75,42 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _open_input(path: Path) -> av.container.InputContainer:
+class _CountedInput(io.RawIOBase):
+    """Standard input, counting the bytes read and keeping the first ones (the YUV4MPEG2 header line), so
+    that a stream cut inside a frame, which the demuxer drops without a word, can be told (`cut`)."""
+
+    FRAME_LINE = len(b"FRAME\n")  # what ffmpeg, x264 and odva write before each frame
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.count, self.head = raw, 0, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        if len(self.head) < 512:
+            self.head += data[: 512 - len(self.head)]
+        self.count += len(data)
+        return len(data)
+
+    def cut(self, frames: int, payload: int) -> str | None:
+        """Once the stream has ended after `frames` frames of `payload` bytes: a note if bytes of a
+        further, incomplete frame were left over; None if it ended on a frame's end."""
+        header = self.head.find(b"\n") + 1
+        left = self.count - header - frames * self.FRAME_LINE - payload
+        whole = self.FRAME_LINE + (payload // frames if frames else 0)
+        if left <= 0 or (frames and left >= whole):  # frame lines with parameters: nothing to tell
+            return None
+        return (f"the YUV4MPEG2 stream on standard input ended inside frame {frames + 1} ({left} of its bytes "
+                f"came); the {frames} whole frame(s) before it were encoded")
+
+
+def _open_input(path: Path, stdin: BinaryIO | None = None) -> av.container.InputContainer:
     if is_stdio(path):
         try:
-            return av.open(sys.stdin.buffer, format="yuv4mpegpipe")
+            return av.open(stdin or sys.stdin.buffer, format="yuv4mpegpipe")
         except (av.FFmpegError, OSError) as exc:
             raise InputError(f"cannot read standard input as YUV4MPEG2 ({_first_line(exc)}); pipe it in with "
                              "ffmpeg -i IN -f yuv4mpegpipe -") from None
@@ -96,7 +129,9 @@ class VideoReader:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._container = _open_input(self.path)
+        self._stdin = _CountedInput(sys.stdin.buffer) if is_stdio(self.path) else None
+        self._container = _open_input(self.path, self._stdin)
+        self.cut_note: str | None = None  # set by `frames` when a YUV4MPEG2 stream ended inside a frame
         if not self._container.streams.video:
             self._container.close()
             raise InputError(f"{self.path} has no video track")
@@ -123,7 +158,7 @@ class VideoReader:
         index = emitted = 0
         pending, start = None, None
         try:
-            for frame in self._container.decode(self._stream):
+            for frame in self._decoded():
                 if (frame.width, frame.height) != (self.info.width, self.info.height):
                     frame = frame.reformat(width=self.info.width, height=self.info.height)
                 if frame.time is None:  # no timestamp: the next slot
@@ -147,6 +182,17 @@ class VideoReader:
                 yield pending
         except av.FFmpegError as exc:
             raise InputError(f"cannot decode frame {index} of {self.path}: {_first_line(exc)}") from None
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """The track's frames; from standard input, its payload is counted to tell a cut stream."""
+        frames = payload = 0
+        for packet in self._container.demux(self._stream):
+            payload += packet.size
+            for frame in packet.decode():
+                frames += 1
+                yield frame
+        if self._stdin is not None:
+            self.cut_note = self._stdin.cut(frames, payload)
 
     @property
     def timing_note(self) -> str | None:

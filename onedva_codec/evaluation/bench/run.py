@@ -169,6 +169,8 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
     reference_features: list[np.ndarray] = []
     decoded_features: dict[tuple[str, str], list[np.ndarray]] = {}
     total, done = len(inputs) * len(jobs), 0
+    if progress:
+        progress(done, total)
     for index, path in enumerate(inputs):
         clip, fps = read_clip(path, settings.frames)
         if index == 0:
