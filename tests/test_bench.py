@@ -27,9 +27,19 @@ def result(codec, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     clip = write_video(folder / "clip.mp4", synthetic_clip(26, 40, 56, seed=6), Fraction(25))
     settings = BenchSettings(qualities=(0.0, 0.5, 1.0), bitrates=(40_000,), step_sweep=(1, 2))
-    outcome = run_bench([clip], codec, settings, features=window_means)
+    outcome = run_bench([clip], codec, settings, progress=lambda done, total: PROGRESS.append((done, total)),
+                        features=window_means)
     write_outputs(outcome, folder / "out")
     return outcome, folder / "out"
+
+
+PROGRESS: list[tuple[int, int]] = []  # what `result`'s run reported, (points done, points in all)
+
+
+@pytest.mark.slow
+def test_progress_counts_points_of_a_known_total(result):
+    total = len(result[0].points)
+    assert PROGRESS == [(done, total) for done in range(total + 1)]
 
 
 @pytest.mark.slow

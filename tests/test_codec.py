@@ -332,3 +332,17 @@ def test_device_lists_are_checked():
     for name, message in [("cuda:all", "no CUDA GPU"), ("cuda:0,1", "no CUDA GPU"), ("tpu", "unknown device")]:
         with pytest.raises(InputError, match=message):
             resolve_devices(name)
+
+
+def test_progress_follows_the_model_and_adds_up_to_the_frames(codec, tmp_path):
+    """Decoding reports after every model call (several per chunk at several steps), encoding after every
+    chunk; each adds up to the frames done, a range's frames only for a range."""
+    clip = write_video(tmp_path / "c.mp4", synthetic_clip(40, 40, 56, seed=5), Fraction(25))
+    encoded: list[float] = []
+    codec.encode_file(clip, tmp_path / "c.odva", RateOptions(quality=0.5), progress=encoded.append)
+    assert encoded == [17, 17, 6]
+    for frame_range, frames, chunks in ((None, 40, 3), ((10, 30), 20, 2)):
+        decoded: list[float] = []
+        codec.decode_file(tmp_path / "c.odva", tmp_path / "r.mkv", steps=3, frame_range=frame_range, force=True,
+                          progress=decoded.append)
+        assert abs(sum(decoded) - frames) < 1e-6 and len(decoded) >= 3 * chunks  # each chunk at three steps
