@@ -183,6 +183,16 @@ def _usage_error(check: Callable[[str], object]) -> Callable:
     return callback
 
 
+def describe_rate(rate: dict) -> str:
+    """A file's "rate" entry as a user reads it: "quality 0.6, adaptive", "bitrate 300 kbit/s, constant"."""
+    mode = rate.get("mode")
+    told = f"quality {rate['quality']:g}" if mode == "quality" else \
+        f"bitrate {rate['bitrate'] / 1000:g} kbit/s" if mode == "bitrate" else "not recorded"
+    if "adaptive" in rate:
+        told += ", adaptive" if rate["adaptive"] else ", constant length"
+    return told + (f", search {rate['search']} steps" if rate.get("search") else "")
+
+
 def parse_range(text: str) -> tuple[int, int]:
     """'START:END' -> (START, END), END after START, both from 0."""
     try:
@@ -330,26 +340,26 @@ def info(
 ) -> None:
     """Show an .odva file's header and a per-chunk table (checks every record's CRC)."""
     details = read_info(source)
+    if as_json:
+        out.print_json(json.dumps(details.to_json()))
+        return
     h = details.header
     summary = {
         "file": str(details.path), "version": ".".join(map(str, details.version)), "bytes": details.file_size,
         "model": f"{h.model_config}-{h.model_sha256[:16]}", "size": f"{h.width}x{h.height}",
-        "fps": f"{h.fps.numerator}/{h.fps.denominator}", "frames": h.frames, "duration_s": round(h.duration, 3),
-        "bitrate_kbps": round(details.bitrate / 1000, 2), "bpp": round(details.bpp, 5),
-        "chunks": h.chunk_count, "tiles_per_chunk": h.tile_count,
+        "fps": f"{float(h.fps):.6g}" + ("" if h.fps.denominator == 1 else f" ({h.fps.numerator}/{h.fps.denominator})"),
+        "frames": h.frames, "duration": f"{h.duration:.3f} s",
+        "bitrate": f"{details.bitrate / 1000:.2f} kbit/s", "bpp": f"{details.bpp:.5f}",
+        "chunks": f"{h.chunk_count} of {h.chunk_frames} frames, {h.tile_count} tile(s) each",
         "tile": f"{h.tile_size} px, overlap {h.tile_overlap}", "latent": f"{h.structural_tokens} structural + "
         f"up to {h.max_1d_tokens} 1D tokens x {h.latent_channels} channels",
         "quantization": f"step {h.quant_step:g}", "coding": f"{h.entropy_coder}, prior {h.prior_sha256[:16]}",
-        "latent_bytes": f"{details.latent_bytes} ({details.latent_bytes / details.file_size:.1%} of the file), "
-        f"{details.bits_per_latent_value:.3f} bits per latent value", "rate": h.rate, "seed": h.seed,
+        "latent bytes": f"{details.latent_bytes} ({details.latent_bytes / details.file_size:.1%} of the file), "
+        f"{details.bits_per_latent_value:.3f} bits per latent value", "rate": describe_rate(h.rate), "seed": h.seed,
         "audio": (f"{h.audio['codec']}, {h.audio['sample_rate']} Hz, {h.audio['channels']} ch, "
                   f"{details.audio_bytes} bytes") if h.audio else "none",
         "encoder": h.encoder,
     }
-    if as_json:
-        summary["chunk_table"] = [vars(c) for c in details.chunks]
-        out.print_json(json.dumps(summary))
-        return
     table = Table(show_header=False, box=None)
     for key, value in summary.items():
         table.add_row(key, str(value))

@@ -46,8 +46,8 @@ def test_encode_info_decode(cli, clip_with_audio, tmp_path):
     assert "kbit/s" in result.stderr and "frames/s" in result.stderr
     info = cli("info", coded)
     assert info.exit_code == 0
-    for field in ("model", "56x40", "25/1", "1D tokens kept", "motion", "aac", "range-prior-v1",
-                  "bits per latent value", "'search': 1"):
+    for field in ("model", "56x40", "1D tokens kept", "motion", "aac", "range-prior-v1",
+                  "bits per latent value", "quality 0.6, adaptive, search 1 steps"):
         assert field in info.stdout, field
     result = cli("decode", coded, "-o", rec, "--steps", "2")
     assert result.exit_code == 0, result.output
@@ -78,11 +78,28 @@ def test_gpu_noise_on_the_cpu_decodes_the_formats_stream(cli, tmp_path):
     assert on_device.read_bytes() == plain.read_bytes()
 
 
-def test_info_json(cli):
+def test_info_json_is_typed_and_documented(cli):
+    """Numbers as numbers, the chunks as a list, and exactly the keys docs/format.md documents."""
     import json
+    import re
     result = cli("info", DATA / "reference.odva", "--json")
     data = json.loads(result.stdout)
-    assert data["frames"] == 20 and len(data["chunk_table"]) == 2
+    assert data["schema"] == "odva-info/1" and data["frames"] == 20 and data["chunk_count"] == 2
+    assert (data["width"], data["height"], data["fps"]["numerator"], data["fps"]["denominator"]) == (48, 40, 25, 1)
+    assert isinstance(data["bitrate_bps"], float) and isinstance(data["bytes"], int)
+    assert [c["index"] for c in data["chunks"]] == [0, 1]
+    assert all(isinstance(k, int) for k in data["chunks"][0]["kept_1d_tokens"])
+    assert data["rate"] == {"mode": "quality", "quality": 0.5, "adaptive": True}
+    documented = (DATA.parent.parent / "docs" / "format.md").read_text().split("## odva info --json")[1]
+    keys = set(re.findall(r"^\| `([a-z_0-9.\[\]]+)` \|", documented, flags=re.M))
+
+    def flat(value, prefix=""):
+        for key, inner in value.items():
+            yield prefix + key
+            if isinstance(inner, dict) and key not in ("rate", "audio"):
+                yield from flat(inner, prefix + key + ".")
+    assert set(flat(data)) | {"chunks[].index", "chunks[].frames", "chunks[].bytes", "chunks[].latent_bytes",
+                              "chunks[].kept_1d_tokens", "chunks[].motion"} == keys
 
 
 def test_truncated_file(cli, tmp_path):

@@ -401,6 +401,9 @@ class ChunkInfo:
     latent_values: int  # latent values those bytes code
 
 
+INFO_SCHEMA = "odva-info/1"  # `FileInfo.to_json`'s keys and types; a new one gets a new number
+
+
 @dataclass
 class FileInfo:
     path: Path
@@ -427,6 +430,31 @@ class FileInfo:
     def bits_per_latent_value(self) -> float:
         values = sum(c.latent_values for c in self.chunks)
         return self.latent_bytes * 8 / values if values else 0.0
+
+    def to_json(self) -> dict:
+        """The file described for programs (`odva info --json`): numbers as numbers, stable keys, the
+        schema documented in docs/format.md ("odva info --json") and named by "schema"."""
+        h = self.header
+        return {
+            "schema": INFO_SCHEMA, "file": str(self.path), "format_version": list(self.version),
+            "bytes": self.file_size,
+            "model": {"config": h.model_config, "weights_sha256": h.model_sha256,
+                      "id": f"{h.model_config}-{h.model_sha256[:16]}"},
+            "width": h.width, "height": h.height,
+            "fps": {"numerator": h.fps.numerator, "denominator": h.fps.denominator, "value": float(h.fps)},
+            "frames": h.frames, "duration_s": h.duration, "bitrate_bps": self.bitrate, "bpp": self.bpp,
+            "chunk_frames": h.chunk_frames, "chunk_count": h.chunk_count, "tiles_per_chunk": h.tile_count,
+            "tile": {"size": h.tile_size, "overlap": h.tile_overlap, "ys": list(h.tile_ys), "xs": list(h.tile_xs)},
+            "latent": {"structural_tokens": h.structural_tokens, "max_1d_tokens": h.max_1d_tokens,
+                       "channels": h.latent_channels, "quant_step": h.quant_step},
+            "entropy": {"coder": h.entropy_coder, "prior_sha256": h.prior_sha256, "latent_bytes": self.latent_bytes,
+                        "bits_per_latent_value": self.bits_per_latent_value},
+            "rate": dict(h.rate), "seed": h.seed,
+            "audio": None if h.audio is None else {**h.audio, "bytes": self.audio_bytes},
+            "encoder": h.encoder,
+            "chunks": [{"index": c.index, "frames": c.frames, "bytes": c.bytes, "latent_bytes": c.latent_bytes,
+                        "kept_1d_tokens": list(c.kept), "motion": list(c.motion)} for c in self.chunks],
+        }
 
 
 def read_info(source: str | Path | bytes) -> FileInfo:
