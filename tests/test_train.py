@@ -1,6 +1,7 @@
 """odva-train on CPU with the tiny config: data, every stage, exact resume, torchrun, export."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -390,3 +391,27 @@ def test_each_stage_trains_what_its_stage_object_says(pack, tmp_path):
         assert parts == expected and parts, (name, parts)
         assert all(not p.requires_grad for n, p in trainer.objective.named_parameters()
                    if ".".join(n.split(".")[:2]) not in expected)
+
+
+def test_a_stage_refused_for_its_inputs_leaves_nothing_behind(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "odva_train.cli", "stage1", "--model", "tiny", "--data",
+                          str(tmp_path / "no-pack"), "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert run.returncode == 1 and "is not a training pack" in run.stderr, run.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_each_stage_lists_and_takes_only_its_own_options():
+    from typer.testing import CliRunner
+
+    from odva_train.cli import STAGE_OPTIONS, app
+    runner = CliRunner()
+    for stage in ("stage1", "stage2", "align", "ldm", "decoder-ft"):
+        shown = " ".join(runner.invoke(app, [stage, "--help"], env={"COLUMNS": "200"}).stdout.split())
+        for option, owner in STAGE_OPTIONS.items():
+            assert (f"--{option} " in shown) == (stage == owner), (stage, option)
+        example = re.search(r"--config (\S+\.toml)", shown)[1]
+        assert (Path(__file__).parent.parent / example).is_file(), example
+    refused = subprocess.run([sys.executable, "-m", "odva_train.cli", "stage1", "--ldm", "runs/ldm"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "odva-train: error: --ldm belongs to `odva-train decoder-ft`, not stage1"

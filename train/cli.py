@@ -55,18 +55,19 @@ def _user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings, e.g. configs/s.toml")]
-DataOpt = Annotated[Optional[str], typer.Option(help="Training pack folder (odva-train data), e.g. --data pack")]
-OutOpt = Annotated[Optional[str], typer.Option(help="Run folder, e.g. --out runs/stage1")]
-InitOpt = Annotated[Optional[str], typer.Option(help="Previous stage's run folder or checkpoint, e.g. --init runs/s1")]
-StepsOpt = Annotated[Optional[int], typer.Option(help="Optimizer steps, e.g. --steps 20000")]
-BatchOpt = Annotated[Optional[int], typer.Option(help="Global batch over all processes, e.g. --batch 32")]
-LrOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate, e.g. --lr 6e-4")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", metavar="FILE", help="TOML file of settings, e.g. --config train/configs/m-residual-stage1.toml")]
+DataOpt = Annotated[Optional[str], typer.Option(metavar="DIR", help="Training pack folder (odva-train data), e.g. --data pack")]
+OutOpt = Annotated[Optional[str], typer.Option(metavar="DIR", help="Run folder, e.g. --out runs/stage1")]
+InitOpt = Annotated[Optional[str], typer.Option(metavar="RUN", help="Previous stage's run folder or checkpoint, e.g. --init runs/s1")]
+StepsOpt = Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps, e.g. --steps 20000")]
+BatchOpt = Annotated[Optional[int], typer.Option(metavar="N", help="Global batch over all processes, e.g. --batch 32")]
+LrOpt = Annotated[Optional[float], typer.Option(metavar="LR", help="Peak learning rate, e.g. --lr 6e-4")]
 MinutesOpt = Annotated[Optional[float], typer.Option(
-    "--max-minutes", help="Wall-clock budget; saves before it runs out, e.g. --max-minutes 9")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="Data loader processes, e.g. --workers 12")]
+    "--max-minutes", metavar="MINUTES", help="Wall-clock budget; saves before it runs out, e.g. --max-minutes 9")]
+WorkersOpt = Annotated[Optional[int], typer.Option(metavar="N", help="Data loader processes, e.g. --workers 12")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Any other setting (see train/config.py), e.g. --set w_perc=0.2 --set fsdp=true")]
+    "--set", metavar="KEY=VALUE", help="Any other setting (see train/config.py), e.g. --set w_perc=0.2 --set fsdp=true")]
 
 
 def _train(cfg: config_io.TrainConfig, resume: bool) -> None:
@@ -80,17 +81,27 @@ def _train(cfg: config_io.TrainConfig, resume: bool) -> None:
         print(f"{cfg.stage}: step {summary['step']}, {summary['gpu_minutes']:.1f} GPU-minutes so far")
 
 
+# Options of one stage each: listed in that stage's --help only, and refused by the others
+STAGE_OPTIONS = {"ldm": "decoder-ft", "model": "stage1"}
+
+
 def _register_stage(stage: str, summary: str) -> None:
     def command(config: ConfigOpt = None, data: DataOpt = None, out: OutOpt = None, init: InitOpt = None,
                 steps: StepsOpt = None, batch: BatchOpt = None, lr: LrOpt = None, max_minutes: MinutesOpt = None,
-                workers: WorkersOpt = None, settings: SetOpt = None,
-                ldm: Annotated[Optional[str], typer.Option(help="decoder-ft: the ldm stage's run folder")] = None,
-                model: Annotated[Optional[str], typer.Option(help="stage1: model config to train, e.g. s")] = None,
-                ) -> None:
+                workers: WorkersOpt = None, settings: SetOpt = None, ldm: Optional[str] = None,
+                model: Optional[str] = None) -> None:
+        for name, value in (("ldm", ldm), ("model", model)):
+            if value is not None and stage != STAGE_OPTIONS[name]:
+                raise ValueError(f"--{name} belongs to `odva-train {STAGE_OPTIONS[name]}`, not {stage}")
         overrides = dict(data=data, out=out, init=init, steps=steps, batch=batch, lr=lr, max_minutes=max_minutes,
                          workers=workers, ldm=ldm, model=model)
         _train(config_io.resolve(stage, str(config) if config else None, overrides, settings or []), resume=False)
 
+    # set here, not in the signature: whether they show depends on the stage
+    command.__annotations__["ldm"] = Annotated[Optional[str], typer.Option(
+        hidden=stage != STAGE_OPTIONS["ldm"], metavar="RUN", help="The ldm stage's run folder, e.g. --ldm runs/ldm")]
+    command.__annotations__["model"] = Annotated[Optional[str], typer.Option(
+        hidden=stage != STAGE_OPTIONS["model"], metavar="NAME", help="Model config to train from scratch, e.g. --model m-residual")]
     defaults = ", ".join(f"{k}={v}" for k, v in STAGES[stage].defaults.items())
     app.command(stage, help=f"{summary} Defaults: {defaults}.")(_user_errors(command))
 

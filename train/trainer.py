@@ -214,9 +214,6 @@ class Trainer:
         if not resume and checkpoint_path.exists():
             raise FileExistsError(f"{self.out} already holds a checkpoint; continue it with "
                                   f"`odva-train resume {self.out}` or choose another --out")
-        if self.proc.main:
-            (self.out / "samples").mkdir(parents=True, exist_ok=True)
-            config_io.save(cfg, self.out / "config.json")
         self.started = time.time()
         device = self.proc.device
         torch.manual_seed(cfg.seed)
@@ -229,6 +226,9 @@ class Trainer:
         if self.proc.main:
             self.val_clips = validation_clips(pack.videos("val"), pack.photos("val"), model.cfg.frames,
                                               model.cfg.tile)[: cfg.val_clips]
+            # written once what the run needs has loaded: a run refused for its inputs leaves nothing behind
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            config_io.save(cfg, self.out / "config.json")
         # the stages this run continues; this run's own line is added by _history(), so that a later run
         # writing to the same folder name never replaces an earlier run's line
         self.inherited: list[dict] = list(previous.get("history", [])) if previous else []
