@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -510,20 +511,27 @@ def bench(
                           f"{r['decode_fps']:.1f}")
             quality.add_row(name, r["setting"], *(f"{r[m]:.2f}" if m in ("psnr", "psnr_y", "vmaf", "fvd")
                                                   else f"{r[m]:.3f}" for m in benchmark.METRICS))
-    wide = max(out.width, 120)  # these tables are read whole; let them wrap rows rather than cut cells
-    out.print(rates, width=wide)
-    out.print(quality, width=wide)
+    _print_whole(rates)
+    _print_whole(quality)
     bd = Table("odva against", *(f"BD-rate {m}" for m in benchmark.BD_METRICS),
                title="BD-rate (negative: odva needs fewer bits for the same quality)")
     for row in result.bd_rates:
         bd.add_row(row["anchor"], *("no overlap" if row[m] is None else f"{row[m]:+.1f}%"
                                     for m in benchmark.BD_METRICS))
-    out.print(bd, width=wide)
+    _print_whole(bd)
     out.print(f"odva: model {result.settings['model']}, {result.settings['steps']} decoding step(s)")
     for name, anchor in result.settings["anchors"].items():
         options = ", ".join(f"{k} {v}" for k, v in anchor.items() if k not in ("encoder", "crf"))
         out.print(f"{name}: {anchor['encoder']}, {options}, CRF {', '.join(map(str, anchor['crf']))}")
-    out.print(f"wrote {', '.join(str(p) for p in written)}")
+    out.print(f"wrote {', '.join(str(p) for p in written)}", soft_wrap=True)
+
+
+def _print_whole(table: Table) -> None:
+    """A table every cell of which is read: on a terminal as wide as the terminal (rows wrap), into a file or
+    pipe as wide as the table needs (a file has no width to fit, and cut cells would lose figures)."""
+    natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    width = out.width if out.is_terminal else max(out.width, natural)
+    out.print(table, width=width)
 
 
 def run() -> int:
