@@ -519,19 +519,21 @@ def bench(
         bd.add_row(row["anchor"], *("no overlap" if row[m] is None else f"{row[m]:+.1f}%"
                                     for m in benchmark.BD_METRICS))
     _print_whole(bd)
-    out.print(f"odva: model {result.settings['model']}, {result.settings['steps']} decoding step(s)")
+    out.print(f"odva: model {result.settings['model']}, {result.settings['steps']} decoding step(s)", soft_wrap=True)
     for name, anchor in result.settings["anchors"].items():
         options = ", ".join(f"{k} {v}" for k, v in anchor.items() if k not in ("encoder", "crf"))
-        out.print(f"{name}: {anchor['encoder']}, {options}, CRF {', '.join(map(str, anchor['crf']))}")
+        out.print(f"{name}: {anchor['encoder']}, {options}, CRF {', '.join(map(str, anchor['crf']))}", soft_wrap=True)
     out.print(f"wrote {', '.join(str(p) for p in written)}", soft_wrap=True)
 
 
 def _print_whole(table: Table) -> None:
     """A table every cell of which is read: on a terminal as wide as the terminal (rows wrap), into a file or
     pipe as wide as the table needs (a file has no width to fit, and cut cells would lose figures)."""
+    if out.is_terminal:
+        out.print(table)
+        return
     natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
-    width = out.width if out.is_terminal else max(out.width, natural)
-    out.print(table, width=width)
+    Console(markup=False, width=max(out.width, natural)).print(table)  # a console's print cuts to its own width
 
 
 def run() -> int:
