@@ -215,20 +215,25 @@ WeightsOption = Annotated[Optional[Path], typer.Option(
     "--weights", metavar="DIR", help="Model folder (safetensors + card.json); default: the shipped weights/. "
                                      "e.g. --weights runs/s/export")]
 DeviceOption = Annotated[str, typer.Option(
-    metavar="DEVICE", help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N, or several GPUs "
+    metavar="DEVICE",
+    help="Where the model runs: auto (a CUDA GPU if there is one), cpu, cuda, cuda:N, or several GPUs "
          "(chunks spread over a process each, the same output): cuda:0,1 or cuda:all; cuda:0,0 runs two processes "
          "on one GPU. e.g. --device cpu")]
 BatchOption = Annotated[Optional[int], typer.Option(
     "--batch", min=1, metavar="N", help="Tiles per model call (default 16 on GPU, 4 on CPU). e.g. --batch 32")]
 CompileOption = Annotated[bool, typer.Option(
-    "--compile", metavar="", help="Run the model through torch.compile: on a GPU about twice as fast per model call, after a "
-                      "first batch that compiles for 10-20 s; the output differs slightly from a plain run's (two "
-                      "runs alike still give the same output). e.g. --compile")]
-ForceOption = Annotated[bool, typer.Option("--force", "-f", metavar="", help="Overwrite the output if it exists. e.g. --force")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress bar or summary. e.g. --quiet")]
+    "--compile", metavar="",
+    help="Run the model through torch.compile: on a GPU about twice as fast per model call, after a "
+         "first batch that compiles for 10-20 s; the output differs slightly from a plain run's (two "
+         "runs alike still give the same output). e.g. --compile")]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", "-f", metavar="", help="Overwrite the output if it exists. e.g. --force")]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", metavar="", help="No progress bar or summary. e.g. --quiet")]
 
 
-@app.command(cls=_Command, epilog="Examples:  odva encode in.mp4 -o out.odva --quality 0.6  |  "
+@app.command(cls=_Command,
+             epilog="Examples:  odva encode in.mp4 -o out.odva --quality 0.6  |  "
                     "odva encode in.mkv -o out.odva --bitrate 300k  |  "
                     "ffmpeg -i in.mkv -f yuv4mpegpipe - | odva encode - -o out.odva  |  "
                     "odva encode in.mp4 -o out.odva --quality 0.3 --no-adaptive --device cpu  |  "
@@ -247,13 +252,15 @@ def encode(
         metavar="RATE", callback=_check_bitrate,
         help="Target bitrate of the whole file instead of a quality. e.g. --bitrate 300k")] = None,
     adaptive: Annotated[bool, typer.Option(
-        "--adaptive/--no-adaptive", metavar="", help="Spend more tokens on chunks with more motion. e.g. --no-adaptive")] = True,
+        "--adaptive/--no-adaptive", metavar="",
+        help="Spend more tokens on chunks with more motion. e.g. --no-adaptive")] = True,
     seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, metavar="N",
                                       help="Decoding seed stored in the file. e.g. --seed 7")] = 0,
     search: Annotated[int, typer.Option(
-        min=0, max=1000, metavar="N", help="Refine every tile's latents by this many gradient steps through the decoder: "
-                              "a better picture at about the same size, any odva decodes it, encoding takes "
-                              "about 3 decoder passes per step (a GPU's work). e.g. --search 8")] = 0,
+        min=0, max=1000, metavar="N",
+        help="Refine every tile's latents by this many gradient steps through the decoder: "
+             "a better picture at about the same size, any odva decodes it, encoding takes "
+             "about 3 decoder passes per step (a GPU's work). e.g. --search 8")] = 0,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,
@@ -286,7 +293,8 @@ def encode(
                   f"{result.frames / result.seconds:.1f} frames/s on {', '.join(map(str, codec.devices))}")
 
 
-@app.command(cls=_Command, epilog="Examples:  odva decode out.odva -o rec.mp4 --steps 8  |  odva decode out.odva -o - | ffplay -  |  "
+@app.command(cls=_Command,
+             epilog="Examples:  odva decode out.odva -o rec.mp4 --steps 8  |  odva decode out.odva -o - | ffplay -  |  "
                     "odva decode out.odva -o rec.mkv --frames 0:100  |  odva decode out.odva -o rec.y4m --device cpu")
 @_user_errors
 def decode(
@@ -296,10 +304,12 @@ def decode(
         help="Video to write: .mp4 (H.264), .mkv (FFV1, lossless) or .y4m; - writes YUV4MPEG2 to standard "
              "output. e.g. -o rec.mp4")],
     steps: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_DECODING_STEPS, metavar="N", help="Diffusion steps per chunk, 1 to 100; more is slower "
-                                            "(default: the model's). e.g. --steps 8")] = None,
+        min=1, max=MAX_DECODING_STEPS, metavar="N",
+        help="Diffusion steps per chunk, 1 to 100; more is slower "
+             "(default: the model's). e.g. --steps 8")] = None,
     frames: Annotated[Optional[str], typer.Option(
-        metavar="START:END", callback=_check_range, help="Decode only these frames (end exclusive). e.g. --frames 0:100")] = None,
+        metavar="START:END", callback=_check_range,
+        help="Decode only these frames (end exclusive). e.g. --frames 0:100")] = None,
     mp4_preset: Annotated[str, typer.Option(
         metavar="PRESET", help="libx264 preset of .mp4 output, ultrafast to veryslow: faster presets write "
                                "faster, for as large or a larger file. e.g. --mp4-preset veryfast")] = "medium",
@@ -308,9 +318,10 @@ def decode(
     batch: BatchOption = None,
     compile_model: CompileOption = False,
     gpu_noise: Annotated[bool, typer.Option(
-        "--gpu-noise", metavar="", help="Draw the starting noise on the GPU instead of the CPU: one-step decoding needs far "
-                            "less CPU, at the same quality; frames differ slightly from the CPU noise's (on "
-                            "--device cpu: no change). e.g. --gpu-noise")] = False,
+        "--gpu-noise", metavar="",
+        help="Draw the starting noise on the GPU instead of the CPU: one-step decoding needs far "
+             "less CPU, at the same quality; frames differ slightly from the CPU noise's (on "
+             "--device cpu: no change). e.g. --gpu-noise")] = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -337,7 +348,8 @@ def decode(
 @_user_errors
 def info(
     source: Annotated[Path, typer.Argument(metavar="INPUT", help="The .odva file to describe.")],
-    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of tables. e.g. --json")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", metavar="", help="Print JSON instead of tables. e.g. --json")] = False,
 ) -> None:
     """Show an .odva file's header and a per-chunk table (checks every record's CRC)."""
     details = read_info(source)
@@ -373,7 +385,8 @@ def info(
     out.print(chunks)
 
 
-@app.command(cls=_Command, epilog="Examples:  odva compare in.mp4 out.odva -o compare.png  |  "
+@app.command(cls=_Command,
+             epilog="Examples:  odva compare in.mp4 out.odva -o compare.png  |  "
                     "odva compare in.mp4 out.odva x264.mp4 -o compare.png --frames 0,16,33")
 @_user_errors
 def compare(
@@ -385,8 +398,9 @@ def compare(
                                               "NAME-per-frame.png. e.g. -o compare.png")],
     frames: Annotated[str, typer.Option(metavar="LIST", help="Frames shown, from 0. e.g. --frames 0,16,33")] = "0",
     steps: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_DECODING_STEPS, metavar="N", help="Decoding steps for .odva files (default: the model's). "
-                                            "e.g. --steps 8")] = None,
+        min=1, max=MAX_DECODING_STEPS, metavar="N",
+        help="Decoding steps for .odva files (default: the model's). "
+             "e.g. --steps 8")] = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     force: ForceOption = False,
@@ -437,7 +451,8 @@ def _numbers(text: str, kind: type, option: str) -> tuple:
         raise InputError(f"cannot read {option} {text!r}; give a comma-separated list") from None
 
 
-@app.command(cls=_Command, epilog="Examples:  odva bench clip.mp4 -o bench/  |  "
+@app.command(cls=_Command,
+             epilog="Examples:  odva bench clip.mp4 -o bench/  |  "
                     "odva bench clips/ -o bench/ --qualities 0,0.5,1 --bitrates 200k,400k --frames 68  |  "
                     "odva bench a.mp4 b.mkv -o bench/ --anchors x264 --step-sweep 1,8")
 @_user_errors
@@ -450,19 +465,24 @@ def bench(
     bitrates: Annotated[str, typer.Option(metavar="LIST", callback=_check_bitrates,
                                           help="odva --bitrate targets too. e.g. --bitrates 200k,400k")] = "",
     steps: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_DECODING_STEPS, metavar="N", help="Decoding steps of the sweep (default: the model's). e.g. --steps 8")
+        min=1, max=MAX_DECODING_STEPS, metavar="N",
+        help="Decoding steps of the sweep (default: the model's). e.g. --steps 8")
                          ] = None,
-    step_sweep: Annotated[str, typer.Option(metavar="LIST", help="Steps to compare at one quality. e.g. --step-sweep 1,4,8,25")
+    step_sweep: Annotated[str, typer.Option(
+        metavar="LIST", help="Steps to compare at one quality. e.g. --step-sweep 1,4,8,25")
                           ] = "1,4,8,25",
     adaptive_sweep: Annotated[bool, typer.Option(
         "--adaptive-sweep/--no-adaptive-sweep", metavar="",
         help="Also code at constant length, to compare with motion-adaptive. e.g. --no-adaptive-sweep")] = True,
-    anchors: Annotated[str, typer.Option(metavar="LIST", help="Classical codecs: x264, x265, av1. e.g. --anchors x264,av1")
+    anchors: Annotated[str, typer.Option(
+        metavar="LIST", help="Classical codecs: x264, x265, av1. e.g. --anchors x264,av1")
                        ] = "x264,x265,av1",
-    frames: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Frames per clip (default all). e.g. --frames 68")
+    frames: Annotated[Optional[int], typer.Option(
+        min=1, metavar="N", help="Frames per clip (default all). e.g. --frames 68")
                       ] = None,
     search: Annotated[int, typer.Option(
-        min=0, max=1000, metavar="N", help="odva's encoder-side search, as odva encode --search. e.g. --search 8")] = 0,
+        min=0, max=1000, metavar="N",
+        help="odva's encoder-side search, as odva encode --search. e.g. --search 8")] = 0,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,

@@ -57,9 +57,11 @@ def _user_errors(command: Callable) -> Callable:
 
 ConfigOpt = Annotated[Optional[Path], typer.Option(
     "--config", metavar="FILE", help="TOML file of settings, e.g. --config train/configs/m-residual-stage1.toml")]
-DataOpt = Annotated[Optional[str], typer.Option(metavar="DIR", help="Training pack folder (odva-train data), e.g. --data pack")]
+DataOpt = Annotated[Optional[str], typer.Option(
+    metavar="DIR", help="Training pack folder (odva-train data), e.g. --data pack")]
 OutOpt = Annotated[Optional[str], typer.Option(metavar="DIR", help="Run folder, e.g. --out runs/stage1")]
-InitOpt = Annotated[Optional[str], typer.Option(metavar="RUN", help="Previous stage's run folder or checkpoint, e.g. --init runs/s1")]
+InitOpt = Annotated[Optional[str], typer.Option(
+    metavar="RUN", help="Previous stage's run folder or checkpoint, e.g. --init runs/s1")]
 StepsOpt = Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps, e.g. --steps 20000")]
 BatchOpt = Annotated[Optional[int], typer.Option(metavar="N", help="Global batch over all processes, e.g. --batch 32")]
 LrOpt = Annotated[Optional[float], typer.Option(metavar="LR", help="Peak learning rate, e.g. --lr 6e-4")]
@@ -67,7 +69,8 @@ MinutesOpt = Annotated[Optional[float], typer.Option(
     "--max-minutes", metavar="MINUTES", help="Wall-clock budget; saves before it runs out, e.g. --max-minutes 9")]
 WorkersOpt = Annotated[Optional[int], typer.Option(metavar="N", help="Data loader processes, e.g. --workers 12")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", metavar="KEY=VALUE", help="Any other setting (see train/config.py), e.g. --set w_perc=0.2 --set fsdp=true")]
+    "--set", metavar="KEY=VALUE",
+    help="Any other setting (see train/config.py), e.g. --set w_perc=0.2 --set fsdp=true")]
 
 
 def _train(cfg: config_io.TrainConfig, resume: bool) -> None:
@@ -101,7 +104,8 @@ def _register_stage(stage: str, summary: str) -> None:
     command.__annotations__["ldm"] = Annotated[Optional[str], typer.Option(
         hidden=stage != STAGE_OPTIONS["ldm"], metavar="RUN", help="The ldm stage's run folder, e.g. --ldm runs/ldm")]
     command.__annotations__["model"] = Annotated[Optional[str], typer.Option(
-        hidden=stage != STAGE_OPTIONS["model"], metavar="NAME", help="Model config to train from scratch, e.g. --model m-residual")]
+        hidden=stage != STAGE_OPTIONS["model"], metavar="NAME",
+        help="Model config to train from scratch, e.g. --model m-residual")]
     defaults = ", ".join(f"{k}={v}" for k, v in STAGES[stage].defaults.items())
     app.command(stage, help=f"{summary} Defaults: {defaults}.")(_user_errors(command))
 
