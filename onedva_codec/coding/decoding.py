@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -30,9 +30,7 @@ from ..model.schedule import DecodingSchedule
 from ..runtime.engine import Engine
 from ..runtime.prefetch import check_cancelled, prefetch
 from ..video.geometry import ChunkAssembler, TileGrid
-
-
-Progress = Callable[[float], None]  # called with the frames just done, in fractions of frames as the model goes
+from .encoding import Progress
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from ..video.motion import motion_scores, normalise_motion
 from ..video.pixels import video_to_model
 from .search import search_latents, search_lengths
 
-Progress = Callable[[float], None]  # called with the number of frames just done
+Progress = Callable[[float], None]  # called with the frames just done (fractions of frames as a decode's model goes)
 
 
 @dataclass(frozen=True)
