@@ -13,7 +13,8 @@ not how diffusion refines it.
     python scripts/v3_probe.py --pack PACK --out OUT/base --variant base --minutes 15
 
 writes OUT/base/result.json: per rate point, held-out bpp (ideal code length with hard rounding, side
-information included) and PSNR, the unquantized ceiling, samples/s and steps. `--size 64 --width 64
+information included) and PSNR, the unquantized ceiling, samples/s and steps; with `--eval-every M`,
+OUT/base/curve.jsonl holds the same scores every M training minutes (quality against samples seen). `--size 64 --width 64
 --depth 1 --minutes 0.2` is a CPU smoke run.
 """
 
@@ -185,6 +186,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=6e-4)
     parser.add_argument("--workers", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=float, default=0.0,
+                        help="also score the held-out clips every this many training minutes (0: at the end only), "
+                             "for quality against samples seen; the time spent scoring is not training time")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,13 +207,20 @@ def main() -> None:
     lambdas = torch.tensor(LAMBDAS, device=device)
     budget, warmup = args.minutes * 60, 200
     log = open(out / "log.jsonl", "w")
-    started, step, samples = None, 0, 0
+    started, step, samples, scored = None, 0, 0, 0.0
+    curve = open(out / "curve.jsonl", "w")
     for batch in loader:
         if started is None:  # the clock starts with the first batch: workers' start-up is not training
             started = time.perf_counter()
         elapsed = time.perf_counter() - started
         if elapsed >= budget:
             break
+        if args.eval_every and elapsed - scored >= args.eval_every * 60:
+            pause = time.perf_counter()
+            print(json.dumps({"step": step, "samples": samples, "train_seconds": round(elapsed, 1),
+                              **evaluate(model, clips, n_val_videos, device)}), file=curve, flush=True)
+            started += time.perf_counter() - pause  # scoring is not training time
+            scored = elapsed
         progress = elapsed / budget
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in optimizer.param_groups:
