@@ -109,7 +109,7 @@ class Codec:
         """Decode to .mp4 (H.264), .mkv (FFV1, lossless) or .y4m, by the destination's extension; "-"
         writes YUV4MPEG2 to standard output. A reader that closes that pipe ends the decode early
         (`DecodeResult.notes` says so), not with an error. `mp4_preset`: libx264's preset for .mp4
-        (`video_io.X264_PRESETS`; veryfast wrote 1080p 2.5 times as fast as medium, docs/performance.md)."""
+        (`video.io.X264_PRESETS`; veryfast wrote 1080p 2.5 times as fast as medium, docs/performance.md)."""
         destination = Path(destination)
         kind = output_kind(destination)
         check_mp4_preset(mp4_preset, kind)

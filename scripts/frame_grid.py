@@ -3,7 +3,7 @@
 Usage: python scripts/frame_grid.py CLIP -o grid.png [--qualities 0,1] [--steps 1] [--frames 0,16,33]
        [--weights DIR] [--device cpu]
 Each column is labelled with its quality, bits per pixel (whole .odva file) and PSNR (mean over frames, as
-`odva bench` reports it); the grid is `odva compare`'s (onedva_codec/compare.py).
+`odva bench` reports it); the grid is `odva compare`'s (onedva_codec/evaluation/compare.py).
 """
 
 from __future__ import annotations

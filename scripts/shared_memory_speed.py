@@ -1,6 +1,6 @@
 """What a decoded chunk costs to cross from a device process to the parent: through a fresh shared
 segment each chunk (what queueing a tensor does, and what the device pool did before), and through
-odva's shared buffers (onedva_codec/shared_buffers.py: reused by the device process, kept mapped by
+odva's shared buffers (onedva_codec/runtime/shared_buffers.py: reused by the device process, kept mapped by
 the parent, given back once the parent lets a chunk go).
 
     python scripts/shared_memory_speed.py --size 1920x1080 --chunks 16
