@@ -136,10 +136,11 @@ def _analyse(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarray], j
             real_frames.append(real)
             yield chunk, real, index
 
-    analysed = job.run(model, engine, chunks()) if len(engine.devices) == 1 else \
+    one_device = len(engine.devices) == 1
+    analysed = job.run(model, engine, chunks(), progress) if one_device else \
         engine.spread(job, chunks(), job.grid.count)
     for chunk, (symbols, scores) in enumerate(analysed):
-        if progress:  # a chunk counts once the model is through it (reading runs ahead)
+        if progress and not one_device:  # a chunk counts once a device is through it (reading runs ahead)
             progress(real_frames[chunk])
         spool.write(symbols.tobytes())
         motion.extend(scores)
@@ -158,10 +159,11 @@ class _EncodeJob:
     seed: int  # the file's: it fixes the noise the decoder starts from, which the search decodes
     search_steps: int
 
-    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[tuple[Tensor, int, int]]
-            ) -> Iterator[tuple[np.ndarray, list[float]]]:
+    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[tuple[Tensor, int, int]],
+            progress: Progress | None = None) -> Iterator[tuple[np.ndarray, list[float]]]:
         """Each chunk's (tiles, S + N, C) int8 symbols at full length and its tiles' motion scores;
-        tiles of consecutive chunks are batched together."""
+        tiles of consecutive chunks are batched together. `progress` hears after every batch of its
+        share of the frames (a tile is 1 / tiles of its chunk's real frames)."""
         content_h, content_w = self.grid.content_size
         cfg, card, device = model.cfg, model.card, engine.device
         quantizer = model.quantizer()
@@ -198,6 +200,8 @@ class _EncodeJob:
                                            lengths)
             symbols.extend(quantizer.quantize(means).cpu().numpy())
             scores.extend(normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist())
+            if progress:
+                progress(sum(unit[1] for unit in units) / self.grid.count)
             while len(symbols) >= self.grid.count:
                 yield np.stack(symbols[: self.grid.count]), scores[: self.grid.count]
                 del symbols[: self.grid.count], scores[: self.grid.count]
