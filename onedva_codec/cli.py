@@ -531,8 +531,14 @@ def bench(
                           f"{r['decode_fps']:.1f}")
             quality.add_row(name, r["setting"], *(f"{r[m]:.2f}" if m in ("psnr", "psnr_y", "vmaf", "fvd")
                                                   else f"{r[m]:.3f}" for m in benchmark.METRICS))
+    artefacts = Table("codec", "setting", "patch edges", "temporal steps", "chunk pops",
+                      title=f"artefacts (1 = none; evaluation/artefacts.py), {where}")
+    for name, rows in result.curves.items():
+        for r in rows:
+            artefacts.add_row(name, r["setting"], *(f"{r[m]:.2f}" for m in benchmark.ARTEFACTS))
     _print_whole(rates)
     _print_whole(quality)
+    _print_whole(artefacts)
     bd = Table("odva against", *(f"BD-rate {m}" for m in benchmark.BD_METRICS),
                title="BD-rate (negative: odva needs fewer bits for the same quality)")
     for row in result.bd_rates:

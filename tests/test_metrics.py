@@ -82,3 +82,24 @@ def test_i3d_port_reads_the_packaged_weights_and_tells_clips_apart():
     assert np.array_equal(a, features(still))
     assert np.abs(a - b).max() > 1.0
     assert features(noise[:15]).shape == (0, 400)  # shorter than a window: no row
+
+
+def test_artefact_ratios_see_a_patch_grid_motion_in_steps_and_a_pop():
+    from onedva_codec.evaluation.artefacts import patch_edge_ratio, temporal_ratios
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:64, 0:64]
+    smooth = np.stack([np.clip(ys * 2 + xs + 4 * t, 0, 255) for t in range(34)]).astype(np.uint8)[..., None]
+    smooth = np.repeat(smooth, 3, axis=-1)
+    blocks = rng.integers(8, 248, (34, 4, 4, 1)).repeat(16, axis=1).repeat(16, axis=2).repeat(3, axis=3)
+    blocks = blocks + rng.integers(-2, 3, blocks.shape)  # a little texture inside
+    noisy = rng.integers(0, 255, (34, 64, 64, 3)).astype(np.uint8)
+    assert abs(patch_edge_ratio(noisy) - 1) < 0.05  # no structure at 16 pixels
+    assert patch_edge_ratio(blocks.astype(np.uint8)) > 10  # flat 16-pixel blocks: steps only at their edges
+    assert temporal_ratios(smooth, smooth) == {"step": 1.0, "pop": 1.0}
+    # motion held for the four frames of a group, then moved at once; and a jump into every chunk
+    groups = np.array([0] + [1 + (t - 1) // 4 * 4 for t in range(1, 17)] * 1)
+    held = np.concatenate([smooth[groups], smooth[17 + groups]])
+    assert temporal_ratios(held, smooth)["step"] > 2
+    jump = smooth.copy()
+    jump[17:] = np.clip(jump[17:].astype(int) + 30, 0, 255).astype(np.uint8)
+    assert temporal_ratios(jump, smooth)["pop"] > 2 and abs(temporal_ratios(jump, smooth)["step"] - 1) < 0.05

@@ -12,7 +12,9 @@ memory and scored against the clip as decoded to RGB:
 
 Rate is the whole coded stream: kbps = bytes x 8 / duration, bpp = bits /
 (frames x width x height). Metrics: PSNR (RGB and Y), SSIM, MS-SSIM, LPIPS
-(AlexNet), rFVD (I3D) and VMAF (when an ffmpeg with libvmaf is found).
+(AlexNet), rFVD (I3D) and VMAF (when an ffmpeg with libvmaf is found), and three
+artefact ratios PSNR averages away (evaluation/artefacts.py: a grid at the model's
+patch edges, motion in steps of its temporal groups, a pop at chunk boundaries).
 BD-rate (PCHIP, over the overlapping quality range) compares odva with each
 anchor, and motion-adaptive with constant length.
 
@@ -22,7 +24,7 @@ only measuring needs (PyAV's encoders, an ffmpeg subprocess, scipy, matplotlib).
 
 from .bdrate import BD_METRICS, bd_rate
 from .outputs import write_outputs
-from .run import METRICS, BenchResult, BenchSettings, Point, read_clip, run_bench
+from .run import ARTEFACTS, METRICS, BenchResult, BenchSettings, Point, read_clip, run_bench
 
-__all__ = ["BD_METRICS", "METRICS", "BenchResult", "BenchSettings", "Point", "bd_rate", "read_clip", "run_bench",
+__all__ = ["ARTEFACTS", "BD_METRICS", "METRICS", "BenchResult", "BenchSettings", "Point", "bd_rate", "read_clip", "run_bench",
            "write_outputs"]

@@ -17,12 +17,14 @@ from ...codec import Codec
 from ...errors import InputError
 from ...video.io import VideoReader
 from ...video.pixels import frames_to_model
+from ..artefacts import patch_edge_ratio, temporal_ratios
 from ..metrics import FrameMetrics, VideoFeatures, frechet_distance
 from .anchors import ANCHORS, decode_anchor, encode_anchor
 from .bdrate import bd_rate_table
 from .vmaf import find_vmaf_ffmpeg, vmaf
 
 METRICS = ("psnr", "psnr_y", "ssim", "ms_ssim", "lpips", "fvd", "vmaf")
+ARTEFACTS = ("edge_ratio", "step_ratio", "pop_ratio")  # 1: none (evaluation/artefacts.py); averaged where measured
 
 
 @dataclass
@@ -58,6 +60,9 @@ class Point:
     lpips: float = math.nan
     fvd: float = math.nan  # over all clips of this setting (a set metric); nan below two 16-frame windows
     vmaf: float = math.nan  # nan where no ffmpeg with libvmaf is found
+    edge_ratio: float = math.nan  # luma steps across the model's patch edges over those inside
+    step_ratio: float = math.nan  # change where an encoder group begins over inside, against the source's
+    pop_ratio: float = math.nan  # change into a chunk's first frame over inside, against the source's; nan: one chunk
 
 
 @dataclass
@@ -159,11 +164,15 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
     extract_features = features or VideoFeatures(codec.devices[0])
     ffmpeg = find_vmaf_ffmpeg()
 
+    cfg = codec.model.cfg
+
     def score(reference: np.ndarray, decoded: np.ndarray, fps: Fraction) -> dict:
         scores = frame_metrics(reference, decoded)
         if ffmpeg is not None:
             scores["vmaf"] = vmaf(ffmpeg, reference, decoded, fps)
-        return scores
+        temporal = temporal_ratios(decoded, reference, cfg.frames, cfg.enc_temporal_patch)
+        return {**scores, "edge_ratio": patch_edge_ratio(decoded, cfg.patch), "step_ratio": temporal["step"],
+                "pop_ratio": temporal["pop"]}
 
     points: list[Point] = []
     reference_features: list[np.ndarray] = []
@@ -227,6 +236,9 @@ def average_curves(points: list[Point]) -> dict[str, list[dict]]:
         for key in ("kbps", "bpp", "encode_fps", "decode_fps", *METRICS):
             values = [getattr(p, key) for p in group]
             row[key] = float(np.mean(values)) if not any(math.isnan(v) for v in values) else math.nan
+        for key in ARTEFACTS:  # a clip of one chunk has no pop: the others' mean
+            values = [getattr(p, key) for p in group if not math.isnan(getattr(p, key))]
+            row[key] = float(np.mean(values)) if values else math.nan
         curves.setdefault(curve, []).append(row)
     for rows in curves.values():
         rows.sort(key=lambda r: r["bpp"])
