@@ -532,7 +532,7 @@ def bench(
             quality.add_row(name, r["setting"], *(f"{r[m]:.2f}" if m in ("psnr", "psnr_y", "vmaf", "fvd")
                                                   else f"{r[m]:.3f}" for m in benchmark.METRICS))
     artefacts = Table("codec", "setting", "patch edges", "temporal steps", "chunk pops",
-                      title=f"artefacts (1 = none; evaluation/artefacts.py), {where}")
+                      title="artefacts (1 = none)")
     for name, rows in result.curves.items():
         for r in rows:
             artefacts.add_row(name, r["setting"], *(f"{r[m]:.2f}" for m in benchmark.ARTEFACTS))
