@@ -33,7 +33,7 @@ from .coding.decoding import DecodeRequest, decode_frames
 from .coding.encoding import EncodeRequest, EncodeResult, Progress, encode_frames
 from .errors import InputError
 from .model.folder import LoadedModel, load_model
-from .runtime.engine import Engine, model_device, resolve_devices
+from .runtime.engine import Engine
 from .runtime.prefetch import prefetch
 from .video.atomic import atomic_output
 from .video.io import VideoReader, VideoWriter, check_mp4_preset, extract_audio, is_stdio, output_kind
@@ -56,8 +56,7 @@ class Codec:
     def __init__(self, weights: str | Path | LoadedModel | None = None, device: str = "auto",
                  batch_size: int | None = None, compile: bool = False, coding_workers: int | None = None,
                  device_noise: bool = False):
-        self.model = weights if isinstance(weights, LoadedModel) else \
-            load_model(weights, model_device(resolve_devices(device)))
+        self.model = weights if isinstance(weights, LoadedModel) else load_model(weights)  # the engine places it
         self.engine = Engine(self.model, device, batch_size, compile, coding_workers, device_noise)
 
     @property

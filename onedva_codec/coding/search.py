@@ -47,7 +47,7 @@ def search_latents(model: LoadedModel, engine: Engine, tiles: Tensor, means: Ten
     the height and width of real pixels in every tile (only real frames and pixels count); lengths:
     (B, steps) 1D tokens kept at each step (`search_lengths`), one step per column.
     """
-    network, cfg, quantizer = engine.network, model.cfg, model.quantizer()
+    network, cfg, quantizer = model.model, model.cfg, model.quantizer()
     s, n_max = cfg.structural_tokens, cfg.max_1d_tokens
     mean, scale = quantizer.affine(means)
     target = tiles[..., : content[0], : content[1]].float()

@@ -44,17 +44,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def model_device(devices: list[torch.device]) -> torch.device:
-    """Where the model's own copy lives: the one device, or the CPU when each of several devices runs a
-    process with a copy of its own (the parent then needs only the card and prior)."""
-    return devices[0] if len(devices) == 1 else torch.device("cpu")
-
-
 def device_process_engine(weights: str, device: str, shared_memory: Callable[[tuple[int, ...]], torch.Tensor],
                           options: dict) -> tuple[LoadedModel, Engine]:
     """What a device process of DevicePool runs on: the model of `weights` on `device`, and an Engine for it
     whose chunks of decoded frames are made in `shared_memory` (they cross to the parent without a copy)."""
-    model = load_model(weights, device)
+    model = load_model(weights)
     return model, Engine(model, device, shared_memory=shared_memory, **options)
 
 
@@ -88,7 +82,9 @@ class Engine:
         self.devices = resolve_devices(device)
         self.device = self.devices[0]  # where the model runs (one device), or the first of them
         self.model = model
-        self.network = model.model.to(model_device(self.devices))
+        # the model's own copy: on its one device, or on the CPU when each of several devices runs a process
+        # with a copy of its own (this one then needs only the card and prior)
+        model.model.to(self.device if len(self.devices) == 1 else torch.device("cpu"))
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 4)
         if self.batch_size < 1:
             raise InputError("batch size must be at least 1")
@@ -108,7 +104,7 @@ class Engine:
         self._coding_pool = TileCoderPool(model.prior, coding_workers) if coding_workers else None
         self.compiled = compile
         # compiled lazily, on first call
-        self._compiled = {method: torch.compile(getattr(self.network, method), dynamic=False)
+        self._compiled = {method: torch.compile(getattr(model.model, method), dynamic=False)
                           for method in ("encode", "velocity")} if compile and len(self.devices) == 1 else {}
         self._device_pool: DevicePool | None = None
         self._shared_memory = shared_memory
@@ -119,7 +115,7 @@ class Engine:
         copies of its last row and the output cut back: one graph then serves every batch, and the same
         file always meets the same kernels."""
         if not self.compiled:
-            return getattr(self.network, method)(*args)
+            return getattr(self.model.model, method)(*args)
         rows = next(arg.shape[0] for arg in args if isinstance(arg, torch.Tensor))
         if rows < self.batch_size:
             args = _map_rows(args, lambda x: torch.cat([x, x[-1:].expand(self.batch_size - rows, *x.shape[1:])]))
