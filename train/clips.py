@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from onedva_codec.video.pixels import frames_to_model, to_8bit, to_model_range  # clips cross to the GPU as uint8
+# clips cross to the GPU as uint8
+from onedva_codec.video.pixels import frames_to_channels, frames_to_model, to_8bit, to_model_range
 
 STRIDES, STRIDE_WEIGHTS = (1, 2, 3), (0.6, 0.3, 0.1)
 REVERSE_PROB = 0.2
@@ -34,20 +35,11 @@ ZOOM_PROB, ROTATION_PROB, SPRITE_PROB = 0.4, 0.3, 0.35
 
 
 
-def _resize(images: Tensor, size: int) -> Tensor:
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def _pixels(frames: np.ndarray) -> Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) uint8, channels last in memory: the layout of PyTorch's
-    uint8 resampling, which on a CPU runs about 30 times as fast as the same resize of floats (a 17-frame
-    640 x 360 clip to 256: 3.5 ms against 102, within one level of it). Clip making, not the GPU, limited
-    a v3 probe's training (docs/training.md), so the training stream resamples its pixels as uint8."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
-
-
-def _resize_8bit(images: Tensor, size: int | None = None, scale: float | None = None) -> Tensor:
-    """(N, 3, H, W) uint8 -> uint8 at `size` x `size` or scaled by `scale`, antialiased."""
+def _resize(images: Tensor, size: int | None = None, scale: float | None = None) -> Tensor:
+    """(N, 3, H, W) images at `size` x `size` or scaled by `scale`, antialiased, in their own dtype. uint8
+    channels last (`frames_to_channels`) runs on a CPU about 30 times as fast as floats (a 17-frame 640 x 360
+    clip to 256: 3.5 ms against 102, within one level): clip making, not the GPU, limited a v3 probe's
+    training (docs/training.md), so the training stream resamples its pixels as uint8."""
     return F.interpolate(images, size=None if size is None else (size, size), scale_factor=scale, mode="bilinear",
                          antialias=True, align_corners=False)
 
@@ -66,7 +58,7 @@ def real_clip(video: np.ndarray, rng: np.random.Generator, frames: int, size: in
     short = min(height, width)
     window = int(rng.uniform(min(0.875 * size, short), short + 1))
     y, x = int(rng.integers(0, height - window + 1)), int(rng.integers(0, width - window + 1))
-    clip = _resize_8bit(_pixels(video[picks, y:y + window, x:x + window]), size)
+    clip = _resize(frames_to_channels(video[picks, y:y + window, x:x + window]), size)
     if rng.random() < 0.5:
         clip = clip.flip(-1)
     return clip.transpose(0, 1).contiguous()
@@ -120,7 +112,7 @@ def _sprite_layer(photo: np.ndarray, rng: np.random.Generator, frames: int, size
     height, width = photo.shape[:2]
     source = min(height, width, int(diameter * rng.uniform(1.0, 3.0)))
     y, x = int(rng.integers(0, height - source + 1)), int(rng.integers(0, width - source + 1))
-    patch = to_model_range(_resize_8bit(_pixels(photo[y:y + source, x:x + source])[None], diameter)[0])
+    patch = to_model_range(_resize(frames_to_channels(photo[y:y + source, x:x + source])[None], diameter)[0])
     coords = torch.linspace(-1, 1, diameter)
     if rng.random() < 0.5:  # ellipse
         radius = (coords[None] ** 2 + coords[:, None] ** 2).sqrt()
@@ -150,10 +142,10 @@ def photo_clip(photo: np.ndarray, others: list[np.ndarray], rng: np.random.Gener
     """(H, W, 3) uint8 photo -> (3, frames, size, size) uint8 pseudo-video."""
     height, width = photo.shape[:2]
     center, window, angle = _camera_path(rng, height, width, size, frames)
-    image = _pixels(photo)
+    image = frames_to_channels(photo)
     shrink = float(window.min()) / size  # downscale first so that sampling is close to 1:1
     if shrink > 1.0:
-        image = _resize_8bit(image[None], scale=1 / shrink)[0]
+        image = _resize(image[None], scale=1 / shrink)[0]
         center, window = center / shrink, window / shrink
     image = to_model_range(image)
     theta = _affine(center, window, angle, image.shape[1], image.shape[2]).float()

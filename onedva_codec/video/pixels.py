@@ -38,9 +38,14 @@ def model_to_video(values: Tensor) -> np.ndarray:
     return to_8bit(values).movedim(-4, -1).cpu().numpy()
 
 
+def frames_to_channels(frames: np.ndarray | Tensor, device: torch.device | str | None = None) -> Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) uint8, a view (channels last in memory), on `device`."""
+    return _as_tensor(frames, device).movedim(-1, -3)
+
+
 def frames_to_model(frames: np.ndarray | Tensor, device: torch.device | str | None = None) -> Tensor:
     """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]."""
-    return to_model_range(_as_tensor(frames, device).movedim(-1, -3))
+    return to_model_range(frames_to_channels(frames, device))
 
 
 def model_to_frames(values: Tensor) -> np.ndarray:
