@@ -23,6 +23,22 @@ def clip_with_audio(tmp_path_factory) -> Path:
     return write_video(path, synthetic_clip(50, 40, 56, seed=2), Fraction(25), audio=True)
 
 
+@pytest.fixture(scope="session")
+def pack(tmp_path_factory) -> Path:
+    """A training pack of three synthetic videos and four photos (odva-train's tests)."""
+    from odva_train.pack import build_pack, folder_sources
+    from PIL import Image
+    root = tmp_path_factory.mktemp("data")
+    (root / "videos").mkdir()
+    (root / "photos").mkdir()
+    for i in range(3):
+        write_video(root / "videos" / f"clip{i}.mp4", synthetic_clip(30, 48, 64, seed=i, speed=1 + i))
+    for i in range(4):
+        Image.fromarray(synthetic_clip(1, 96, 128, seed=10 + i)[0]).save(root / "photos" / f"photo{i}.png")
+    build_pack(folder_sources(root / "videos") + folder_sources(root / "photos"), root / "pack", log=lambda _: None)
+    return root / "pack"
+
+
 @pytest.fixture
 def cli(monkeypatch):
     """Run `odva ARGS...` in-process; returns the click Result (exit_code, stdout, stderr)."""

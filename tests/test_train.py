@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_clip, write_video
+from helpers import synthetic_clip
 from odva_train.clips import StepSampler, TrainClips, photo_clip
 from odva_train.config import resolve
 from odva_train.objective import Frozen, Objective
-from odva_train.pack import Pack, build_pack, folder_sources
+from odva_train.pack import Pack
 from odva_train.trainer import Trainer, load_checkpoint
-from PIL import Image
 
 from onedva_codec import Codec, InputError
 from onedva_codec.model.config import CONFIGS
@@ -25,20 +24,6 @@ from onedva_codec.video.pixels import to_model_range
 
 FAST = ["workers=0", "warmup=2", "log_every=2", "val_every=1000", "ckpt_every=1000", "val_clips=4", "ema=0.9",
         "repa_block=0", "val_steps=2", "ldm_width=32", "ldm_depth=1", "ldm_heads=2"]
-
-
-@pytest.fixture(scope="session")
-def pack(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    (root / "videos").mkdir()
-    (root / "photos").mkdir()
-    for i in range(3):
-        write_video(root / "videos" / f"clip{i}.mp4", synthetic_clip(30, 48, 64, seed=i, speed=1 + i))
-    for i in range(4):
-        Image.fromarray(synthetic_clip(1, 96, 128, seed=10 + i)[0]).save(root / "photos" / f"photo{i}.png")
-    sources = folder_sources(root / "videos") + folder_sources(root / "photos")
-    build_pack(sources, root / "pack", log=lambda _: None)
-    return root / "pack"
 
 
 def _config(stage: str, pack: Path, out: Path, **overrides):

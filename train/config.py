@@ -51,6 +51,10 @@ class TrainConfig:
     w_repa: float = 0.1
     w_align: float = 0.0
     w_rate: float = 0.0  # R: bits per pixel of the kept latents under a learned density (latents = "quantized")
+    # v3 models (rate_points > 0): one lambda per rate point, the weight of MSE in 0..255 units against
+    # bits per pixel; the loss of a sample at rate point r is lambda_r MSE + bpp (+ w_perc LPIPS ...),
+    # w_diff and w_rate do not apply
+    rd_lambdas: str = "3e-5,1e-4,3e-4,1e-3,3e-3,1e-2"
     x0_weight_cap: float = 400.0  # cap of L_diff's weight 1 / t^2 (400 is t = 0.05; 5 is Min-SNR-like)
     # What the decoder is conditioned on: "kl" posterior samples, or "quantized": the posterior means
     # plus uniform noise one quantization step wide (quant_step in latent units), as learned image
@@ -87,6 +91,10 @@ class TrainConfig:
     ldm_depth: int = 4
     ldm_heads: int = 4
 
+    # Grow an --init model folder or checkpoint into this model config (e.g. a v2 model into "v3"): weights of
+    # equal shape are copied, a wider latent keeps the old channels first and its new channels start silent
+    grow_into: str = ""
+
     # Bookkeeping
     log_every: int = 20
     val_every: int = 500
@@ -100,6 +108,17 @@ class TrainConfig:
     @property
     def stage_spec(self) -> Stage:
         return get_stage(self.stage)
+
+    @property
+    def lambdas(self) -> list[float]:
+        """rd_lambdas as numbers, one per rate point of a v3 model."""
+        try:
+            values = [float(v) for v in self.rd_lambdas.split(",")]
+        except ValueError:
+            raise ValueError(f"rd_lambdas takes numbers separated by commas, not {self.rd_lambdas!r}") from None
+        if any(v <= 0 for v in values) or values != sorted(values):
+            raise ValueError(f"rd_lambdas must be positive and rising, not {self.rd_lambdas!r}")
+        return values
 
     def validate(self) -> None:
         stage = self.stage_spec
@@ -118,8 +137,14 @@ class TrainConfig:
         if stage.conditioning == "codec-mix" and self.ldm_share > 0 and not self.ldm:
             raise ValueError(f"{self.stage} with ldm_share > 0 needs the ldm stage's checkpoint: give --ldm")
         if self.model_changes and self.init:
-            raise ValueError("model_changes applies to a run from scratch; a run with --init keeps its model")
-        model_config(self.model, self.model_changes)  # unknown names and bad values fail here, before any work
+            raise ValueError("model_changes applies to a run from scratch; a run with --init keeps its model "
+                             "(or grows into another: grow_into)")
+        if self.grow_into and not self.init:
+            raise ValueError("grow_into grows the --init model into another config: give --init")
+        mcfg = model_config(self.grow_into or self.model, "" if self.grow_into else self.model_changes)
+        if mcfg.rate_distortion and len(self.lambdas) != mcfg.rate_points:
+            raise ValueError(f"rd_lambdas has {len(self.lambdas)} values for the {mcfg.rate_points} rate points of "
+                             f"model {mcfg.name}")
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be positive")
 

@@ -26,11 +26,14 @@ from onedva_codec.evaluation.lpips import LPIPS, VGG16Features, load_network_sta
 from onedva_codec.model.network import MIN_T
 
 
-def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float = 400.0) -> Tensor:
+def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float = 400.0, per_sample: bool = False
+                       ) -> Tensor:
     """|x0^ - x0|^2 / t^2 (the v-loss), its weight capped: near t = 0 the input already holds the answer
-    and the latents hardly matter, so an uncapped weight spends the model on what decoding never needs."""
+    and the latents hardly matter, so an uncapped weight spends the model on what decoding never needs.
+    The mean over everything, or with `per_sample` over each sample's values, (B,)."""
     weight = t.clamp(min=MIN_T).pow(-2).clamp(max=weight_cap).view(-1, 1, 1, 1, 1)
-    return ((x0_hat.float() - x0.float()).pow(2) * weight).mean()
+    loss = (x0_hat.float() - x0.float()).pow(2) * weight
+    return loss.flatten(1).mean(1) if per_sample else loss.mean()
 
 
 class LatentRate(nn.Module):

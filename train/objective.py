@@ -89,7 +89,10 @@ class Objective(nn.Module):
         self.model = model
         mcfg = model.cfg
         self.rate = (LatentRate(mcfg.structural_tokens, mcfg.max_1d_tokens, mcfg.latent_channels, cfg.quant_step)
-                     if cfg.w_rate > 0 else None)
+                     if cfg.w_rate > 0 and not mcfg.rate_distortion else None)
+        if mcfg.rate_distortion and len(cfg.lambdas) != mcfg.rate_points:
+            raise ValueError(f"rd_lambdas has {len(cfg.lambdas)} values for the model's {mcfg.rate_points} rate points")
+        self.register_buffer("lambdas", torch.tensor(cfg.lambdas if mcfg.rate_distortion else []), persistent=False)
         self.projector = projector
         self.ldm = ldm  # trained in the ldm stage only
         self.frozen = frozen
@@ -104,14 +107,22 @@ class Objective(nn.Module):
         b, device = x0.shape[0], x0.device
         with torch.set_grad_enabled(stage.trains_encoder and torch.is_grad_enabled()):
             posterior = model.encode(x0, full_tile_geometry(mcfg, b, device))
-        structural, tokens_1d = self._conditioning(posterior, gen)
         lengths = dropout_lengths(cfg, motion, mcfg.max_1d_tokens, gen)
-        latents = Latents(structural, tokens_1d, Latents.keep_mask(lengths, mcfg.max_1d_tokens))
+        keep = Latents.keep_mask(lengths, mcfg.max_1d_tokens)
         parts = {}
+        pixels = x0.shape[2] * x0.shape[3] * x0.shape[4]
+        sample_weight = None
+        if mcfg.rate_distortion:  # v3: each sample at a rate point of its own, its bits under the hyperprior
+            rate = torch.randint(0, mcfg.rate_points, (b,), generator=gen, device=device)
+            latents, bits = model.code_latents(posterior, keep, rate, "train")
+            parts["rate"] = (bits / pixels).mean()
+            sample_weight = self.lambdas[rate] * 127.5 ** 2  # lambda on MSE in 0..255 units
+        else:
+            structural, tokens_1d = self._conditioning(posterior, gen)
+            latents = Latents(structural, tokens_1d, keep)
         if self.rate is not None:
             kept = torch.cat([torch.ones_like(latents.keep[:, :1]).expand(-1, mcfg.structural_tokens), latents.keep],
                              dim=1)
-            pixels = x0.shape[2] * x0.shape[3] * x0.shape[4]
             parts["rate"] = (self.rate(torch.cat([structural, tokens_1d], dim=1), kept) / pixels).mean()
 
         t = sample_t(cfg, b, gen, device)
@@ -123,13 +134,18 @@ class Objective(nn.Module):
         out = model.decoder(x_t, t, latents, tap_block=tap)
         x0_hat, tapped = out if tap is not None else (out, None)
 
-        parts["diff"] = flow_matching_loss(x0_hat, x0, t, cfg.x0_weight_cap)
+        if sample_weight is None:
+            parts["diff"] = flow_matching_loss(x0_hat, x0, t, cfg.x0_weight_cap)
+        else:
+            per_sample = flow_matching_loss(x0_hat, x0, t, cfg.x0_weight_cap, per_sample=True)
+            parts["diff"] = (sample_weight * per_sample).mean()
+            parts["mse"] = per_sample.detach().mean()  # logged only: comparable across rate points
         if self.frozen.lpips is not None:
             frames = torch.stack([torch.randperm(mcfg.frames, generator=gen, device=device)[:cfg.perceptual_frames]
                                   for _ in range(b)])
             weight = (t < 1).float() if cfg.perc_below_one else None
             parts["perc"] = perceptual_loss(self.frozen.lpips, x0_hat, x0, frames, weight)
-        if cfg.w_kl > 0 and stage.trains_encoder and cfg.latents == "kl":
+        if cfg.w_kl > 0 and stage.trains_encoder and cfg.latents == "kl" and not mcfg.rate_distortion:
             parts["kl"] = posterior.kl()
         if tapped is not None:
             n_groups = model.decoder.groups
@@ -139,8 +155,9 @@ class Objective(nn.Module):
                                       mcfg.dec_temporal_patch)
         if cfg.w_align > 0:
             parts["align"] = alignment_loss(posterior.structural_mean, posterior.tokens_1d_mean)
-        weights = {"diff": cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa, "align": cfg.w_align,
-                   "rate": cfg.w_rate}
+        rd = mcfg.rate_distortion  # lambda is inside "diff", and bits are bits
+        weights = {"diff": 1.0 if rd else cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa,
+                   "align": cfg.w_align, "rate": 1.0 if rd else cfg.w_rate, "mse": 0.0}
         loss = sum(weights[k] * v for k, v in parts.items())
         return loss, parts
 

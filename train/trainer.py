@@ -50,6 +50,7 @@ from onedva_codec.video.pixels import model_to_frames, to_model_range
 from . import config as config_io
 from .clips import StepSampler, TrainClips, validation_clips
 from .config import TrainConfig, model_config
+from .grow import grown
 from .ldm import LatentDiT
 from .losses import RepaProjector, RepaTeacher
 from .objective import Frozen, LatentStats, Objective
@@ -220,6 +221,8 @@ class Trainer:
 
         previous = load_init(cfg.init) if cfg.init else None
         model = model_from_checkpoint(previous) if previous else OneDVA(model_config(cfg.model, cfg.model_changes))
+        if cfg.grow_into:
+            model = grown(model, model_config(cfg.grow_into))
         pack = Pack(cfg.data)
         self.train_videos, self.train_photos = pack.videos("train"), pack.photos("train")
         self.val_clips = None
@@ -478,6 +481,12 @@ class Trainer:
                 log.write_val(self.step, {"ldm_loss": ldm_validation_loss(model, ldm, self.objective.latent_stats,
                                                                           self.val_clips, self.proc.device)},
                               self._gpu_minutes())
+            elif model.cfg.rate_distortion:
+                schedule = DecodingSchedule(self.cfg.val_steps, self.cfg.refine_from)
+                results, grids = evaluate_rates(model, self.val_clips, schedule, self.proc.device, self.metrics,
+                                                self._autocast)
+                log.write_val(self.step, results, self._gpu_minutes())
+                save_samples(self.out / "samples", self.step, grids)
             else:
                 quantizer = None
                 if self.cfg.latents == "quantized":  # as the codec will: rounded to the step
@@ -525,6 +534,45 @@ def evaluate(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: t
         results[name] = metrics(reference.to(device), video_frames(video).to(device))
         decoded[name] = video
     return results, {"original": clips, **decoded}
+
+
+@torch.no_grad()
+def evaluate_rates(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: torch.device,
+                   metrics: FrameMetrics, autocast=contextlib.nullcontext, batch: int = 4
+                   ) -> tuple[dict, dict[str, Tensor]]:
+    """A v3 model on held-out clips at every rate point with every 1D token, rounded as a file holds them:
+    bits per pixel (the ideal code length, side information included) and PSNR, SSIM, LPIPS. At the top
+    rate point also with no 1D tokens (what they are worth) and unrounded (the latent's ceiling)."""
+    cfg = model.cfg
+    top = cfg.rate_points - 1
+    cases = {f"rate{r}": (r, cfg.max_1d_tokens, "round") for r in range(cfg.rate_points)}
+    cases["top-no-1d"] = (top, 0, "round")
+    cases["ceiling"] = (top, cfg.max_1d_tokens, "none")
+    decoded: dict[str, list[Tensor]] = {k: [] for k in cases}
+    bits: dict[str, float] = dict.fromkeys(cases, 0.0)
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, clips.shape[0], batch):
+        x0 = clips[start:start + batch].to(device)
+        b = x0.shape[0]
+        with autocast():
+            posterior = model.encode(x0, full_tile_geometry(cfg, b, device))
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        for name, (rate, kept, mode) in cases.items():
+            keep = Latents.keep_mask(torch.full((b,), kept, device=device), cfg.max_1d_tokens)
+            latents, chunk_bits = model.code_latents(posterior, keep, torch.full((b,), float(rate), device=device),
+                                                     mode)
+            bits[name] += chunk_bits.sum().item()
+            with autocast():
+                out = sample(lambda x, t: model.velocity(x, t, latents), noise, schedule)
+            decoded[name].append(out.float().clamp(-1, 1).cpu())
+    results = {}
+    reference = video_frames(clips.float()).to(device)
+    pixels = clips.shape[0] * clips.shape[2] * clips.shape[3] * clips.shape[4]
+    for name, parts in decoded.items():
+        video = torch.cat(parts)
+        results[name] = {**metrics(reference, video_frames(video).to(device)), "bpp": bits[name] / pixels}
+    grids = {"original": clips, "lowest": torch.cat(decoded["rate0"]), "top": torch.cat(decoded[f"rate{top}"])}
+    return results, grids
 
 
 @torch.no_grad()
@@ -589,7 +637,8 @@ class MetricsLog:
 
     def write_val(self, step: int, results: dict, gpu_minutes: float) -> None:
         self._append({"step": step, "time": time.time(), "gpu_minutes": round(gpu_minutes, 2), "val": results})
-        text = " | ".join(f"{k}: PSNR {v['psnr']:.2f} SSIM {v['ssim']:.3f} LPIPS {v['lpips']:.3f}"
+        text = " | ".join(f"{k}: " + (f"{v['bpp']:.4f} bpp " if "bpp" in v else "")
+                          + f"PSNR {v['psnr']:.2f} SSIM {v['ssim']:.3f} LPIPS {v['lpips']:.3f}"
                           if isinstance(v, dict) else f"{k} {v:.4g}" for k, v in results.items())
         self.note(f"val step {step}: {text}")
 

@@ -44,6 +44,11 @@ class ModelConfig:
     #               (what the temporal mean lacks), added at its home; no queries.
     tokens_1d: str = "queries"
     tokens_1d_in_sequence: bool = True  # the decoder also attends to the 1D tokens as tokens of their own
+    # v3 (model/hyperprior.py): the latents are trained for rate and distortion, with a gain vector per
+    # rate point and a hyperprior of `hyper_channels` channels at half the grid's side. 0: v1/v2's
+    # posterior latents, quantized with one fixed step and coded under a prior fitted after training.
+    rate_points: int = 0
+    hyper_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.tile % self.patch:
@@ -59,6 +64,12 @@ class ModelConfig:
             raise ValueError(f"tokens_1d must be queries, homes or residual, not {self.tokens_1d!r}")
         if self.tokens_1d == "queries" and not self.tokens_1d_in_sequence:
             raise ValueError("1D tokens without homes must be in the decoder's sequence")
+        if self.rate_points < 0 or (self.rate_points > 0) != (self.hyper_channels > 0):
+            raise ValueError("rate_points and hyper_channels go together: both positive (v3) or both 0")
+        if self.rate_points and self.tokens_1d == "queries":
+            raise ValueError("a v3 model's 1D tokens need homes (tokens_1d homes or residual)")
+        if self.rate_points and self.grid % 2:
+            raise ValueError(f"a v3 model needs an even patch grid, not {self.grid}")
         if self.enc_temporal_patch % self.dec_temporal_patch:
             raise ValueError("the encoder's temporal patch must be a multiple of the decoder's")
 
@@ -74,6 +85,11 @@ class ModelConfig:
     @property
     def max_1d_tokens(self) -> int:
         return (self.frames - 1) // self.enc_temporal_patch * self.grid * self.grid
+
+    @property
+    def rate_distortion(self) -> bool:
+        """A v3 model: latents trained for rate and distortion under a hyperprior."""
+        return self.rate_points > 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -108,6 +124,13 @@ CONFIGS: dict[str, ModelConfig] = {
         dec_width=32, dec_depth=1, dec_heads=2,
         head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
     ),
+    "tiny-v3": ModelConfig(
+        name="tiny-v3", tile=32, patch=8, latent_channels=8,
+        enc_width=32, enc_depth=1, enc_heads=2,
+        dec_width=32, dec_depth=1, dec_heads=2,
+        head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
+        rate_points=3, hyper_channels=8,
+    ),
     # The first shipped size: 14.6M parameters, 27.9 MiB in bf16 (limit 30 MiB).
     "s": ModelConfig(name="s"),
     # v2 (model.md): wider and deeper, a thicker head, 1D tokens with homes; ships with 8-bit weights.
@@ -116,6 +139,11 @@ CONFIGS: dict[str, ModelConfig] = {
     "m-residual": ModelConfig(name="m-residual", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320,
                               dec_depth=8, dec_heads=5, head_channels=16, tokens_1d="residual",
                               tokens_1d_in_sequence=False),
+    # v3: m-residual's transformers with a latent four times as wide, trained for rate and distortion at six
+    # rate points under a hyperprior (model.md, "v3"); grown from a v2 model its new channels start silent.
+    "v3": ModelConfig(name="v3", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8, dec_heads=5,
+                      head_channels=16, tokens_1d="residual", tokens_1d_in_sequence=False, latent_channels=64,
+                      rate_points=6, hyper_channels=96),
 }
 
 

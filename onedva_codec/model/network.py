@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .hyperprior import HyperPrior
 
 try:  # optional GPU extra
     from flash_attn import flash_attn_func as _flash_attn_func
@@ -247,9 +248,9 @@ class Posterior:
     """Diagonal Gaussian over the latents; the codec transmits the mean."""
 
     structural_mean: Tensor  # (B, S, C)
-    structural_logvar: Tensor
+    structural_logvar: Tensor | None  # None for a v3 model, whose latents are points
     tokens_1d_mean: Tensor  # (B, N, C)
-    tokens_1d_logvar: Tensor
+    tokens_1d_logvar: Tensor | None
 
     def sample(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         def draw(mean: Tensor, logvar: Tensor) -> Tensor:
@@ -321,8 +322,10 @@ class Encoder(nn.Module):
         self.geometry_kind = nn.Parameter(torch.randn(GEOMETRY_TOKENS, d) * 0.02)
         self.blocks = nn.ModuleList(EncoderBlock(d, cfg.enc_heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
         self.norm = nn.LayerNorm(d)
-        self.to_structural = nn.Linear(d, 2 * cfg.latent_channels)
-        self.to_1d = nn.Linear(d, 2 * cfg.latent_channels)
+        # a v1/v2 posterior has a mean and a log-variance per channel, a v3 latent a value
+        outputs = cfg.latent_channels * (1 if cfg.rate_distortion else 2)
+        self.to_structural = nn.Linear(d, outputs)
+        self.to_1d = nn.Linear(d, outputs)
 
     def forward(self, video: Tensor, geometry: Tensor) -> Posterior:
         cfg = self.cfg
@@ -342,12 +345,14 @@ class Encoder(nn.Module):
         n_patches = patches.shape[1]
         patch_feats = tokens[:, GEOMETRY_TOKENS:GEOMETRY_TOKENS + n_patches]
         structural = patch_feats.reshape(b, -1, cfg.structural_tokens, patch_feats.shape[-1]).mean(dim=1)
-        s_mean, s_logvar = self.to_structural(structural).chunk(2, dim=-1)
         if cfg.tokens_1d == "residual":  # what the temporal mean lacks at each slot's home
             residual = patch_feats - structural.repeat(1, n_patches // cfg.structural_tokens, 1)
             tokens_1d = residual[:, self.home_index]
         else:
             tokens_1d = tokens[:, GEOMETRY_TOKENS + n_patches:]
+        if cfg.rate_distortion:
+            return Posterior(self.to_structural(structural), None, self.to_1d(tokens_1d), None)
+        s_mean, s_logvar = self.to_structural(structural).chunk(2, dim=-1)
         q_mean, q_logvar = self.to_1d(tokens_1d).chunk(2, dim=-1)
         return Posterior(s_mean, s_logvar.clamp(-30, 20), q_mean, q_logvar.clamp(-30, 20))
 
@@ -430,9 +435,19 @@ class OneDVA(nn.Module):
         self.decoder = Decoder(cfg)
         self.apply(_init_weights)
         zero_init_adaln(self.decoder.blocks, self.decoder.final)
+        # made after the initialisation above, which would overwrite its zero-initialised last layer
+        self.hyperprior = HyperPrior(cfg) if cfg.rate_distortion else None
 
     def encode(self, video: Tensor, geometry: Tensor) -> Posterior:
         return self.encoder(video, geometry)
+
+    def code_latents(self, posterior: Posterior, keep: Tensor, rate: Tensor, mode: str = "round"
+                     ) -> tuple[Latents, Tensor]:
+        """A v3 model's latents as the decoder receives them at each sample's rate point (B,), and the
+        bits they cost (B,); `mode` as `HyperPrior.forward`."""
+        structural, tokens_1d, bits = self.hyperprior(posterior.structural_mean, posterior.tokens_1d_mean, keep,
+                                                      rate, self.decoder.home_slot, mode)
+        return Latents(structural, tokens_1d, keep), bits
 
     def predict_clean(self, x_t: Tensor, t: Tensor, latents: Latents) -> Tensor:
         return self.decoder(x_t, t, latents)

@@ -1,0 +1,143 @@
+"""v3's rate-distortion latent: gain vectors per rate point and a hyperprior entropy model.
+
+A v3 model (config `rate_points` > 0) sends its encoder's latents as integers, and
+pays for them in bits under an entropy model it learns with the rest of the network:
+
+* **Rate points.** Rate point r scales the latent by a learned gain vector before
+  rounding (one per channel, for the structural latent and for the 1D tokens) and by
+  a learned inverse gain after: a larger gain, a finer step, more bits. Between two
+  points the gains interpolate geometrically, so one model spans every rate.
+* **Hyperprior.** The gained latents are laid on the patch grid (the structural
+  latent and every temporal group's 1D tokens as channels; a dropped 1D token is 0)
+  and a small convolutional encoder makes a hyper-latent at half the grid's side. Its
+  rounded values are sent first, each under a zero-mean Gaussian of a learned scale
+  per channel; from them a hyper decoder predicts a mean and a log-scale for every
+  latent value, which is sent as round(y - mean) under a Gaussian of that scale.
+
+Training replaces rounding by uniform noise for the rate and rounds straight through
+for the decoder (as learned image codecs do); evaluation rounds, and its bits are the
+ideal code length of what a file would hold. The hyper decoder is built of plain
+convolutions and ReLUs so that, once exported, it can run in exact integer arithmetic
+on any device (what the range coder needs: both sides must derive identical tables).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+SCALE_MIN = 0.11  # smallest scale of a latent value's Gaussian, in rounding steps (as learned image codecs bound it)
+SCALE_MAX = 64.0
+GAIN_SPREAD = 1.7  # neighbouring rate points start this factor apart (lambdas 3x apart: steps about sqrt(3)), the middle at 1
+
+
+def gaussian_bits(values: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+    """-log2 of the mass of the unit-wide bin around each value under N(mean, scale)."""
+    scale = scale.clamp(SCALE_MIN, SCALE_MAX)
+    centred = (values - mean).abs()  # the mass of the upper tail is computed where it does not cancel
+    upper = torch.special.ndtr((0.5 - centred) / scale)
+    lower = torch.special.ndtr((-0.5 - centred) / scale)
+    return -torch.log2((upper - lower).clamp(min=1e-9))
+
+
+class HyperPrior(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.grid % 2:
+            raise ValueError(f"a hyperprior needs an even patch grid, not {cfg.grid}")
+        self.cfg = cfg
+        c, h, r = cfg.latent_channels, cfg.hyper_channels, cfg.rate_points
+        self.groups = (cfg.frames - 1) // cfg.enc_temporal_patch  # temporal groups of 1D tokens
+        planes = (1 + self.groups) * c
+        # log-gains (R, 2, C): [r, 0] the structural latent's, [r, 1] the 1D tokens'
+        start = (torch.arange(r, dtype=torch.float32) - (r - 1) / 2) * math.log(GAIN_SPREAD)
+        self.log_gains = nn.Parameter(start[:, None, None].expand(r, 2, c).clone())
+        self.log_inverse_gains = nn.Parameter(-self.log_gains.detach().clone())
+        self.hyper_encoder = nn.Sequential(nn.Conv2d(planes, 2 * h, 3, padding=1), nn.ReLU(),
+                                           nn.Conv2d(2 * h, h, 4, stride=2, padding=1))
+        self.hyper_log_scale = nn.Parameter(torch.zeros(h))
+        # upsampling as a convolution at the low resolution followed by a pixel shuffle, so that exported
+        # it is two plain convolutions
+        self.hyper_decoder = nn.Sequential(nn.Conv2d(h, 4 * 2 * h, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+                                           nn.Conv2d(2 * h, 2 * planes, 3, padding=1))
+        nn.init.zeros_(self.hyper_decoder[-1].weight)  # starts predicting mean 0, scale 1
+        nn.init.zeros_(self.hyper_decoder[-1].bias)
+
+    # ------------------------------------------------------------------ layout
+
+    def to_grid(self, structural: Tensor, tokens_1d: Tensor, home_slot: Tensor) -> Tensor:
+        """(B, S, C) and (B, N, C) in slot order -> (B, (1 + G) C, grid, grid): the structural latent,
+        then each temporal group's 1D tokens at their homes."""
+        b, s, c = structural.shape
+        grid = self.cfg.grid
+        homes = tokens_1d[:, home_slot].reshape(b, self.groups, s, c)
+        planes = torch.cat([structural[:, None], homes], dim=1)  # (B, 1 + G, S, C)
+        return planes.permute(0, 1, 3, 2).reshape(b, (1 + self.groups) * c, grid, grid)
+
+    def from_grid(self, planes: Tensor, home_slot: Tensor) -> tuple[Tensor, Tensor]:
+        """Inverse of `to_grid`."""
+        b, c = planes.shape[0], self.cfg.latent_channels
+        tokens = planes.reshape(b, 1 + self.groups, c, -1).permute(0, 1, 3, 2)  # (B, 1 + G, S, C)
+        homes = tokens[:, 1:].reshape(b, -1, c)
+        return tokens[:, 0], homes[:, torch.argsort(home_slot)]
+
+    # ------------------------------------------------------------------ gains
+
+    def gains(self, rate: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) rate points, fractional between two points -> gains and inverse gains, (B, 2, C) each."""
+        r = rate.float().clamp(0, self.cfg.rate_points - 1)
+        low = r.floor().long()
+        high = (low + 1).clamp(max=self.cfg.rate_points - 1)
+        frac = (r - low.float())[:, None, None]
+        def blend(table: Tensor) -> Tensor:
+            return ((1 - frac) * table[low] + frac * table[high]).exp()
+        return blend(self.log_gains), blend(self.log_inverse_gains)
+
+    # ------------------------------------------------------------------ the entropy model
+
+    def parameters_from(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """Rounded hyper-latent -> per latent value mean and log-scale, (B, (1 + G) C, grid, grid) each."""
+        mean, log_scale = self.hyper_decoder(z_hat).chunk(2, dim=1)
+        return mean, log_scale
+
+    def forward(self, structural: Tensor, tokens_1d: Tensor, keep: Tensor, rate: Tensor, home_slot: Tensor,
+                mode: str) -> tuple[Tensor, Tensor, Tensor]:
+        """Gain, code and restore the latents at each sample's rate point.
+
+        mode "train": noise for the rate, rounding straight through for the decoder; "round": what a
+        file holds; "none": the latents unrounded (the ceiling), bits as "round".
+        Returns the structural latent and 1D tokens the decoder sees and the (B,) bits of each chunk
+        (hyper-latent, structural latent and kept 1D tokens).
+        """
+        gain, inverse = self.gains(rate)
+        y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
+        kept = self.to_grid(torch.ones_like(structural[..., :1]), keep[..., None].float(), home_slot)
+        kept = kept.repeat_interleave(self.cfg.latent_channels, dim=1)  # (B, planes, grid, grid) of 0 / 1
+        y = y * kept
+        z = self.hyper_encoder(y)
+        if mode not in ("train", "round", "none"):
+            raise ValueError(f"mode must be train, round or none, not {mode!r}")
+        training = mode == "train"
+        z_hat = z + (torch.rand_like(z) - 0.5) if training else torch.round(z)
+        z_scale = self.hyper_log_scale.exp()[None, :, None, None]
+        bits = gaussian_bits(z_hat, torch.zeros_like(z_hat), z_scale).flatten(1).sum(1)
+        if training:
+            z_hat = z + (torch.round(z) - z).detach()  # the hyper decoder sees what it will be sent
+        mean, log_scale = self.parameters_from(z_hat)
+        rounded = torch.round(y - mean) + mean
+        noisy = y + (torch.rand_like(y) - 0.5) if training else rounded
+        bits = bits + (gaussian_bits(noisy, mean, log_scale.exp()) * kept).flatten(1).sum(1)
+        if training:
+            y_hat = y + (rounded - y).detach()
+        else:
+            y_hat = rounded if mode == "round" else y
+        s_hat, t_hat = self.from_grid(y_hat, home_slot)
+        return s_hat * inverse[:, None, 0], t_hat * inverse[:, None, 1], bits
+
+    def extra_repr(self) -> str:
+        return f"rate_points={self.cfg.rate_points}, hyper_channels={self.cfg.hyper_channels}"
+

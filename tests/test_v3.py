@@ -1,0 +1,147 @@
+"""v3's rate-distortion latent (model/hyperprior.py) and its training: rate points, the hyperprior's bits,
+growing a v2 model into v3, and a v3 run of odva-train."""
+
+import json
+
+import pytest
+import torch
+from odva_train.grow import grown
+from odva_train.objective import Frozen, Objective
+from test_train import _config
+
+from onedva_codec.model.config import CONFIGS
+from onedva_codec.model.network import Latents, OneDVA, full_tile_geometry
+
+
+def _clips(batch: int = 2, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.rand(batch, 3, 1, 32, 32, generator=generator)
+    drift = torch.linspace(0, 0.3, 17).view(1, 1, 17, 1, 1)
+    return (base + drift).clamp(0, 1) * 2 - 1  # smooth content that moves a little
+
+
+def _coded(model: OneDVA, clips: torch.Tensor, rate: float, kept: int, mode: str = "round"):
+    cfg = model.cfg
+    b = clips.shape[0]
+    posterior = model.encode(clips, full_tile_geometry(cfg, b, "cpu"))
+    keep = Latents.keep_mask(torch.full((b,), kept), cfg.max_1d_tokens)
+    return model.code_latents(posterior, keep, torch.full((b,), float(rate)), mode)
+
+
+@torch.no_grad()
+def test_a_higher_rate_point_or_more_1d_tokens_cost_more_bits():
+    torch.manual_seed(0)
+    model = OneDVA(CONFIGS["tiny-v3"]).eval()
+    clips = _clips()
+    n = model.cfg.max_1d_tokens
+    by_rate = [_coded(model, clips, r, n)[1].sum().item() for r in range(model.cfg.rate_points)]
+    assert by_rate == sorted(by_rate) and by_rate[0] < by_rate[-1], by_rate
+    by_length = [_coded(model, clips, 2, k)[1].sum().item() for k in (0, n // 2, n)]
+    assert by_length == sorted(by_length) and by_length[0] < by_length[-1], by_length
+
+
+@torch.no_grad()
+def test_rounded_latents_are_integers_plus_the_predicted_mean_and_a_fractional_rate_lies_between():
+    torch.manual_seed(0)
+    model = OneDVA(CONFIGS["tiny-v3"]).eval()
+    hp = model.hyperprior
+    with torch.no_grad():
+        hp.hyper_decoder[-1].bias.normal_()  # a mean that is not 0, so that "minus the mean" is tested
+    clips = _clips()
+    latents, _ = _coded(model, clips, 1, model.cfg.max_1d_tokens)
+    gain, _ = hp.gains(torch.full((2,), 1.0))
+    posterior = model.encode(clips, full_tile_geometry(model.cfg, 2, "cpu"))
+    y = hp.to_grid(posterior.structural_mean * gain[:, None, 0], posterior.tokens_1d_mean * gain[:, None, 1],
+                   model.decoder.home_slot)
+    mean, _ = hp.parameters_from(torch.round(hp.hyper_encoder(y)))
+    inverse = hp.gains(torch.full((2,), 1.0))[1]
+    sent = hp.to_grid(latents.structural / inverse[:, None, 0], latents.tokens_1d / inverse[:, None, 1],
+                      model.decoder.home_slot) - mean
+    assert torch.allclose(sent, sent.round(), atol=1e-4)
+    low, high = hp.gains(torch.tensor([1.0]))[0], hp.gains(torch.tensor([2.0]))[0]
+    middle = hp.gains(torch.tensor([1.5]))[0]
+    assert torch.all((middle - low) * (high - middle) >= 0)
+
+
+@torch.no_grad()
+def test_a_grown_v2_model_decodes_as_the_v2_model_did_before_any_training():
+    torch.manual_seed(0)
+    old = OneDVA(CONFIGS["tiny-residual"]).eval()
+    new = grown(old, CONFIGS["tiny-v3"]).eval()
+    clips = _clips()
+    cfg_old = old.cfg
+    geometry = full_tile_geometry(cfg_old, 2, "cpu")
+    before = old.encode(clips, geometry)
+    after = new.encode(clips, geometry)
+    c = cfg_old.latent_channels
+    assert torch.allclose(after.structural_mean[..., :c], before.structural_mean, atol=1e-5)
+    assert torch.allclose(after.tokens_1d_mean[..., :c], before.tokens_1d_mean, atol=1e-5)
+    assert after.structural_mean[..., c:].abs().sum() > 0  # the new channels carry values from the start
+    keep = Latents.keep_mask(torch.full((2,), cfg_old.max_1d_tokens), cfg_old.max_1d_tokens)
+    noise = torch.randn(clips.shape, generator=torch.Generator().manual_seed(1))
+    t = torch.ones(2)
+    old_out = old.predict_clean(noise, t, Latents(before.structural_mean, before.tokens_1d_mean, keep))
+    new_out = new.predict_clean(noise, t, Latents(after.structural_mean, after.tokens_1d_mean, keep))
+    assert torch.allclose(old_out, new_out, atol=1e-5)
+
+
+def test_growing_refuses_a_model_that_is_not_a_smaller_version():
+    with pytest.raises(ValueError, match="only the latent's width may grow"):
+        grown(OneDVA(CONFIGS["tiny-residual"]), CONFIGS["v3"])
+
+
+@torch.no_grad()
+def _rd_costs(model: OneDVA, clips: torch.Tensor, lambdas: list[float]) -> list[tuple[float, float]]:
+    """(cost lambda MSE + bpp, bits) of the one-step decode at each rate point, rounded as a file holds it."""
+    model.eval()
+    pixels = clips[0].numel() / 3
+    rows = []
+    for r, lam in enumerate(lambdas):
+        latents, bits = _coded(model, clips, r, model.cfg.max_1d_tokens)
+        decoded = model.predict_clean(torch.zeros_like(clips), torch.ones(clips.shape[0]), latents)
+        mse = ((decoded - clips) * 127.5).pow(2).mean().item()
+        rows.append((lam * mse + bits.mean().item() / pixels, bits.mean().item()))
+    model.train()
+    return rows
+
+
+def test_training_lowers_the_rate_distortion_cost_at_every_rate_point(pack):
+    torch.manual_seed(0)
+    lambdas = [1e-4, 1e-3, 1e-2]
+    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2"})
+    model = OneDVA(CONFIGS["tiny-v3"])
+    objective = Objective(cfg, model, None, None, Frozen(), None)
+    clips = _clips(4, seed=3)
+    before = _rd_costs(model, clips, lambdas)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
+    for step in range(150):
+        loss, parts = objective(clips, torch.full((4,), 0.5), torch.Generator().manual_seed(step))
+        assert set(parts) >= {"diff", "rate", "mse"}
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = _rd_costs(model, clips, lambdas)
+    for (cost_before, _), (cost_after, _) in zip(before, after):
+        assert cost_after < 0.6 * cost_before, (before, after)
+    bits = [b for _, b in after]
+    assert bits[0] < bits[1] < bits[2], bits
+
+
+def test_odva_train_grows_a_v2_run_into_v3_and_validates_every_rate_point(pack, tmp_path):
+    from odva_train.trainer import Trainer
+    Trainer(_config("stage1", pack, tmp_path / "v2", steps=2, model="tiny-residual")).run()
+    cfg = _config("stage1", pack, tmp_path / "v3", steps=4, init=str(tmp_path / "v2"),
+                  settings={"grow_into": "tiny-v3", "rd_lambdas": "1e-4,1e-3,1e-2"})
+    summary = Trainer(cfg).run()
+    assert summary["step"] == 4
+    assert json.loads((tmp_path / "v3" / "summary.json").read_text())["model_config"]["rate_points"] == 3
+    records = [json.loads(line) for line in (tmp_path / "v3" / "metrics.jsonl").read_text().splitlines()]
+    val = [r["val"] for r in records if "val" in r][-1]
+    assert set(val) == {"rate0", "rate1", "rate2", "top-no-1d", "ceiling"}
+    assert val["rate0"]["bpp"] < val["rate2"]["bpp"] and val["top-no-1d"]["bpp"] < val["rate2"]["bpp"]
+    assert [r for r in records if "loss" in r][-1]["rate"] > 0
+
+
+def test_a_v3_run_needs_one_lambda_per_rate_point(pack, tmp_path):
+    with pytest.raises(ValueError, match="rd_lambdas has 2 values for the 3 rate points"):
+        _config("stage1", pack, tmp_path / "x", model="tiny-v3", settings={"rd_lambdas": "1e-3,1e-2"})
