@@ -62,8 +62,8 @@ class HyperPrior(nn.Module):
         self.hyper_log_scale = nn.Parameter(torch.zeros(h))
         # upsampling as a convolution at the low resolution followed by a pixel shuffle, so that exported
         # it is two plain convolutions
-        self.hyper_decoder = nn.Sequential(nn.Conv2d(h, 4 * 2 * h, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
-                                           nn.Conv2d(2 * h, 2 * planes, 3, padding=1))
+        self.hyper_decoder = nn.Sequential(nn.Conv2d(h, 4 * h, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+                                           nn.Conv2d(h, 2 * planes, 3, padding=1))
         nn.init.zeros_(self.hyper_decoder[-1].weight)  # starts predicting mean 0, scale 1
         nn.init.zeros_(self.hyper_decoder[-1].bias)
 
