@@ -28,10 +28,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..bitstream.hyperprior_coding import SCALE_MAX, SCALE_MIN
 from .config import ModelConfig
 
-SCALE_MIN = 0.11  # smallest scale of a latent value's Gaussian, in rounding steps (as learned image codecs bound it)
-SCALE_MAX = 64.0
 GAIN_SPREAD = 1.7  # neighbouring rate points start this factor apart (lambdas 3x apart: steps about sqrt(3)), the middle at 1
 
 

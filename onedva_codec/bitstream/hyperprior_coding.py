@@ -1,0 +1,263 @@
+"""A v3 model's entropy model as it ships: exact integer arithmetic and integer tables.
+
+The hyperprior (model/hyperprior.py) predicts, from the rounded hyper-latent z, a
+mean and a scale for every latent value. An encoder and a decoder must derive the
+same predictions bit for bit, on any two machines, or the range coder desynchronises.
+So the exported hyper decoder is integer arithmetic:
+
+* its weights are integers of at most 15 bits, each output channel scaled by a power
+  of two of its own, its biases integers at the same scale;
+* a convolution is an im2col gather and one matrix product in float64: every product
+  and every partial sum is an integer below 2**53, so the result is exact whatever the
+  order of summation, on a CPU or a GPU, at any batch size (no FFT or Winograd
+  algorithm is involved, which would round);
+* activations are requantized by a power of two and floored (exact), ReLU is a clamp.
+
+Its outputs are a mean in 1/MEAN_STEPS of a rounding step and the index of a scale in
+SCALE_LEVELS log-spaced scales from SCALE_MIN to SCALE_MAX: the affine map from the
+network's log-scale to that index is folded into the last layer at export.
+
+Symbols are coded with constriction's range coder under integer frequency tables
+that sum to 2**PRECISION (the v2 prior's convention): one table per hyper-latent
+channel (a zero-mean Gaussian of the channel's learned scale) and one per scale
+level for the latent values, all over the full symbol range -127..127, so that no
+value needs an escape. The tables and the integer network are stored together in
+the model's prior file; its SHA-256 is the entropy model's identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import constriction
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.numpy import load_file, save_file
+from torch import Tensor
+
+from ..errors import FormatError
+from .prior import SYMBOL_LIMIT, TOTAL, frequencies
+
+SCALE_MIN = 0.11  # smallest scale of a latent value's Gaussian, in rounding steps
+SCALE_MAX = 64.0
+SCALE_LEVELS = 64
+MEAN_STEPS = 16  # predicted means are multiples of 1/16 of a rounding step
+WEIGHT_LIMIT = (1 << 15) - 1
+ACTIVATION_LIMIT = (1 << 15) - 1
+ALPHABET = 2 * SYMBOL_LIMIT + 1
+
+
+def scale_levels() -> np.ndarray:
+    """The SCALE_LEVELS scales the tables are built for, log-spaced."""
+    return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
+
+
+def scale_index_step() -> float:
+    """Natural-log distance between neighbouring scale levels."""
+    return (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALE_LEVELS - 1)
+
+
+def gaussian_table(scale: float) -> np.ndarray:
+    """Integer frequencies of round(N(0, scale)) over -127..127, summing to TOTAL."""
+    edges = (np.arange(-SYMBOL_LIMIT, SYMBOL_LIMIT + 2) - 0.5) / scale
+    cdf = 0.5 * np.array([math.erfc(-e / math.sqrt(2)) for e in edges])
+    return frequencies(np.diff(cdf))
+
+
+def _power_of_two_exponent(limit: float, largest: np.ndarray) -> np.ndarray:
+    """Per channel, the largest e with largest * 2**e <= limit (0-valued channels get 0)."""
+    safe = np.where(largest > 0, largest, 1.0)
+    return np.where(largest > 0, np.floor(np.log2(limit / safe)), 0).astype(np.int64)
+
+
+@dataclass
+class IntegerConv:
+    """A 3 x 3 convolution (padding 1) with integer weights, output channel o scaled by 2**exponent[o]."""
+
+    weight: np.ndarray  # (out, in, 3, 3) int
+    bias: np.ndarray  # (out,) int, at scale 2**(exponent + input exponent)
+    exponent: np.ndarray  # (out,) int
+
+    @classmethod
+    def from_float(cls, weight: np.ndarray, bias: np.ndarray, input_exponent: int) -> "IntegerConv":
+        """Quantize a float layer whose integer input is its real input times 2**input_exponent."""
+        exponent = _power_of_two_exponent(WEIGHT_LIMIT, np.abs(weight).reshape(len(weight), -1).max(axis=1))
+        scale = np.exp2(exponent.astype(np.float64))
+        w = np.round(weight.astype(np.float64) * scale[:, None, None, None]).astype(np.int64)
+        b = np.round(bias.astype(np.float64) * scale * 2.0 ** input_exponent).astype(np.int64)
+        return cls(w, b, exponent)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """(B, in, H, W) float64 integers -> (B, out, H, W) float64 integer accumulators, exact."""
+        b, _, h, w = x.shape
+        weight = torch.as_tensor(self.weight, dtype=torch.float64, device=x.device)
+        bias = torch.as_tensor(self.bias, dtype=torch.float64, device=x.device)
+        columns = F.unfold(x, kernel_size=3, padding=1)  # (B, in * 9, H W): a gather, exact
+        out = torch.matmul(weight.reshape(len(weight), -1), columns) + bias[:, None]
+        return out.reshape(b, -1, h, w)
+
+
+@dataclass
+class IntegerHyperDecoder:
+    """Rounded hyper-latent -> (mean in 1/MEAN_STEPS steps, scale index) of every latent value, exactly."""
+
+    first: IntegerConv  # h -> 4 h at half the grid, then a pixel shuffle and ReLU
+    second: IntegerConv  # h -> 2 planes: means, then scale indices
+    activation_exponent: int  # hidden activations are integers of the real value times 2**this
+
+    @classmethod
+    def from_float(cls, first: torch.nn.Conv2d, second: torch.nn.Conv2d, activation_exponent: int
+                   ) -> "IntegerHyperDecoder":
+        """The trained float hyper decoder's two convolutions, quantized; the second's log-scale half
+        is first mapped affinely to scale-index units (so that rounding it gives the index)."""
+        w2 = second.weight.detach().double().cpu().numpy().copy()
+        b2 = second.bias.detach().double().cpu().numpy().copy()
+        planes = len(w2) // 2
+        w2[:planes] *= MEAN_STEPS
+        b2[:planes] *= MEAN_STEPS
+        step = scale_index_step()
+        w2[planes:] /= step
+        b2[planes:] = (b2[planes:] - math.log(SCALE_MIN)) / step
+        return cls(IntegerConv.from_float(first.weight.detach().double().cpu().numpy(),
+                                          first.bias.detach().double().cpu().numpy(), 0),
+                   IntegerConv.from_float(w2, b2, activation_exponent), activation_exponent)
+
+    @property
+    def planes(self) -> int:
+        return len(self.second.weight) // 2
+
+    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, h, g, g) integer hyper-latent -> mean numerators (int64, divide by MEAN_STEPS) and scale
+        indices (int64), each (B, planes, 2 g, 2 g)."""
+        x = z.to(torch.float64)
+        acc = self.first(x)
+        shift = torch.as_tensor(np.exp2(self.activation_exponent - self.first.exponent), device=x.device)
+        hidden = torch.floor(acc * shift[:, None, None] + 0.5).clamp(0, ACTIVATION_LIMIT)  # ReLU, requantized
+        hidden = F.pixel_shuffle(hidden, 2)
+        acc = self.second(hidden)
+        shift = torch.as_tensor(np.exp2(-(self.second.exponent + self.activation_exponent)), device=x.device)
+        out = torch.floor(acc * shift[:, None, None] + 0.5)
+        planes = self.planes
+        mean = out[:, :planes].clamp(-SYMBOL_LIMIT * MEAN_STEPS, SYMBOL_LIMIT * MEAN_STEPS)
+        index = out[:, planes:].clamp(0, SCALE_LEVELS - 1)
+        return mean.long(), index.long()
+
+
+@dataclass
+class HyperpriorTables:
+    """What a v3 model's files are coded with: the integer hyper decoder and the frequency tables."""
+
+    decoder: IntegerHyperDecoder
+    z_tables: np.ndarray  # (h, ALPHABET) int frequencies, one per hyper-latent channel
+    y_tables: np.ndarray  # (SCALE_LEVELS, ALPHABET) int frequencies, one per scale level
+
+    @classmethod
+    def build(cls, decoder: IntegerHyperDecoder, z_scales: np.ndarray) -> "HyperpriorTables":
+        return cls(decoder, np.stack([gaussian_table(float(s)) for s in z_scales]),
+                   np.stack([gaussian_table(float(s)) for s in scale_levels()]))
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        d = self.decoder
+        arrays = {"z_tables": self.z_tables, "y_tables": self.y_tables,
+                  "activation_exponent": np.array([d.activation_exponent])}
+        for name, conv in (("first", d.first), ("second", d.second)):
+            arrays.update({f"{name}.weight": conv.weight, f"{name}.bias": conv.bias,
+                           f"{name}.exponent": conv.exponent})
+        return {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in arrays.items()}
+
+    @cached_property
+    def sha256(self) -> str:
+        """The identity of the entropy model: a hash of every integer it holds, in a fixed order."""
+        digest = hashlib.sha256(b"odva-hyperprior-v1")
+        for name, array in sorted(self._arrays().items()):
+            digest.update(name.encode() + str(array.shape).encode() + array.astype("<i8").tobytes())
+        return digest.hexdigest()
+
+    def save(self, path: str | Path) -> None:
+        save_file(self._arrays(), str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HyperpriorTables":
+        a = load_file(str(path))
+        def conv(name: str) -> IntegerConv:
+            return IntegerConv(a[f"{name}.weight"], a[f"{name}.bias"], a[f"{name}.exponent"])
+        decoder = IntegerHyperDecoder(conv("first"), conv("second"), int(a["activation_exponent"][0]))
+        tables = cls(decoder, a["z_tables"], a["y_tables"])
+        if (tables.z_tables.sum(axis=1) != TOTAL).any() or (tables.y_tables.sum(axis=1) != TOTAL).any():
+            raise FormatError(f"{path}: entropy tables that do not sum to 2**24")
+        return tables
+
+    def symbol_bits(self, tables: np.ndarray, which: np.ndarray, symbols: np.ndarray) -> float:
+        """Ideal code length of `symbols` each under row `which` of `tables`."""
+        freq = tables[which, symbols + SYMBOL_LIMIT]
+        return float(-np.log2(freq / TOTAL).sum())
+
+
+class HyperpriorCoder:
+    """Codes one tile: the hyper-latent (channel by channel), then the kept latent values grouped by
+    scale index in position order. The decoder reads z, runs the integer hyper decoder, reads y."""
+
+    def __init__(self, tables: HyperpriorTables):
+        self.tables = tables
+        categorical = constriction.stream.model.Categorical
+        # exact frequencies summing to the coder's 2**24: it takes them as they are
+        self._z_models = [categorical(row.astype(np.float64), perfect=False) for row in tables.z_tables]
+        self._y_models = [categorical(row.astype(np.float64), perfect=False) for row in tables.y_tables]
+
+    def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(h, g, g) hyper-latent symbols -> (planes, 2g, 2g) mean numerators and scale indices."""
+        mean, index = self.tables.decoder(torch.from_numpy(z[None].astype(np.int64)))
+        return mean[0].numpy(), index[0].numpy()
+
+    def encode(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, kept: np.ndarray) -> bytes:
+        """z (h, g, g) and y (planes, G, G) int symbols in -127..127, the scale index of every y value
+        (from `predict`) and a (planes, G, G) bool mask of the values sent -> the tile's bytes."""
+        encoder = constriction.stream.queue.RangeEncoder()
+        for channel, model in enumerate(self._z_models):
+            encoder.encode((z[channel].ravel() + SYMBOL_LIMIT).astype(np.int32), model)
+        values, tables = y[kept] + SYMBOL_LIMIT, index[kept]
+        order = np.argsort(tables, kind="stable")
+        values, tables = values[order].astype(np.int32), tables[order]
+        for level, start, end in _runs(tables):
+            encoder.encode(values[start:end], self._y_models[level])
+        return encoder.get_compressed().astype("<u4").tobytes()
+
+    def decode(self, data: bytes, z_shape: tuple[int, int, int], kept: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Inverse of `encode`: -> z symbols, y symbols (0 where not kept) and the mean numerators."""
+        if len(data) % 4:
+            raise FormatError(f"latent data of {len(data)} bytes is not whole 32-bit words")
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        try:
+            per_channel = z_shape[1] * z_shape[2]
+            z = np.stack([decoder.decode(model, per_channel) for model in self._z_models]).astype(np.int64)
+            z = z.reshape(z_shape) - SYMBOL_LIMIT
+            mean, index = self.predict(z)
+            tables = index[kept]
+            order = np.argsort(tables, kind="stable")
+            sorted_values = np.empty(len(tables), dtype=np.int64)
+            for level, start, end in _runs(tables[order]):
+                sorted_values[start:end] = decoder.decode(self._y_models[level], end - start)
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            raise FormatError(f"latent data does not decode ({exc})") from None
+        if not decoder.maybe_exhausted():
+            raise FormatError("latent data runs on past its last value")
+        values = np.empty_like(sorted_values)
+        values[order] = sorted_values - SYMBOL_LIMIT
+        y = np.zeros(kept.shape, dtype=np.int64)
+        y[kept] = values
+        return z, y, mean
+
+
+def _runs(sorted_tables: np.ndarray) -> list[tuple[int, int, int]]:
+    """(table, start, end) of each run of equal values in a sorted array."""
+    if len(sorted_tables) == 0:
+        return []
+    starts = np.flatnonzero(np.diff(sorted_tables)) + 1
+    bounds = [0, *starts.tolist(), len(sorted_tables)]
+    return [(int(sorted_tables[s]), s, e) for s, e in zip(bounds[:-1], bounds[1:])]

@@ -1,0 +1,95 @@
+"""v3's shipped entropy model (bitstream/hyperprior_coding.py): the exact integer hyper decoder, its tables
+and the range coding of a tile."""
+
+import numpy as np
+import pytest
+import torch
+
+from onedva_codec.bitstream.hyperprior_coding import (MEAN_STEPS, SCALE_MIN, HyperpriorCoder, HyperpriorTables,
+                                                      IntegerHyperDecoder, scale_index_step)
+from onedva_codec.errors import FormatError
+from onedva_codec.model.config import CONFIGS
+from onedva_codec.model.network import OneDVA
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    """The tiny v3 model's hyperprior with a last layer that predicts something, and its export."""
+    torch.manual_seed(0)
+    hp = OneDVA(CONFIGS["tiny-v3"]).hyperprior
+    with torch.no_grad():
+        torch.nn.init.normal_(hp.hyper_decoder[-1].weight, std=0.05)
+        torch.nn.init.normal_(hp.hyper_decoder[-1].bias, std=0.5)
+        hp.hyper_log_scale.fill_(1.0)
+    decoder = IntegerHyperDecoder.from_float(hp.hyper_decoder[0], hp.hyper_decoder[-1], activation_exponent=8)
+    return hp, HyperpriorTables.build(decoder, hp.hyper_log_scale.exp().detach().numpy())
+
+
+def _z(batch: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(-4, 5, (batch, CONFIGS["tiny-v3"].hyper_channels, 2, 2),
+                         generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_integer_hyper_decoder_follows_the_float_one(trained_like):
+    hp, tables = trained_like
+    z = _z(8)
+    mean, index = tables.decoder(z)
+    with torch.no_grad():
+        float_mean, float_log_scale = hp.parameters_from(z.float())
+    assert (mean / MEAN_STEPS - float_mean).abs().max() < 0.05
+    float_index = ((float_log_scale - np.log(SCALE_MIN)) / scale_index_step()).round().clamp(0, 63)
+    assert (float_index != index).float().mean() < 0.02  # a value that lies on a rounding edge may go either way
+
+
+def test_the_integer_hyper_decoder_gives_each_tile_the_same_numbers_in_any_batch(trained_like):
+    _, tables = trained_like
+    z = _z(6, seed=1)
+    mean, index = tables.decoder(z)
+    for i in range(6):
+        one_mean, one_index = tables.decoder(z[i:i + 1])
+        assert torch.equal(one_mean[0], mean[i]) and torch.equal(one_index[0], index[i])
+    assert mean.dtype == torch.int64 and index.dtype == torch.int64
+
+
+def _tile(tables: HyperpriorTables, seed: int):
+    rng = np.random.default_rng(seed)
+    z = _z(1, seed)[0].numpy()
+    coder = HyperpriorCoder(tables)
+    mean, index = coder.predict(z)
+    scale = np.exp(np.log(SCALE_MIN) + index * scale_index_step())
+    y = np.clip(np.round(rng.normal(size=mean.shape) * scale), -127, 127).astype(np.int64)
+    kept = np.ones(y.shape, dtype=bool)
+    kept[CONFIGS["tiny-v3"].latent_channels:] = rng.random(y[CONFIGS["tiny-v3"].latent_channels:].shape) < 0.4
+    return coder, z, y, mean, index, kept
+
+
+def test_a_tile_round_trips_in_about_its_ideal_size(trained_like):
+    _, tables = trained_like
+    for seed in range(3):
+        coder, z, y, mean, index, kept = _tile(tables, seed)
+        data = coder.encode(z, y, index, kept)
+        z2, y2, mean2 = coder.decode(data, z.shape, kept)
+        assert np.array_equal(z2, z) and np.array_equal(y2[kept], y[kept]) and np.array_equal(mean2, mean)
+        assert not y2[~kept].any()
+        ideal = (tables.symbol_bits(tables.y_tables, index[kept], y[kept])
+                 + tables.symbol_bits(tables.z_tables, np.arange(len(z)).repeat(z[0].size), z.ravel())) / 8
+        assert ideal <= len(data) <= ideal + 8
+
+
+def test_damaged_tile_data_is_a_format_error(trained_like):
+    _, tables = trained_like
+    coder, z, y, _, index, kept = _tile(tables, 5)
+    data = coder.encode(z, y, index, kept)
+    with pytest.raises(FormatError, match="whole 32-bit words"):
+        coder.decode(data[:-1], z.shape, kept)
+    with pytest.raises(FormatError):
+        coder.decode(data + bytes(4 * 64), z.shape, kept)
+
+
+def test_tables_save_and_load_with_their_identity(trained_like, tmp_path):
+    _, tables = trained_like
+    tables.save(tmp_path / "prior.safetensors")
+    loaded = HyperpriorTables.load(tmp_path / "prior.safetensors")
+    assert loaded.sha256 == tables.sha256
+    z = _z(2, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.decoder(z), tables.decoder(z)))
