@@ -7,10 +7,11 @@ So the exported hyper decoder is integer arithmetic:
 
 * its weights are integers of at most 15 bits, each output channel scaled by a power
   of two of its own, its biases integers at the same scale;
-* a convolution is an im2col gather and one matrix product in float64: every product
-  and every partial sum is an integer below 2**53, so the result is exact whatever the
-  order of summation, on a CPU or a GPU, at any batch size (no FFT or Winograd
-  algorithm is involved, which would round);
+* a convolution is an im2col gather and one matrix product in float64 (numpy's BLAS):
+  every product and every partial sum is an integer below 2**53, so the result is
+  exact whatever the order of summation, on any CPU, at any batch size (no FFT or
+  Winograd algorithm is involved, which would round). It runs where tiles are
+  entropy coded, on the CPU, in numpy: coding workers touch no torch;
 * activations are requantized by a power of two and floored (exact), ReLU is a clamp.
 
 Its outputs are a mean in 1/MEAN_STEPS of a rounding step and the index of a scale in
@@ -36,9 +37,7 @@ from pathlib import Path
 import constriction
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.numpy import load_file, save_file
-from torch import Tensor
 
 from ..errors import FormatError
 from .prior import SYMBOL_LIMIT, TOTAL, frequencies
@@ -92,14 +91,14 @@ class IntegerConv:
         b = np.round(bias.astype(np.float64) * scale * 2.0 ** input_exponent).astype(np.int64)
         return cls(w, b, exponent)
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         """(B, in, H, W) float64 integers -> (B, out, H, W) float64 integer accumulators, exact."""
-        b, _, h, w = x.shape
-        weight = torch.as_tensor(self.weight, dtype=torch.float64, device=x.device)
-        bias = torch.as_tensor(self.bias, dtype=torch.float64, device=x.device)
-        columns = F.unfold(x, kernel_size=3, padding=1)  # (B, in * 9, H W): a gather, exact
-        out = torch.matmul(weight.reshape(len(weight), -1), columns) + bias[:, None]
-        return out.reshape(b, -1, h, w)
+        b, c, h, w = x.shape
+        padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # (B, in, H, W, 3, 3)
+        columns = windows.transpose(0, 2, 3, 1, 4, 5).reshape(b, h * w, c * 9)  # a gather: exact
+        out = columns @ self.weight.reshape(len(self.weight), -1).T.astype(np.float64) + self.bias
+        return out.transpose(0, 2, 1).reshape(b, -1, h, w)
 
 
 @dataclass
@@ -131,21 +130,20 @@ class IntegerHyperDecoder:
     def planes(self) -> int:
         return len(self.second.weight) // 2
 
-    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, h, g, g) integer hyper-latent -> mean numerators (int64, divide by MEAN_STEPS) and scale
-        indices (int64), each (B, planes, 2 g, 2 g)."""
-        x = z.to(torch.float64)
-        acc = self.first(x)
-        shift = torch.as_tensor(np.exp2(self.activation_exponent - self.first.exponent), device=x.device)
-        hidden = torch.floor(acc * shift[:, None, None] + 0.5).clamp(0, ACTIVATION_LIMIT)  # ReLU, requantized
-        hidden = F.pixel_shuffle(hidden, 2)
+    def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, h, g, g) integer hyper-latent -> mean numerators (divide by MEAN_STEPS) and scale indices,
+        int64, each (B, planes, 2 g, 2 g)."""
+        acc = self.first(np.asarray(z, dtype=np.float64))
+        shift = np.exp2(self.activation_exponent - self.first.exponent)[:, None, None]
+        hidden = np.clip(np.floor(acc * shift + 0.5), 0, ACTIVATION_LIMIT)  # ReLU, requantized: exact
+        b, c, g, _ = hidden.shape  # pixel shuffle: channel 4 k + 2 i + j goes to channel k at (2 y + i, 2 x + j)
+        hidden = hidden.reshape(b, c // 4, 2, 2, g, g).transpose(0, 1, 4, 2, 5, 3).reshape(b, c // 4, 2 * g, 2 * g)
         acc = self.second(hidden)
-        shift = torch.as_tensor(np.exp2(-(self.second.exponent + self.activation_exponent)), device=x.device)
-        out = torch.floor(acc * shift[:, None, None] + 0.5)
+        out = np.floor(acc * np.exp2(-(self.second.exponent + self.activation_exponent))[:, None, None] + 0.5)
         planes = self.planes
-        mean = out[:, :planes].clamp(-SYMBOL_LIMIT * MEAN_STEPS, SYMBOL_LIMIT * MEAN_STEPS)
-        index = out[:, planes:].clamp(0, SCALE_LEVELS - 1)
-        return mean.long(), index.long()
+        mean = np.clip(out[:, :planes], -SYMBOL_LIMIT * MEAN_STEPS, SYMBOL_LIMIT * MEAN_STEPS)
+        index = np.clip(out[:, planes:], 0, SCALE_LEVELS - 1)
+        return mean.astype(np.int64), index.astype(np.int64)
 
 
 @dataclass
@@ -211,8 +209,8 @@ class HyperpriorCoder:
 
     def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(h, g, g) hyper-latent symbols -> (planes, 2g, 2g) mean numerators and scale indices."""
-        mean, index = self.tables.decoder(torch.from_numpy(z[None].astype(np.int64)))
-        return mean[0].numpy(), index[0].numpy()
+        mean, index = self.tables.decoder(z[None])
+        return mean[0], index[0]
 
     def encode(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, kept: np.ndarray) -> bytes:
         """z (h, g, g) and y (planes, G, G) int symbols in -127..127, the scale index of every y value
