@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from onedva_codec.bitstream.hyperprior_coding import HyperpriorTables
 from onedva_codec.bitstream.prior import EntropyPrior, fit_prior, group_zero_references
 from onedva_codec.model.folder import (CARD_FILE, CARD_VERSION, ModelCard, load_model, load_network, save_model,
                                        save_prior)
@@ -51,7 +52,7 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
     cfg = checkpoint["config"]
     model = model_from_checkpoint(checkpoint).eval()
     latents = _training_latents(model, data or cfg["data"], cfg["seed"], cfg["photo_share"], batch)
-    if cfg.get("latents", "kl") == "quantized":  # trained for a fixed step in latent units
+    if model.cfg.rate_distortion or cfg.get("latents", "kl") == "quantized":  # trained for rounding in latent units
         channels = model.cfg.latent_channels
         stats = {"mean": [0.0] * channels, "std": [1.0] * channels}
     else:
@@ -67,8 +68,21 @@ def export(checkpoint_path: str | Path, out: str | Path, data: str | None = None
         training={"stages": history, "exported_from": str(checkpoint_path), "step": checkpoint["step"]},
     )
     _set_sampling(card, sampling)
-    prior, card.prior_fit = fitted_prior(latents, card)
+    if model.cfg.rate_distortion:
+        prior, card.prior_fit = shipped_hyperprior(model, latents)
+    else:
+        prior, card.prior_fit = fitted_prior(latents, card)
     return save_model(model, card, prior, out)
+
+
+def shipped_hyperprior(model: OneDVA, latents: Tensor) -> tuple[HyperpriorTables, dict]:
+    """A v3 model's entropy model in integer arithmetic, its hidden activations scaled to the largest
+    the training clips' latents (n, S + N, C) give at any rate point."""
+    s = model.cfg.structural_tokens
+    peak = model.hyperprior.hidden_peak(latents[:, :s], latents[:, s:], model.decoder.home_slot)
+    tables = model.hyperprior.shipped_tables(peak)
+    return tables, {"kind": "hyperprior", "clips": len(latents), "hidden_peak": round(peak, 4),
+                    "activation_exponent": tables.decoder.activation_exponent}
 
 
 def _set_sampling(card: ModelCard, sampling: dict | None) -> None:

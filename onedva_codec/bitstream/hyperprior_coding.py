@@ -177,11 +177,14 @@ class HyperpriorTables:
         return digest.hexdigest()
 
     def save(self, path: str | Path) -> None:
-        save_file(self._arrays(), str(path))
+        """Weights as int16 (they are at most 15 bits) and tables as int32, the rest as int64."""
+        narrow = {"weight": np.int16, "tables": np.int32}
+        save_file({name: array.astype(next((t for key, t in narrow.items() if name.endswith(key)), np.int64))
+                   for name, array in self._arrays().items()}, str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> "HyperpriorTables":
-        a = load_file(str(path))
+        a = {name: array.astype(np.int64) for name, array in load_file(str(path)).items()}
         def conv(name: str) -> IntegerConv:
             return IntegerConv(a[f"{name}.weight"], a[f"{name}.bias"], a[f"{name}.exponent"])
         decoder = IntegerHyperDecoder(conv("first"), conv("second"), int(a["activation_exponent"][0]))

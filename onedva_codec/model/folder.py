@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..bitstream.container import FileHeader
+from ..bitstream.hyperprior_coding import HyperpriorCoder, HyperpriorTables
 from ..bitstream.latent_coding import ENTROPY_CODER, Quantizer, TileCoder
 from ..bitstream.prior import EntropyPrior
 from ..errors import FormatError, InputError, ModelMismatchError, WeightsError
@@ -111,12 +112,13 @@ class LoadedModel:
 
     model: OneDVA
     card: ModelCard
-    prior: EntropyPrior
+    prior: EntropyPrior | HyperpriorTables  # the second for a v3 model (config rate_points > 0)
     path: Path
-    tile_coder: TileCoder = field(init=False)
+    tile_coder: TileCoder | HyperpriorCoder = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tile_coder = TileCoder(self.prior)
+        self.tile_coder = HyperpriorCoder(self.prior) if isinstance(self.prior, HyperpriorTables) else \
+            TileCoder(self.prior)
 
     @property
     def cfg(self) -> ModelConfig:
@@ -182,7 +184,8 @@ def _restored(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_model(model: OneDVA, card: ModelCard, prior: EntropyPrior, folder: str | Path) -> ModelCard:
+def save_model(model: OneDVA, card: ModelCard, prior: EntropyPrior | HyperpriorTables, folder: str | Path
+               ) -> ModelCard:
     """Write `model` (as `card.weights_format` says), its prior and its card to `folder`; returns the
     card with the hashes filled in."""
     folder = Path(folder)
@@ -195,16 +198,15 @@ def save_model(model: OneDVA, card: ModelCard, prior: EntropyPrior, folder: str 
     return save_prior(prior, card, folder)
 
 
-def save_prior(prior: EntropyPrior, card: ModelCard, folder: str | Path) -> ModelCard:
+def save_prior(prior: EntropyPrior | HyperpriorTables, card: ModelCard, folder: str | Path) -> ModelCard:
     """Write (or replace) a model folder's prior and its card; the weights stay as they are.
 
     Files coded under the old prior no longer decode with this folder: they name its hash.
     """
     folder = Path(folder)
-    cfg = card.config
-    if prior.index.shape != (cfg.structural_tokens + cfg.max_1d_tokens, cfg.latent_channels):
-        raise ValueError(f"the prior covers {prior.index.shape} latent values, the model "
-                         f"({cfg.structural_tokens} + {cfg.max_1d_tokens}, {cfg.latent_channels})")
+    problem = _prior_misfit(prior, card.config)
+    if problem:
+        raise ValueError(problem)
     with atomic_output(folder / PRIOR_FILE, force=True) as tmp:
         prior.save(tmp)
     card.prior_sha256 = prior.sha256
@@ -272,17 +274,34 @@ def load_network(folder: Path, card: ModelCard, device: str | torch.device = "cp
     return model.to(device).eval().requires_grad_(False)  # the codec never trains it; a search needs no weight grads
 
 
-def _load_prior(path: Path, card: ModelCard) -> EntropyPrior:
+def _prior_misfit(prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig) -> str:
+    """Why `prior` cannot code the latents of a model of `cfg`, or ""."""
+    if cfg.rate_distortion:
+        planes = (1 + cfg.max_1d_tokens // cfg.structural_tokens) * cfg.latent_channels
+        if not isinstance(prior, HyperpriorTables):
+            return "a v3 model needs a hyperprior entropy model"
+        if (prior.decoder.planes, len(prior.z_tables)) != (planes, cfg.hyper_channels):
+            return (f"the hyperprior predicts {prior.decoder.planes} planes from {len(prior.z_tables)} channels, "
+                    f"the model has {planes} and {cfg.hyper_channels}")
+        return ""
+    if not isinstance(prior, EntropyPrior):
+        return "a v1/v2 model needs a fitted prior"
+    if prior.index.shape != (cfg.structural_tokens + cfg.max_1d_tokens, cfg.latent_channels):
+        return (f"the prior covers {prior.index.shape} latent values, the model "
+                f"({cfg.structural_tokens} + {cfg.max_1d_tokens}, {cfg.latent_channels})")
+    return ""
+
+
+def _load_prior(path: Path, card: ModelCard) -> EntropyPrior | HyperpriorTables:
     if not path.is_file():
         raise WeightsError(f"{path} is missing: the model folder has no entropy prior")
     try:
-        prior = EntropyPrior.load(path)
-    except (ValueError, KeyError, OSError) as exc:
+        prior = (HyperpriorTables if card.config.rate_distortion else EntropyPrior).load(path)
+    except (ValueError, KeyError, OSError, FormatError) as exc:
         raise WeightsError(f"{path} is not a valid entropy prior: {exc}") from None
     if prior.sha256 != card.prior_sha256:
         raise WeightsError(f"{path} does not match its card (prior {prior.sha256[:16]}, card says "
                            f"{card.prior_sha256[:16]}); the model folder is damaged")
-    cfg = card.config
-    if prior.index.shape != (cfg.structural_tokens + cfg.max_1d_tokens, cfg.latent_channels):
-        raise WeightsError(f"{path} does not fit config {cfg.name!r}")
+    if _prior_misfit(prior, card.config):
+        raise WeightsError(f"{path} does not fit config {card.config.name!r}: {_prior_misfit(prior, card.config)}")
     return prior

@@ -28,7 +28,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..bitstream.hyperprior_coding import SCALE_MAX, SCALE_MIN
+from ..bitstream.hyperprior_coding import (ACTIVATION_LIMIT, SCALE_MAX, SCALE_MIN, HyperpriorTables,
+                                           IntegerHyperDecoder)
 from .config import ModelConfig
 
 GAIN_SPREAD = 1.7  # neighbouring rate points start this factor apart (lambdas 3x apart: steps about sqrt(3)), the middle at 1
@@ -136,6 +137,26 @@ class HyperPrior(nn.Module):
             y_hat = rounded if mode == "round" else y
         s_hat, t_hat = self.from_grid(y_hat, home_slot)
         return s_hat * inverse[:, None, 0], t_hat * inverse[:, None, 1], bits
+
+    @torch.no_grad()
+    def shipped_tables(self, hidden_peak: float) -> HyperpriorTables:
+        """The entropy model a file is coded with: the hyper decoder in integer arithmetic, its hidden
+        activations resolved as finely as `hidden_peak` (the largest seen, with room to spare) allows,
+        and the tables."""
+        exponent = math.floor(math.log2(ACTIVATION_LIMIT / (2 * max(hidden_peak, 1e-3))))
+        decoder = IntegerHyperDecoder.from_float(self.hyper_decoder[0], self.hyper_decoder[-1], exponent)
+        return HyperpriorTables.build(decoder, self.hyper_log_scale.exp().cpu().numpy())
+
+    @torch.no_grad()
+    def hidden_peak(self, structural: Tensor, tokens_1d: Tensor, home_slot: Tensor) -> float:
+        """The largest hidden activation of the hyper decoder over every rate point, for these latents."""
+        peak = 0.0
+        for rate in range(self.cfg.rate_points):
+            gain, _ = self.gains(torch.full((structural.shape[0],), float(rate), device=structural.device))
+            y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
+            hidden = self.hyper_decoder[:3](torch.round(self.hyper_encoder(y)))
+            peak = max(peak, hidden.max().item())
+        return peak
 
     def extra_repr(self) -> str:
         return f"rate_points={self.cfg.rate_points}, hyper_channels={self.cfg.hyper_channels}"
