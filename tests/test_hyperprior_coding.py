@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from onedva_codec.bitstream.hyperprior_coding import (MEAN_STEPS, SCALE_MIN, HyperpriorCoder, HyperpriorTables,
-                                                      IntegerHyperDecoder, scale_index_step)
+from onedva_codec.bitstream.hyperprior_coding import (MEAN_STEPS, SCALE_MIN, HyperpriorTables, IntegerHyperDecoder,
+                                                      scale_index_step)
 from onedva_codec.errors import FormatError
 from onedva_codec.model.config import CONFIGS
+from onedva_codec.model.folder import tile_coder
 from onedva_codec.model.network import OneDVA
 
 
@@ -54,12 +55,11 @@ def test_the_integer_hyper_decoder_gives_each_tile_the_same_numbers_in_any_batch
 def _tile(tables: HyperpriorTables, seed: int):
     rng = np.random.default_rng(seed)
     z = _z(1, seed)[0].numpy()
-    coder = HyperpriorCoder(tables)
+    coder = tile_coder(tables, CONFIGS["tiny-v3"])
     mean, index = coder.predict(z)
     scale = np.exp(np.log(SCALE_MIN) + index * scale_index_step())
     y = np.clip(np.round(rng.normal(size=mean.shape) * scale), -127, 127).astype(np.int64)
-    kept = np.ones(y.shape, dtype=bool)
-    kept[CONFIGS["tiny-v3"].latent_channels:] = rng.random(y[CONFIGS["tiny-v3"].latent_channels:].shape) < 0.4
+    kept = coder.kept_planes(int(rng.integers(0, CONFIGS["tiny-v3"].max_1d_tokens)))
     return coder, z, y, mean, index, kept
 
 
@@ -93,3 +93,29 @@ def test_tables_save_and_load_with_their_identity(trained_like, tmp_path):
     assert loaded.sha256 == tables.sha256
     z = _z(2, seed=3).numpy()
     assert all(np.array_equal(a, b) for a, b in zip(loaded.decoder(z), tables.decoder(z)))
+
+
+@torch.no_grad()
+def test_the_values_a_tile_restores_are_the_models_own_rounding(trained_like):
+    """What the codec sends and restores (numpy, integer hyper decoder) is what the model's rounding gives
+    (torch, float hyper decoder), up to the means' 1/16 steps, for every kept value, and 0 elsewhere."""
+    hp, tables = trained_like
+    torch.manual_seed(1)
+    model = OneDVA(CONFIGS["tiny-v3"]).eval()
+    model.hyperprior.load_state_dict(hp.state_dict())
+    coder = tile_coder(tables, model.cfg)
+    structural = torch.randn(1, model.cfg.structural_tokens, model.cfg.latent_channels) * 3
+    tokens_1d = torch.randn(1, model.cfg.max_1d_tokens, model.cfg.latent_channels) * 3
+    kept = 23
+    y = hp.to_grid(structural, tokens_1d, model.decoder.home_slot)
+    keep = torch.arange(model.cfg.max_1d_tokens)[None] < kept
+    mask = hp.to_grid(torch.ones_like(structural), keep[..., None].float().expand_as(tokens_1d),
+                      model.decoder.home_slot)[0].numpy() > 0
+    assert np.array_equal(mask, coder.kept_planes(kept))
+    z = torch.round(hp.hyper_encoder(y * torch.from_numpy(mask))).numpy()[0].astype(np.int64)
+    restored = coder.decode_values(coder.encode_values(z, y[0].numpy(), kept), kept)
+    mean, _ = hp.parameters_from(torch.from_numpy(z[None]).float())
+    expected = (torch.round(y - mean) + mean)[0].numpy()
+    assert np.abs(restored - expected)[mask].max() <= 1.05  # near a rounding edge a value may take the next step
+    assert np.mean(np.abs(restored - expected)[mask] < 0.05) > 0.95
+    assert not restored[~mask].any()

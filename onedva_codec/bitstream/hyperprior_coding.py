@@ -203,8 +203,13 @@ class HyperpriorCoder:
     """Codes one tile: the hyper-latent (channel by channel), then the kept latent values grouped by
     scale index in position order. The decoder reads z, runs the integer hyper decoder, reads y."""
 
-    def __init__(self, tables: HyperpriorTables):
+    def __init__(self, tables: HyperpriorTables, slot_homes: np.ndarray, channels: int, z_side: int):
+        """`slot_homes` (N,): the place of each 1D slot, in slot order, among the planes' token positions
+        ((1 + group) * positions + position); `channels` latent channels per token; `z_side` the
+        hyper-latent's side."""
         self.tables = tables
+        self.slot_homes, self.channels = np.asarray(slot_homes, dtype=np.int64), channels
+        self.z_shape = (len(tables.z_tables), z_side, z_side)
         categorical = constriction.stream.model.Categorical
         # exact frequencies summing to the coder's 2**24: it takes them as they are
         self._z_models = [categorical(row.astype(np.float64), perfect=False) for row in tables.z_tables]
@@ -214,6 +219,29 @@ class HyperpriorCoder:
         """(h, g, g) hyper-latent symbols -> (planes, 2g, 2g) mean numerators and scale indices."""
         mean, index = self.tables.decoder(z[None])
         return mean[0], index[0]
+
+    def kept_planes(self, kept_1d: int) -> np.ndarray:
+        """(planes, G, G) bool: which latent values a tile keeping the first `kept_1d` 1D slots sends."""
+        side = 2 * self.z_shape[1]
+        tokens = np.zeros(len(self.slot_homes) + side * side, dtype=bool)
+        tokens[: side * side] = True  # the structural latent
+        tokens[self.slot_homes[:kept_1d]] = True
+        groups = tokens.reshape(-1, 1, side, side)
+        return np.broadcast_to(groups, (groups.shape[0], self.channels, side, side)).reshape(-1, side, side)
+
+    def encode_values(self, z: np.ndarray, y: np.ndarray, kept_1d: int) -> bytes:
+        """A tile from its hyper-latent symbols (h, g, g) and gained latent (planes, G, G), float: each value
+        is sent as its distance to the predicted mean, rounded (and kept to -127..127)."""
+        mean, index = self.predict(z)
+        symbols = np.clip(np.round(y - mean / MEAN_STEPS), -SYMBOL_LIMIT, SYMBOL_LIMIT).astype(np.int64)
+        return self.encode(z, symbols, index, self.kept_planes(kept_1d))
+
+    def decode_values(self, data: bytes, kept_1d: int) -> np.ndarray:
+        """Inverse of `encode_values`: the gained latent as the decoder restores it, (planes, G, G) float32,
+        0 where a 1D token was not kept."""
+        kept = self.kept_planes(kept_1d)
+        _, y, mean = self.decode(data, self.z_shape, kept)
+        return np.where(kept, y + mean / MEAN_STEPS, 0).astype(np.float32)  # exact: multiples of 1/16 below 2**8
 
     def encode(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, kept: np.ndarray) -> bytes:
         """z (h, g, g) and y (planes, G, G) int symbols in -127..127, the scale index of every y value

@@ -29,7 +29,7 @@ from ..errors import FormatError, InputError, ModelMismatchError, WeightsError
 from ..video.atomic import atomic_output
 from ..video.geometry import TileGrid
 from .config import ModelConfig
-from .network import OneDVA
+from .network import OneDVA, token_homes
 from .schedule import DecodingSchedule
 
 WEIGHTS_FILE = "model.safetensors"
@@ -117,8 +117,7 @@ class LoadedModel:
     tile_coder: TileCoder | HyperpriorCoder = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tile_coder = HyperpriorCoder(self.prior) if isinstance(self.prior, HyperpriorTables) else \
-            TileCoder(self.prior)
+        self.tile_coder = tile_coder(self.prior, self.card.config)
 
     @property
     def cfg(self) -> ModelConfig:
@@ -132,6 +131,15 @@ class LoadedModel:
     def quantizer(self) -> Quantizer:
         """The card's quantizer: what the encoder applies to every latent."""
         return self.card.quantizer()
+
+
+def tile_coder(prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig) -> TileCoder | HyperpriorCoder:
+    """The range coder of a model's tiles under its prior."""
+    if not isinstance(prior, HyperpriorTables):
+        return TileCoder(prior)
+    group, position = token_homes(cfg)
+    slot_homes = ((group + 1) * cfg.structural_tokens + position).numpy()
+    return HyperpriorCoder(prior, slot_homes, cfg.latent_channels, cfg.grid // 2)
 
 
 def default_weights_dir() -> Path:
