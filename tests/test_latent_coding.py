@@ -95,7 +95,8 @@ def test_range_coding_beats_order_0_zstd_on_the_same_symbols(prior):
 
 def test_worker_processes_code_exactly_as_the_calling_thread_and_pass_errors_back(prior):
     from onedva_codec.runtime.coding_pool import TileCoderPool
-    coder, pool = TileCoder(prior), TileCoderPool(prior, workers=2)
+    from onedva_codec.model.config import CONFIGS
+    coder, pool = TileCoder(prior), TileCoderPool(prior, CONFIGS["tiny"], workers=2)
     try:
         tiles = [tile[: S + kept] for tile, kept in zip(_symbols(12, seed=5), range(0, N + 1, 6))]
         data = list(pool.encode_all(iter(tiles)))  # more tiles than the 8 it keeps in flight

@@ -20,17 +20,20 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..bitstream.hyperprior_coding import HyperpriorCoder, HyperpriorTables
 from ..bitstream.latent_coding import TileCoder
 from ..bitstream.prior import EntropyPrior
+from ..model.config import ModelConfig
+from ..model.folder import tile_coder
 from .workers import become_worker
 
-_coder: TileCoder | None = None  # a worker's own coder, built once from the prior
+_coder: TileCoder | HyperpriorCoder | None = None  # a worker's own coder, built once from the prior
 
 
-def _start_worker(prior: EntropyPrior) -> None:
+def _start_worker(prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig) -> None:
     become_worker()
     global _coder
-    _coder = TileCoder(prior)
+    _coder = tile_coder(prior, cfg)
 
 
 def _decode(data: bytes, tokens: int) -> np.ndarray:
@@ -42,13 +45,13 @@ def _encode(symbols: np.ndarray) -> bytes:
 
 
 class TileCoderPool:
-    """`workers` processes coding tiles under one prior."""
+    """`workers` processes coding tiles under one prior (of a model of config `cfg`)."""
 
-    def __init__(self, prior: EntropyPrior, workers: int):
+    def __init__(self, prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig, workers: int):
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.workers = workers
         self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                             initializer=_start_worker, initargs=(prior,))
+                                             initializer=_start_worker, initargs=(prior, cfg))
         self._executor.submit(int).result()  # forks every worker now, before the codec starts its threads
 
     def decode(self, data: bytes, tokens: int) -> Future:

@@ -101,7 +101,7 @@ class Engine:
             raise InputError("coding workers must be 0 or more")
         self.coding_workers = coding_workers
         # started here, before any thread of the codec's: workers are forked on Linux
-        self._coding_pool = TileCoderPool(model.prior, coding_workers) if coding_workers else None
+        self._coding_pool = TileCoderPool(model.prior, model.cfg, coding_workers) if coding_workers else None
         self.compiled = compile
         # compiled lazily, on first call
         self._compiled = {method: torch.compile(getattr(model.model, method), dynamic=False)
