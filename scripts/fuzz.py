@@ -41,9 +41,11 @@ from onedva_codec import Codec, OdvaError, RateOptions, read_info  # noqa: E402
 
 
 def seed_files(codec: Codec) -> list[bytes]:
-    """The pinned reference file and a longer, two-tile file with several chunks."""
+    """The pinned reference files this model made, and a longer, two-tile file with several chunks."""
     longer = codec.encode_array(synthetic_clip(40, 40, 60, seed=5), Fraction(30, 1), RateOptions(quality=0.7))
-    return [(ROOT / "tests" / "data" / "reference.odva").read_bytes(), longer]
+    pinned = [path.read_bytes() for path in sorted((ROOT / "tests" / "data").glob("reference*.odva"))]
+    own = [data for data in pinned if read_info(data).header.model_sha256 == codec.model.card.weights_sha256]
+    return [*own, longer]
 
 
 def try_one(codec: Codec, data: bytes) -> str | None:

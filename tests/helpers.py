@@ -19,6 +19,7 @@ from onedva_codec.video.pixels import video_to_model
 
 DATA = Path(__file__).parent / "data"
 TINY_MODEL = DATA / "tiny_model"
+TINY_V3_MODEL = DATA / "tiny_v3_model"  # rate points and a hyperprior
 TINY_RESIDUAL_MODEL = DATA / "tiny_residual_model"  # the shipped model's path: residual tokens, its prior kind
 
 
@@ -92,6 +93,11 @@ def make_tiny_model(folder: Path, seed: int = 0, config: str = "tiny", layout: P
     video = video_to_model(clips)
     with torch.no_grad():
         means = model.encode(video, full_tile_geometry(cfg, len(clips), "cpu")).means()
+    if cfg.rate_distortion:  # its entropy model as export ships it
+        s = cfg.structural_tokens
+        peak = model.hyperprior.hidden_peak(means[:, :s], means[:, s:], model.decoder.home_slot)
+        card.quant_step = 1.0
+        return save_model(model, card, model.hyperprior.shipped_tables(peak), folder)
     reference = None
     if cfg.tokens_1d != "queries":
         group, position = token_homes(cfg)

@@ -12,7 +12,7 @@ import shutil
 from fractions import Fraction
 
 import numpy as np
-from helpers import DATA, TINY_MODEL, TINY_RESIDUAL_MODEL, make_tiny_model, synthetic_clip
+from helpers import DATA, TINY_MODEL, TINY_RESIDUAL_MODEL, TINY_V3_MODEL, make_tiny_model, synthetic_clip
 
 from onedva_codec import Codec, RateOptions
 from onedva_codec.bitstream.prior import PriorLayout
@@ -38,6 +38,13 @@ def main() -> None:
                                                                   REFERENCE_RATE, seed=3)
     (DATA / "reference_residual.odva").write_bytes(data)
     print(f"wrote {TINY_RESIDUAL_MODEL}, reference_residual.odva ({len(data)} bytes)")
+    shutil.rmtree(TINY_V3_MODEL, ignore_errors=True)
+    make_tiny_model(TINY_V3_MODEL, config="tiny-v3")
+    codec = Codec(TINY_V3_MODEL, device="cpu")
+    data = codec.encode_array(synthetic_clip(**REFERENCE_CLIP), Fraction(25), REFERENCE_RATE, seed=3)
+    (DATA / "reference_v3.odva").write_bytes(data)
+    np.save(DATA / "reference_v3_frames.npy", codec.decode_array(data, steps=REFERENCE_STEPS))
+    print(f"wrote {TINY_V3_MODEL}, reference_v3.odva ({len(data)} bytes), reference_v3_frames.npy")
 
 
 if __name__ == "__main__":

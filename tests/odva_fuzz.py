@@ -22,7 +22,7 @@ _PREAMBLE = struct.Struct("<4sBBH")
 _RECORD_HEAD = struct.Struct("<cI")
 _TRAILER = struct.Struct("<Q4s")
 _CHUNK_HEAD = struct.Struct("<IHH")
-_TILE_ENTRY = struct.Struct("<HeI")
+_TILE_ENTRY = struct.Struct("<HeHI")
 
 HOSTILE = [0, -1, 1, 2, 17, 255, 256, 2**15, 2**16 - 1, 2**31 - 1, 2**31, 2**32 - 1, 2**63 - 1, 2**64 - 1, -2**63,
            0.0, -0.0, 0.5, 1e-300, 1e300, float("nan"), float("inf"), float("-inf"), True, False, None, "", "x" * 300,
@@ -34,7 +34,7 @@ HOSTILE = [0, -1, 1, 2, 17, 255, 256, 2**15, 2**16 - 1, 2**31 - 1, 2**31, 2**32 
 class Parsed:
     preamble: bytes
     header: dict
-    chunks: list[list]  # [index, frames, [[kept, motion, data], ...]]
+    chunks: list[list]  # [index, frames, [[kept, motion, rate, data], ...]]
     audio: bytes | None
 
 
@@ -56,8 +56,8 @@ def parse(data: bytes) -> Parsed:
                        for i in range(count)]
             at = _CHUNK_HEAD.size + count * _TILE_ENTRY.size
             tiles = []
-            for kept, motion, size in entries:
-                tiles.append([kept, motion, payload[at:at + size]])
+            for kept, motion, rate, size in entries:
+                tiles.append([kept, motion, rate, payload[at:at + size]])
                 at += size
             chunks.append([index, frames, tiles])
         elif kind == b"A":
@@ -84,8 +84,9 @@ def build(p: Parsed, lie: tuple[int, int] | None = None, index_edit: tuple[int, 
     offsets = []
     for number, (index, frames, tiles) in enumerate(p.chunks, start=1):
         payload = _CHUNK_HEAD.pack(index & 0xFFFFFFFF, frames & 0xFFFF, len(tiles) & 0xFFFF)
-        payload += b"".join(_TILE_ENTRY.pack(kept & 0xFFFF, motion, len(data)) for kept, motion, data in tiles)
-        payload += b"".join(data for _, _, data in tiles)
+        payload += b"".join(_TILE_ENTRY.pack(kept & 0xFFFF, motion, rate & 0xFFFF, len(data))
+                            for kept, motion, rate, data in tiles)
+        payload += b"".join(tile[3] for tile in tiles)
         offsets.append(len(out))
         out += _record(b"C", payload, length=length_for(number))
     audio_offset = 0
@@ -148,20 +149,23 @@ def _mutant(parsed: Parsed, rng: random.Random) -> bytes:
             chunk = rng.choice(p.chunks)
             field = rng.randrange(3)
             if field == 2:
-                chunk[2] = chunk[2][:-1] if chunk[2] and rng.random() < 0.5 else chunk[2] + [[0, 0.0, b""]]
+                chunk[2] = chunk[2][:-1] if chunk[2] and rng.random() < 0.5 else chunk[2] + [[0, 0.0, 0, b""]]
             else:
                 chunk[field] = rng.choice((0, 1, 2, 17, 2**16 - 1, 2**32 - 1))
-        elif kind == 7 and p.chunks:  # a tile entry's kept count or motion score
-            tile = rng.choice(rng.choice(p.chunks)[2] or [[0, 0.0, b""]])
-            if rng.random() < 0.5:
+        elif kind == 7 and p.chunks:  # a tile entry's kept count, motion score or rate point
+            tile = rng.choice(rng.choice(p.chunks)[2] or [[0, 0.0, 0, b""]])
+            field = rng.randrange(3)
+            if field == 0:
                 tile[0] = rng.choice((0, 1, 63, 64, 65, 255, 2**16 - 1))
-            else:
+            elif field == 1:
                 tile[1] = rng.choice((float("nan"), float("inf"), -1.0, 6e4, 0.0))
+            else:
+                tile[2] = rng.choice((0, 1, 1024, 2047, 2048, 2049, 2**16 - 1))
         elif kind == 8 and p.chunks:  # coded bytes flipped, cut or grown
-            tile = rng.choice(rng.choice(p.chunks)[2] or [[0, 0.0, b""]])
+            tile = rng.choice(rng.choice(p.chunks)[2] or [[0, 0.0, 0, b""]])
             how = rng.randrange(3)
-            tile[2] = (_flip(tile[2], rng) if how == 0 else tile[2][: rng.randrange(len(tile[2]) + 1)] if how == 1
-                       else tile[2] + bytes(rng.randrange(256) for _ in range(rng.choice((1, 3, 4, 64)))))
+            tile[3] = (_flip(tile[3], rng) if how == 0 else tile[3][: rng.randrange(len(tile[3]) + 1)] if how == 1
+                       else tile[3] + bytes(rng.randrange(256) for _ in range(rng.choice((1, 3, 4, 64)))))
         elif kind == 9:  # the audio record
             p.audio = None if p.audio is not None and rng.random() < 0.3 else _flip(p.audio or b"", rng)
         elif kind == 10:

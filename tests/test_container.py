@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from helpers import DATA, TINY_RESIDUAL_MODEL, synthetic_clip
+from helpers import DATA, TINY_RESIDUAL_MODEL, TINY_V3_MODEL, synthetic_clip
 from make_reference import REFERENCE_CLIP, REFERENCE_RATE, REFERENCE_STEPS
 
 from onedva_codec import Codec, FormatError, read_info
@@ -75,20 +75,21 @@ def test_every_flipped_byte_is_reported():
 
 def test_unknown_major_version_is_refused():
     data = bytearray(REFERENCE.read_bytes())
-    data[4] = 3
-    with pytest.raises(FormatError, match="version 3.0"):
+    data[4] = 4
+    with pytest.raises(FormatError, match="version 4.0"):
         read_info(bytes(data))
 
 
-def test_a_version_1_file_is_refused_as_made_by_an_older_odva():
+@pytest.mark.parametrize("major", [1, 2])
+def test_a_file_of_an_older_format_is_refused_as_made_by_an_older_odva(major):
     data = bytearray(REFERENCE.read_bytes())
-    data[4] = 1
-    with pytest.raises(FormatError, match="version 1.0.*older odva"):
+    data[4] = major
+    with pytest.raises(FormatError, match=f"version {major}.0.*older odva, for another model"):
         read_info(bytes(data))
 
 
 def test_chunk_record_round_trip():
-    chunk = ChunkRecord(3, 12, [TileRecord(5, 0.25, b"abc"), TileRecord(0, 1.5, b"")])
+    chunk = ChunkRecord(3, 12, [TileRecord(5, 0.25, b"abc", 2.5), TileRecord(0, 1.5, b"", 0.0009765625)])
     assert ChunkRecord.from_bytes(chunk.to_bytes()) == chunk
 
 
@@ -113,3 +114,17 @@ def test_the_shipped_models_path_is_pinned_too():
     codec = Codec(TINY_RESIDUAL_MODEL, device="cpu")
     data = codec.encode_array(synthetic_clip(**REFERENCE_CLIP), Fraction(25), REFERENCE_RATE, seed=3)
     assert data == (DATA / "reference_residual.odva").read_bytes()
+
+
+def test_a_v3_models_bitstream_and_decoded_output_are_pinned():
+    """The v3 path (rate points, the hyperprior coded in integer arithmetic), on a tiny model of that
+    kind: the reference clip encodes to the committed bytes, which decode to the committed frames."""
+    codec = Codec(TINY_V3_MODEL, device="cpu")
+    data = codec.encode_array(synthetic_clip(**REFERENCE_CLIP), Fraction(25), REFERENCE_RATE, seed=3)
+    assert data == (DATA / "reference_v3.odva").read_bytes()
+    info = read_info(data)
+    assert info.header.entropy_coder == "hyperprior-v1"
+    assert {rate for chunk in info.chunks for rate in chunk.rate} == {0.5 * (codec.model.cfg.rate_points - 1)}
+    expected = np.load(DATA / "reference_v3_frames.npy")
+    diff = np.abs(codec.decode_array(data, steps=REFERENCE_STEPS).astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.01

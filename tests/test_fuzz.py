@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import DATA
+from helpers import DATA, TINY_MODEL, TINY_V3_MODEL
 from odva_fuzz import build, parse
 
 from onedva_codec import FormatError, read_info
@@ -64,14 +64,16 @@ def test_the_cli_refuses_a_crafted_file_with_exit_1(cli, tmp_path):
     assert result.exit_code == 1 and not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))
 
 
-def test_mutated_files_end_in_odva_errors_within_bounds():
-    """A seeded run of scripts/fuzz.py: a thousand CRC-valid mutants, only OdvaErrors, none slow."""
-    command = [sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--count", "1000", "--seed", "7",
-               "--max-seconds", "2", "--json"]
+@pytest.mark.parametrize("weights,count", [(TINY_MODEL, 1000), (TINY_V3_MODEL, 600)])
+def test_mutated_files_end_in_odva_errors_within_bounds(weights, count):
+    """A seeded run of scripts/fuzz.py: CRC-valid mutants of a model's files (v2 and v3 kinds), only
+    OdvaErrors, none slow."""
+    command = [sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--count", str(count), "--seed", "7",
+               "--max-seconds", "2", "--json", "--weights", str(weights)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["inputs"] == 1000
+    assert summary["inputs"] == count
     assert summary["findings"] == {}, summary["findings"]
     assert summary["peak_rss_mib"] < 1024, summary
 

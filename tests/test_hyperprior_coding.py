@@ -67,8 +67,8 @@ def test_a_tile_round_trips_in_about_its_ideal_size(trained_like):
     _, tables = trained_like
     for seed in range(3):
         coder, z, y, mean, index, kept = _tile(tables, seed)
-        data = coder.encode(z, y, index, kept)
-        z2, y2, mean2 = coder.decode(data, z.shape, kept)
+        data = coder.encode_symbols(z, y, index, kept)
+        z2, y2, mean2 = coder.decode_symbols(data, z.shape, kept)
         assert np.array_equal(z2, z) and np.array_equal(y2[kept], y[kept]) and np.array_equal(mean2, mean)
         assert not y2[~kept].any()
         ideal = (tables.symbol_bits(tables.y_tables, index[kept], y[kept])
@@ -79,11 +79,11 @@ def test_a_tile_round_trips_in_about_its_ideal_size(trained_like):
 def test_damaged_tile_data_is_a_format_error(trained_like):
     _, tables = trained_like
     coder, z, y, _, index, kept = _tile(tables, 5)
-    data = coder.encode(z, y, index, kept)
+    data = coder.encode_symbols(z, y, index, kept)
     with pytest.raises(FormatError, match="whole 32-bit words"):
-        coder.decode(data[:-1], z.shape, kept)
+        coder.decode_symbols(data[:-1], z.shape, kept)
     with pytest.raises(FormatError):
-        coder.decode(data + bytes(4 * 64), z.shape, kept)
+        coder.decode_symbols(data + bytes(4 * 64), z.shape, kept)
 
 
 def test_tables_save_and_load_with_their_identity(trained_like, tmp_path):
@@ -113,7 +113,7 @@ def test_the_values_a_tile_restores_are_the_models_own_rounding(trained_like):
                       model.decoder.home_slot)[0].numpy() > 0
     assert np.array_equal(mask, coder.kept_planes(kept))
     z = torch.round(hp.hyper_encoder(y * torch.from_numpy(mask))).numpy()[0].astype(np.int64)
-    restored = coder.decode_values(coder.encode_values(z, y[0].numpy(), kept), kept)
+    restored = coder.decode(coder.encode(z, y[0].numpy(), kept), kept)
     mean, _ = hp.parameters_from(torch.from_numpy(z[None]).float())
     expected = (torch.round(y - mean) + mean)[0].numpy()
     assert np.abs(restored - expected)[mask].max() <= 1.05  # near a rounding edge a value may take the next step

@@ -99,7 +99,7 @@ def test_worker_processes_code_exactly_as_the_calling_thread_and_pass_errors_bac
     coder, pool = TileCoder(prior), TileCoderPool(prior, CONFIGS["tiny"], workers=2)
     try:
         tiles = [tile[: S + kept] for tile, kept in zip(_symbols(12, seed=5), range(0, N + 1, 6))]
-        data = list(pool.encode_all(iter(tiles)))  # more tiles than the 8 it keeps in flight
+        data = list(pool.encode_all((tile,) for tile in tiles))  # more tiles than the 8 it keeps in flight
         assert data == [coder.encode(tile) for tile in tiles]
         jobs = [pool.decode(d, len(tile)) for d, tile in zip(data, tiles)]
         assert all(np.array_equal(job.result(), tile) for job, tile in zip(jobs, tiles))

@@ -32,7 +32,7 @@ from ..errors import FormatError, InputError
 
 MAGIC = b"ODVA"
 TRAILER_MAGIC = b"ODVX"
-VERSION = (2, 0)  # 2.0: range coding under the model's prior (1.0 used zstd)
+VERSION = (3, 0)  # 3.0: a rate point per tile, for v3 models; 2.0: range coding under a prior; 1.0: zstd
 KIND_HEADER, KIND_CHUNK, KIND_AUDIO, KIND_INDEX = b"H", b"C", b"A", b"X"
 
 _PREAMBLE = struct.Struct("<4sBBH")
@@ -40,7 +40,8 @@ _RECORD_HEAD = struct.Struct("<cI")
 _CRC = struct.Struct("<I")
 _TRAILER = struct.Struct("<Q4s")
 _CHUNK_HEAD = struct.Struct("<IHH")  # chunk index, real frames, tile count
-_TILE_ENTRY = struct.Struct("<HeI")  # kept 1D tokens, motion score (float16), data bytes
+_TILE_ENTRY = struct.Struct("<HeHI")  # kept 1D tokens, motion score (float16), rate point * RATE_UNITS, data bytes
+RATE_UNITS = 1024  # a tile's rate point is stored in 1/1024 of a point
 _OFFSET = struct.Struct("<Q")
 
 RECORD_OVERHEAD = _RECORD_HEAD.size + _CRC.size
@@ -202,7 +203,8 @@ def _is_tile_origins(origins: object, size: int, tile: int) -> bool:
 class TileRecord:
     kept: int  # 1D tokens kept
     motion: float  # normalised motion score, as rate control saw it
-    data: bytes  # the range-coded symbols (onedva_codec/bitstream/latent_coding.py)
+    data: bytes  # the range-coded symbols (bitstream/latent_coding.py, or hyperprior_coding.py for a v3 model)
+    rate: float = 0.0  # a v3 model's rate point (a multiple of 1 / RATE_UNITS); 0 for models without
 
 
 @dataclass
@@ -213,7 +215,7 @@ class ChunkRecord:
 
     def to_bytes(self) -> bytes:
         parts = [_CHUNK_HEAD.pack(self.index, self.frames, len(self.tiles))]
-        parts += [_TILE_ENTRY.pack(t.kept, t.motion, len(t.data)) for t in self.tiles]
+        parts += [_TILE_ENTRY.pack(t.kept, t.motion, round(t.rate * RATE_UNITS), len(t.data)) for t in self.tiles]
         parts += [t.data for t in self.tiles]
         return b"".join(parts)
 
@@ -226,8 +228,8 @@ class ChunkRecord:
             raise FormatError("a chunk record is malformed") from None
         pos = _CHUNK_HEAD.size + count * _TILE_ENTRY.size
         tiles = []
-        for kept, motion, size in entries:
-            tiles.append(TileRecord(kept, float(motion), data[pos:pos + size]))
+        for kept, motion, rate, size in entries:
+            tiles.append(TileRecord(kept, float(motion), data[pos:pos + size], rate / RATE_UNITS))
             pos += size
         if pos != len(data):
             raise FormatError("a chunk record's tile sizes do not add up")
@@ -309,7 +311,8 @@ class OdvaReader:
             raise FormatError(f"{self.path} is not an .odva file")
         _, major, minor, flags = _PREAMBLE.unpack(preamble)
         if major != VERSION[0]:
-            older = " (made by an older odva: encode the source again)" if major < VERSION[0] else ""
+            older = (" (made by an older odva, for another model: encode the source again)"
+                     if major < VERSION[0] else "")
             raise FormatError(f"{self.path} is .odva version {major}.{minor}; this odva reads version "
                               f"{VERSION[0]}.x only{older}")
         if flags:
@@ -396,12 +399,13 @@ class ChunkInfo:
     frames: int
     kept: list[int]  # 1D tokens kept, per tile
     motion: list[float]  # normalised motion score, per tile
+    rate: list[float]  # rate point, per tile (0 for a model without rate points)
     bytes: int  # the whole record
     latent_bytes: int  # of which the tiles' coded latents
     latent_values: int  # latent values those bytes code
 
 
-INFO_SCHEMA = "odva-info/1"  # `FileInfo.to_json`'s keys and types; a new one gets a new number
+INFO_SCHEMA = "odva-info/2"  # `FileInfo.to_json`'s keys and types; a new one gets a new number
 
 
 @dataclass
@@ -453,7 +457,8 @@ class FileInfo:
             "audio": None if h.audio is None else {**h.audio, "bytes": self.audio_bytes},
             "encoder": h.encoder,
             "chunks": [{"index": c.index, "frames": c.frames, "bytes": c.bytes, "latent_bytes": c.latent_bytes,
-                        "kept_1d_tokens": list(c.kept), "motion": list(c.motion)} for c in self.chunks],
+                        "kept_1d_tokens": list(c.kept), "motion": list(c.motion), "rate_point": list(c.rate)}
+                       for c in self.chunks],
         }
 
 
@@ -466,7 +471,8 @@ def read_info(source: str | Path | bytes) -> FileInfo:
             h = reader.header
             values = sum((h.structural_tokens + t.kept) * h.latent_channels for t in chunk.tiles)
             chunks.append(ChunkInfo(chunk.index, chunk.frames, [t.kept for t in chunk.tiles],
-                                    [t.motion for t in chunk.tiles], size, sum(len(t.data) for t in chunk.tiles),
+                                    [t.motion for t in chunk.tiles], [t.rate for t in chunk.tiles], size,
+                                    sum(len(t.data) for t in chunk.tiles),
                                     values))
         audio = reader.read_audio()
         return FileInfo(reader.path, reader.version, reader.header, reader.file_size, chunks,

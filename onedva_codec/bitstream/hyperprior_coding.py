@@ -49,6 +49,7 @@ MEAN_STEPS = 16  # predicted means are multiples of 1/16 of a rounding step
 WEIGHT_LIMIT = (1 << 15) - 1
 ACTIVATION_LIMIT = (1 << 15) - 1
 ALPHABET = 2 * SYMBOL_LIMIT + 1
+ENTROPY_CODER = "hyperprior-v1"  # what a v3 model's files name in their header
 
 
 def scale_levels() -> np.ndarray:
@@ -229,21 +230,21 @@ class HyperpriorCoder:
         groups = tokens.reshape(-1, 1, side, side)
         return np.broadcast_to(groups, (groups.shape[0], self.channels, side, side)).reshape(-1, side, side)
 
-    def encode_values(self, z: np.ndarray, y: np.ndarray, kept_1d: int) -> bytes:
+    def encode(self, z: np.ndarray, y: np.ndarray, kept_1d: int) -> bytes:
         """A tile from its hyper-latent symbols (h, g, g) and gained latent (planes, G, G), float: each value
         is sent as its distance to the predicted mean, rounded (and kept to -127..127)."""
         mean, index = self.predict(z)
         symbols = np.clip(np.round(y - mean / MEAN_STEPS), -SYMBOL_LIMIT, SYMBOL_LIMIT).astype(np.int64)
-        return self.encode(z, symbols, index, self.kept_planes(kept_1d))
+        return self.encode_symbols(z, symbols, index, self.kept_planes(kept_1d))
 
-    def decode_values(self, data: bytes, kept_1d: int) -> np.ndarray:
-        """Inverse of `encode_values`: the gained latent as the decoder restores it, (planes, G, G) float32,
+    def decode(self, data: bytes, kept_1d: int) -> np.ndarray:
+        """Inverse of `encode`: the gained latent as the decoder restores it, (planes, G, G) float32,
         0 where a 1D token was not kept."""
         kept = self.kept_planes(kept_1d)
-        _, y, mean = self.decode(data, self.z_shape, kept)
+        _, y, mean = self.decode_symbols(data, self.z_shape, kept)
         return np.where(kept, y + mean / MEAN_STEPS, 0).astype(np.float32)  # exact: multiples of 1/16 below 2**8
 
-    def encode(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, kept: np.ndarray) -> bytes:
+    def encode_symbols(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, kept: np.ndarray) -> bytes:
         """z (h, g, g) and y (planes, G, G) int symbols in -127..127, the scale index of every y value
         (from `predict`) and a (planes, G, G) bool mask of the values sent -> the tile's bytes."""
         encoder = constriction.stream.queue.RangeEncoder()
@@ -256,9 +257,9 @@ class HyperpriorCoder:
             encoder.encode(values[start:end], self._y_models[level])
         return encoder.get_compressed().astype("<u4").tobytes()
 
-    def decode(self, data: bytes, z_shape: tuple[int, int, int], kept: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Inverse of `encode`: -> z symbols, y symbols (0 where not kept) and the mean numerators."""
+    def decode_symbols(self, data: bytes, z_shape: tuple[int, int, int], kept: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Inverse of `encode_symbols`: -> z symbols, y symbols (0 where not kept) and the mean numerators."""
         if len(data) % 4:
             raise FormatError(f"latent data of {len(data)} bytes is not whole 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))

@@ -16,8 +16,16 @@ and is searched for:
   (`size_table`); should the written file still exceed the target, it is
   written again with the budget cut by the excess (`spend`).
 
+A v3 model (rate points, model/hyperprior.py) has a second knob: the rate
+point, which sets how finely every latent value is sent. `--quality q` moves
+both along one ladder (`ladder`): the rate point q of the way from the lowest to
+the highest, and a mean 1D length from LENGTH_FLOOR of N at q = 0 to all of it at
+q = 1, spread by motion as above. `--bitrate b` searches q on that ladder by
+writing the file: the largest q whose file fits (`spend_ladder`).
+
 Everything about rate lives here: reading a bitrate, checking the options,
-the size table, the target and the plan; the encoder asks `spend` once.
+the size table, the target and the plan; the encoder asks `spend` (or
+`spend_ladder`) once.
 """
 
 from __future__ import annotations
@@ -29,11 +37,14 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
+from .container import RATE_UNITS
 
 MOTION_SHARE = 0.5  # share of the 1D budget that follows motion when adaptive
 LENGTH_STEPS = 32  # --bitrate chooses lengths among multiples of N / LENGTH_STEPS
 DEFAULT_QUALITY = 0.5
 WRITES = 3  # --bitrate: the first write fits unless the size bound fails; then two more at most
+LENGTH_FLOOR = 0.5  # v3: the mean share of 1D tokens kept at --quality 0
+LADDER_STEPS = 12  # v3 --bitrate: bisection steps on the ladder (q to 1/4096)
 _BITRATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)(?:bps|b/s|bit/s)?\s*$")
 
 
@@ -187,3 +198,49 @@ def spend(rate: RateOptions, motion: np.ndarray, sizes: np.ndarray | None, durat
             break
         excess += written - target
     return lengths, written, note
+
+
+def ladder(quality: float, max_rate: float) -> tuple[float, float]:
+    """A v3 model's (rate point, mean share of 1D tokens) at `quality`; the rate point on the file's grid
+    of 1 / RATE_UNITS."""
+    return round(quality * max_rate * RATE_UNITS) / RATE_UNITS, LENGTH_FLOOR + (1 - LENGTH_FLOOR) * quality
+
+
+def spend_ladder(rate: RateOptions, motion: np.ndarray, duration: float, max_rate: float, max_tokens: int,
+                 write: Callable[[float, np.ndarray], int]) -> tuple[float, np.ndarray, int, str | None]:
+    """A v3 model's `spend`: choose the rate point and every unit's length on the ladder and write the file
+    with them (`write(rate_point, lengths)` writes it from its start and returns its size). Returns the
+    rate point, the lengths, the size and a note for the user, if any. `--bitrate` writes the file for
+    each quality it tries (bisection, LADDER_STEPS of them), and keeps the best that fits."""
+    def plan(quality: float) -> tuple[float, np.ndarray]:
+        point, share = ladder(quality, max_rate)
+        return point, lengths_for_quality(motion, share, max_tokens, rate.adaptive)
+
+    if rate.bitrate is None:
+        point, lengths = plan(rate.quality)
+        return point, lengths, write(point, lengths), None
+    target = target_bytes(rate, duration)
+    point, lengths = plan(1.0)
+    written = write(point, lengths)
+    if written <= target:
+        note = f"the target exceeds what full quality needs; the file is {written * 8 / duration / 1000:.1f} kbit/s"
+        return point, lengths, written, note
+    point, lengths = plan(0.0)
+    written = write(point, lengths)
+    if written > target:
+        raise InputError(f"bitrate too low: this video needs at least {written * 8 / duration / 1000:.1f} kbit/s "
+                         "(the lowest quality)")
+    best, low, high, last_fits = (point, lengths, written), 0.0, 1.0, True
+    for _ in range(LADDER_STEPS):
+        middle = 0.5 * (low + high)
+        point, lengths = plan(middle)
+        written = write(point, lengths)
+        last_fits = written <= target
+        if last_fits:
+            low, best = middle, (point, lengths, written)
+        else:
+            high = middle
+    point, lengths, written = best
+    if not last_fits:  # the file on disk is the last one tried: write the best that fits again
+        written = write(point, lengths)
+    return point, lengths, written, None

@@ -96,9 +96,16 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRec
     noise_shape = (3, cfg.frames, cfg.tile, cfg.tile)
 
     def decode(batch: _UnitBatch) -> Tensor:
-        values = job.quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
-        latents = Latents(values[:, :s], values[:, s:], keep)
+        if cfg.rate_distortion:  # restored planes at each unit's rate point
+            net = model.model
+            structural, tokens_1d = net.hyperprior.restore(torch.from_numpy(batch.planes()).to(device),
+                                                           torch.from_numpy(batch.rates).to(device),
+                                                           net.decoder.home_slot)
+            latents = Latents(structural, tokens_1d, keep)
+        else:
+            values = job.quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
+            latents = Latents(values[:, :s], values[:, s:], keep)
         if engine.device_noise:
             noise = torch.empty((len(batch.units),) + noise_shape, device=device)
             for (record, t), out in zip(batch.units, noise):
@@ -143,6 +150,7 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord
     GIL while it draws) while this thread unpacks the next batch's symbols, into page-locked memory
     when a GPU is in use, so that it crosses to the GPU without a staging copy."""
     s, n_max = cfg.structural_tokens, cfg.max_1d_tokens
+    max_rate = max(cfg.rate_points - 1, 0)
     shape = (3, cfg.frames, cfg.tile, cfg.tile)
     pin = engine.device.type == "cuda"
     units: list[tuple[ChunkRecord, int]] = []
@@ -159,9 +167,12 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord
                 tile = record.tiles[t]
                 if tile.kept > n_max:
                     raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
-                symbol_jobs.append(engine.decode_tile(tile.data, s + tile.kept))
+                if tile.rate > max_rate:
+                    raise FormatError(f"a tile claims rate point {tile.rate:g}, the model's go up to {max_rate}")
+                symbol_jobs.append(engine.decode_tile(tile.data, tile.kept if cfg.rate_distortion else s + tile.kept))
         kept = np.array([record.tiles[t].kept for record, t in units])
-        return _UnitBatch(list(units), symbol_jobs, kept, noise, jobs)
+        rates = np.array([record.tiles[t].rate for record, t in units], dtype=np.float32)
+        return _UnitBatch(list(units), symbol_jobs, kept, rates, noise, jobs)
 
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         for record in chunks:
@@ -177,8 +188,9 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord
 @dataclass
 class _UnitBatch:
     units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
-    symbol_jobs: list[Future]  # each unit's (S + kept, C) int8 symbols, decoded on a worker
+    symbol_jobs: list[Future]  # each unit's (S + kept, C) int8 symbols (v3: its planes), decoded on a worker
     kept: np.ndarray  # (B,)
+    rates: np.ndarray  # (B,) rate points (v3)
     noise: Tensor | None  # (B, 3, T, tile, tile), on the CPU, filled by noise_jobs; None: drawn on the GPU
     noise_jobs: list[Future]
 
@@ -190,3 +202,8 @@ class _UnitBatch:
                 decoded = job.result()
                 row[: len(decoded)] = decoded
         return out
+
+    def planes(self) -> np.ndarray:
+        """A v3 model's (B, planes, G, G) float32 restored latents (waits for the decoding)."""
+        with record_function("odva.wait_for_symbols"):
+            return np.stack([job.result() for job in self.symbol_jobs])

@@ -22,6 +22,7 @@ from torch.profiler import record_function
 
 from ..bitstream import ratecontrol
 from ..bitstream.container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
+from ..bitstream.hyperprior_coding import ENTROPY_CODER as HYPERPRIOR_CODER
 from ..bitstream.latent_coding import ENTROPY_CODER
 from ..bitstream.noise import unit_noise
 from ..bitstream.ratecontrol import RateOptions
@@ -101,22 +102,31 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
     the decoder (search.py): a slower encode of a file that decodes better."""
     started = time.perf_counter()
     cfg, rate = model.cfg, request.rate
+    if cfg.rate_distortion and request.search_steps:
+        raise InputError("--search refines the latents of v1 and v2 models; this model's (v3) are chosen for "
+                         "their rate already: encode without it")
     grid = TileGrid.plan(request.height, request.width, cfg.tile, cfg.tile_overlap)
     with tempfile.TemporaryFile() as spool:
         job = _EncodeJob(grid, request.seed, request.search_steps)
-        analysis = _analyse(model, engine, frames, job, spool, rate.bitrate is not None, progress)
+        with_sizes = rate.bitrate is not None and not cfg.rate_distortion  # v3 searches by writing the file
+        analysis = _analyse(model, engine, frames, job, spool, with_sizes, progress)
         header = _header(model, request, analysis.frames, grid)
         overhead = container_overhead(header, len(request.audio or b""))
         start = out.tell()
 
-        def write(lengths: np.ndarray) -> int:
+        def write(lengths: np.ndarray, rate_point: float = 0.0) -> int:
             out.seek(start)
             out.truncate()
-            return _write(engine, model, out, header, analysis, lengths, grid.count, request.audio)
+            return _write(engine, model, out, header, analysis, lengths, rate_point, grid.count, request.audio)
 
-        lengths, written, note = ratecontrol.spend(rate, analysis.motion, analysis.sizes,
-                                                   float(analysis.frames / request.fps), overhead,
-                                                   cfg.max_1d_tokens, write)
+        duration = float(analysis.frames / request.fps)
+        if cfg.rate_distortion:
+            _, lengths, written, note = ratecontrol.spend_ladder(
+                rate, analysis.motion, duration, cfg.rate_points - 1, cfg.max_1d_tokens,
+                lambda point, lengths: write(lengths, point))
+        else:
+            lengths, written, note = ratecontrol.spend(rate, analysis.motion, analysis.sizes, duration, overhead,
+                                                       cfg.max_1d_tokens, write)
     return EncodeResult(analysis.frames, request.width, request.height, request.fps, written,
                         time.perf_counter() - started, float(lengths.mean() / cfg.max_1d_tokens),
                         [note] if note else [])
@@ -161,7 +171,8 @@ class _EncodeJob:
 
     def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[tuple[Tensor, int, int]],
             progress: Progress | None = None) -> Iterator[tuple[np.ndarray, list[float]]]:
-        """Each chunk's (tiles, S + N, C) int8 symbols at full length and its tiles' motion scores;
+        """Each chunk's (tiles, S + N, C) int8 symbols at full length (a v3 model: its float16 latents, which
+        the rate point turns into symbols when the file is written) and its tiles' motion scores;
         tiles of consecutive chunks are batched together. `progress` hears after every batch of its
         share of the frames (a tile is 1 / tiles of its chunk's real frames)."""
         content_h, content_w = self.grid.content_size
@@ -198,7 +209,10 @@ class _EncodeJob:
                 with record_function("odva.search_latents"):
                     means = search_latents(model, engine, tiles, means, noise, real, self.grid.content_size,
                                            lengths)
-            symbols.extend(quantizer.quantize(means).cpu().numpy())
+            if cfg.rate_distortion:
+                symbols.extend(means.to(torch.float16).cpu().numpy())
+            else:
+                symbols.extend(quantizer.quantize(means).cpu().numpy())
             scores.extend(normalise_motion(motion_scores(tiles, real), card.motion_mu, card.motion_sigma).tolist())
             if progress:
                 progress(sum(unit[1] for unit in units) / self.grid.count)
@@ -215,30 +229,58 @@ class _EncodeJob:
 
 
 def _write(engine: Engine, model: LoadedModel, out: BinaryIO, header: FileHeader, analysis: _Analysis,
-           lengths: np.ndarray, tiles_per_chunk: int, audio: bytes | None) -> int:
+           lengths: np.ndarray, rate_point: float, tiles_per_chunk: int, audio: bytes | None) -> int:
     cfg = model.cfg
+    dtype = np.float16 if cfg.rate_distortion else np.int8
     unit_values = (cfg.structural_tokens + cfg.max_1d_tokens) * cfg.latent_channels
+    units = len(analysis.real_frames) * tiles_per_chunk
     start = out.tell()
     writer = OdvaWriter(out, header)
     analysis.spool.seek(0)
 
-    def unit_symbols() -> Iterator[np.ndarray]:
-        for unit in range(len(analysis.real_frames) * tiles_per_chunk):
-            symbols = np.frombuffer(analysis.spool.read(unit_values), dtype=np.int8)
-            yield symbols.reshape(-1, cfg.latent_channels)[: cfg.structural_tokens + lengths[unit]]
+    def spooled() -> Iterator[np.ndarray]:
+        for _ in range(units):
+            values = np.frombuffer(analysis.spool.read(unit_values * np.dtype(dtype).itemsize), dtype=dtype)
+            yield values.reshape(-1, cfg.latent_channels)
 
-    coded = engine.encode_tiles(unit_symbols())
+    def tiles() -> Iterator[tuple]:
+        if not cfg.rate_distortion:
+            for unit, symbols in enumerate(spooled()):
+                yield (symbols[: cfg.structural_tokens + lengths[unit]],)
+            return
+        latents = spooled()
+        for first in range(0, units, engine.batch_size):
+            batch = range(first, min(first + engine.batch_size, units))
+            yield from zip(*_to_send(model, np.stack([next(latents) for _ in batch]), rate_point, lengths[batch]),
+                           lengths[batch].tolist())
+
+    coded = engine.encode_tiles(tiles())
     for chunk, real in enumerate(analysis.real_frames):
-        tiles = []
+        records = []
         for unit in range(chunk * tiles_per_chunk, (chunk + 1) * tiles_per_chunk):
             motion = min(float(analysis.motion[unit]), 6e4)  # float16 range
             with record_function("odva.pack_latents"):
-                tiles.append(TileRecord(int(lengths[unit]), motion, next(coded)))
-        writer.write_chunk(ChunkRecord(chunk, real, tiles))
+                records.append(TileRecord(int(lengths[unit]), motion, next(coded), rate_point))
+        writer.write_chunk(ChunkRecord(chunk, real, records))
     if audio is not None:
         writer.write_audio(audio)
     writer.finish()
     return out.tell() - start
+
+
+def _to_send(model: LoadedModel, latents: np.ndarray, rate_point: float, lengths: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """A v3 model's units (B, S + N, C) at one rate point, each keeping its length of 1D tokens -> their
+    hyper-latents (B, h, g, g) and gained latents (B, planes, G, G), on the host, to be range coded. Run
+    where the codec's own copy of the model is (its one device, or the CPU beside device processes)."""
+    net, cfg = model.model, model.cfg
+    device = next(net.parameters()).device
+    values = torch.from_numpy(latents).to(device).float()
+    kept = torch.from_numpy(np.stack([model.tile_coder.kept_planes(int(k)) for k in lengths])).to(device)
+    rate = torch.full((len(latents),), rate_point, device=device)
+    y, z = net.hyperprior.to_send(values[:, :cfg.structural_tokens], values[:, cfg.structural_tokens:], rate, kept,
+                                  net.decoder.home_slot)
+    return z.cpu().numpy().astype(np.int64), y.cpu().numpy()
 
 
 def _header(model: LoadedModel, request: EncodeRequest, frames: int, grid: TileGrid) -> FileHeader:
@@ -251,6 +293,6 @@ def _header(model: LoadedModel, request: EncodeRequest, frames: int, grid: TileG
         latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
         max_1d_tokens=cfg.max_1d_tokens, quant_step=card.quant_step,
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
-        entropy_coder=ENTROPY_CODER, seed=request.seed, audio=request.audio_info,
+        entropy_coder=HYPERPRIOR_CODER if cfg.rate_distortion else ENTROPY_CODER, seed=request.seed, audio=request.audio_info,
         rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}",
     )

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..bitstream.container import FileHeader
+from ..bitstream.hyperprior_coding import ENTROPY_CODER as HYPERPRIOR_CODER
 from ..bitstream.hyperprior_coding import HyperpriorCoder, HyperpriorTables
 from ..bitstream.latent_coding import ENTROPY_CODER, Quantizer, TileCoder
 from ..bitstream.prior import EntropyPrior
@@ -235,9 +236,10 @@ def check_decodable(header: FileHeader, loaded: LoadedModel) -> None:
             header.max_1d_tokens) != (cfg.frames, cfg.tile, cfg.latent_channels, cfg.structural_tokens,
                                       cfg.max_1d_tokens):
         raise ModelMismatchError("the file's latent geometry does not match the loaded model")
-    if header.entropy_coder != ENTROPY_CODER:
-        raise FormatError(f"this file uses entropy coder {header.entropy_coder!r}, which this odva cannot read "
-                          f"(it reads {ENTROPY_CODER!r})")
+    coder = HYPERPRIOR_CODER if cfg.rate_distortion else ENTROPY_CODER
+    if header.entropy_coder != coder:
+        raise FormatError(f"this file uses entropy coder {header.entropy_coder!r}, which model {loaded.model_id} "
+                          f"cannot read (it reads {coder!r})")
     if header.prior_sha256 != card.prior_sha256:
         raise ModelMismatchError(
             f"this file was coded under entropy prior {header.prior_sha256[:16]}, but the loaded model "

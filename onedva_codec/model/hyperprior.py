@@ -138,6 +138,25 @@ class HyperPrior(nn.Module):
         s_hat, t_hat = self.from_grid(y_hat, home_slot)
         return s_hat * inverse[:, None, 0], t_hat * inverse[:, None, 1], bits
 
+    # ------------------------------------------------------------------ what the codec asks
+
+    @torch.no_grad()
+    def to_send(self, structural: Tensor, tokens_1d: Tensor, rate: Tensor, kept: Tensor, home_slot: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        """The encoder's side of a file: the gained latent laid out as planes (B, planes, G, G), the
+        values not sent (`kept` planes False) zeroed, and its hyper-latent, rounded (B, h, G/2, G/2)."""
+        gain, _ = self.gains(rate)
+        y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
+        y = y * kept
+        return y, torch.round(self.hyper_encoder(y)).clamp(-127, 127)
+
+    def restore(self, planes: Tensor, rate: Tensor, home_slot: Tensor) -> tuple[Tensor, Tensor]:
+        """The decoder's side: restored planes (B, planes, G, G) at each unit's rate point -> the structural
+        latent and 1D tokens the decoder network sees."""
+        _, inverse = self.gains(rate)
+        structural, tokens_1d = self.from_grid(planes, home_slot)
+        return structural * inverse[:, None, 0], tokens_1d * inverse[:, None, 1]
+
     @torch.no_grad()
     def shipped_tables(self, hidden_peak: float) -> HyperpriorTables:
         """The entropy model a file is coded with: the hyper decoder in integer arithmetic, its hidden

@@ -36,12 +36,12 @@ def _start_worker(prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig) -> N
     _coder = tile_coder(prior, cfg)
 
 
-def _decode(data: bytes, tokens: int) -> np.ndarray:
-    return _coder.decode(data, tokens)
+def _decode(data: bytes, count: int) -> np.ndarray:
+    return _coder.decode(data, count)
 
 
-def _encode(symbols: np.ndarray) -> bytes:
-    return _coder.encode(symbols)
+def _encode(tile: tuple) -> bytes:
+    return _coder.encode(*tile)
 
 
 class TileCoderPool:
@@ -54,16 +54,17 @@ class TileCoderPool:
                                              initializer=_start_worker, initargs=(prior, cfg))
         self._executor.submit(int).result()  # forks every worker now, before the codec starts its threads
 
-    def decode(self, data: bytes, tokens: int) -> Future:
-        """A future of TileCoder.decode(data, tokens); a damaged tile's FormatError comes out of it."""
-        return self._executor.submit(_decode, data, tokens)
+    def decode(self, data: bytes, count: int) -> Future:
+        """A future of the coder's decode(data, count) (count: tokens of a v1/v2 tile, kept 1D tokens of a
+        v3 one); a damaged tile's FormatError comes out of it."""
+        return self._executor.submit(_decode, data, count)
 
-    def encode_all(self, tiles: Iterable[np.ndarray]) -> Iterator[bytes]:
-        """TileCoder.encode of each tile, in order, with a few tiles per worker in flight (so a long
-        video's symbols are never all in memory at once)."""
+    def encode_all(self, tiles: Iterable[tuple]) -> Iterator[bytes]:
+        """The coder's encode(*tile) of each tile, in order, with a few tiles per worker in flight (so a
+        long video's latents are never all in memory at once)."""
         pending: deque[Future] = deque()
-        for symbols in tiles:
-            pending.append(self._executor.submit(_encode, symbols))
+        for tile in tiles:
+            pending.append(self._executor.submit(_encode, tile))
             if len(pending) >= 4 * self.workers:
                 yield pending.popleft().result()
         while pending:

@@ -9,7 +9,6 @@ import os
 from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 
 from ..errors import InputError, WeightsError
@@ -125,18 +124,20 @@ class Engine:
             raise InputError(f"--compile failed ({str(error).splitlines()[0][:200]}); run without it") from None
         return _map_rows(out, lambda x: x[:rows]) if rows < self.batch_size else out
 
-    def decode_tile(self, data: bytes, tokens: int) -> Future:
-        """A tile's symbols, (tokens, C) int8, decoded on a worker process (or here, done at once)."""
+    def decode_tile(self, data: bytes, count: int) -> Future:
+        """A tile's latents decoded on a worker process (or here, done at once): a v1/v2 model's
+        (count tokens, C) int8 symbols, a v3 model's restored planes keeping `count` 1D tokens."""
         if self._coding_pool is None:
             done: Future = Future()
-            done.set_result(self.model.tile_coder.decode(data, tokens))
+            done.set_result(self.model.tile_coder.decode(data, count))
             return done
-        return self._coding_pool.decode(data, tokens)
+        return self._coding_pool.decode(data, count)
 
-    def encode_tiles(self, tiles: Iterable[np.ndarray]) -> Iterator[bytes]:
-        """Each tile's bytes, in order, coded on the worker processes (or here)."""
+    def encode_tiles(self, tiles: Iterable[tuple]) -> Iterator[bytes]:
+        """Each tile's bytes, in order, coded on the worker processes (or here): the tile coder's
+        encode(*tile) ((symbols,) for a v1/v2 model, (z, y, kept 1D tokens) for v3)."""
         if self._coding_pool is None:
-            return (self.model.tile_coder.encode(symbols) for symbols in tiles)
+            return (self.model.tile_coder.encode(*tile) for tile in tiles)
         return self._coding_pool.encode_all(tiles)
 
     def chunk_memory(self, shape: tuple[int, ...]) -> torch.Tensor:
