@@ -98,8 +98,10 @@ def test_info_json_is_typed_and_documented(cli):
             yield prefix + key
             if isinstance(inner, dict) and key not in ("rate", "audio"):
                 yield from flat(inner, prefix + key + ".")
-    assert set(flat(data)) | {"chunks[].index", "chunks[].frames", "chunks[].bytes", "chunks[].latent_bytes",
-                              "chunks[].kept_1d_tokens", "chunks[].motion"} == keys
+    chunk_keys = {f"chunks[].{key}" for key in data["chunks"][0]}
+    assert chunk_keys == {"chunks[].index", "chunks[].frames", "chunks[].bytes", "chunks[].latent_bytes",
+                          "chunks[].kept_1d_tokens", "chunks[].motion", "chunks[].rate_point"}
+    assert set(flat(data)) | chunk_keys == keys
 
 
 def test_truncated_file(cli, tmp_path):
