@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from .bitstream.container import check_frame_size, read_info
+from .bitstream.container import HYPERPRIOR_CODER, check_frame_size, read_info
 from .bitstream.ratecontrol import RateOptions
 from .errors import InputError, OdvaError
 from .model.schedule import MAX_DECODING_STEPS
@@ -357,6 +357,8 @@ def info(
         out.print_json(json.dumps(details.to_json()))
         return
     h = details.header
+    rates = [rate for c in details.chunks for rate in c.rate] or [0.0]
+    hyperprior = h.entropy_coder == HYPERPRIOR_CODER
     summary = {
         "file": str(details.path), "version": ".".join(map(str, details.version)), "bytes": details.file_size,
         "model": f"{h.model_config}-{h.model_sha256[:16]}", "size": f"{h.width}x{h.height}",
@@ -366,7 +368,9 @@ def info(
         "chunks": f"{h.chunk_count} of {h.chunk_frames} frames, {h.tile_count} tile(s) each",
         "tile": f"{h.tile_size} px, overlap {h.tile_overlap}", "latent": f"{h.structural_tokens} structural + "
         f"up to {h.max_1d_tokens} 1D tokens x {h.latent_channels} channels",
-        "quantization": f"step {h.quant_step:g}", "coding": f"{h.entropy_coder}, prior {h.prior_sha256[:16]}",
+        "quantization": ((f"rate point {rates[0]:g}" if min(rates) == max(rates)
+                          else f"rate points {min(rates):g} to {max(rates):g}") if hyperprior
+                         else f"step {h.quant_step:g}"), "coding": f"{h.entropy_coder}, prior {h.prior_sha256[:16]}",
         "latent bytes": f"{details.latent_bytes} ({details.latent_bytes / details.file_size:.1%} of the file), "
         f"{details.bits_per_latent_value:.3f} bits per latent value", "rate": describe_rate(h.rate), "seed": h.seed,
         "audio": (f"{h.audio['codec']}, {h.audio['sample_rate']} Hz, {h.audio['channels']} ch, "
@@ -377,11 +381,13 @@ def info(
     for key, value in summary.items():
         table.add_row(key, str(value))
     out.print(table)
-    chunks = Table("chunk", "frames", "1D tokens kept", "bytes", "motion", title="chunks")
+    chunks = Table("chunk", "frames", "1D tokens kept", *(["rate point"] if hyperprior else []), "bytes", "motion",
+                   title="chunks")
     for c in details.chunks:
         kept = str(c.kept[0]) if len(c.kept) == 1 else f"{sum(c.kept) / len(c.kept):.1f} (mean of {len(c.kept)})"
         motion = sum(c.motion) / len(c.motion)
-        chunks.add_row(str(c.index), str(c.frames), kept, str(c.bytes), f"{motion:.3f}")
+        rate = [f"{sum(c.rate) / len(c.rate):.3f}"] if hyperprior else []
+        chunks.add_row(str(c.index), str(c.frames), kept, *rate, str(c.bytes), f"{motion:.3f}")
     out.print(chunks)
 
 

@@ -42,6 +42,7 @@ _TRAILER = struct.Struct("<Q4s")
 _CHUNK_HEAD = struct.Struct("<IHH")  # chunk index, real frames, tile count
 _TILE_ENTRY = struct.Struct("<HeHI")  # kept 1D tokens, motion score (float16), rate point * RATE_UNITS, data bytes
 RATE_UNITS = 1024  # a tile's rate point is stored in 1/1024 of a point
+HYPERPRIOR_CODER = "hyperprior-v1"  # the entropy coder of v3 models' files (bitstream/hyperprior_coding.py)
 _OFFSET = struct.Struct("<Q")
 
 RECORD_OVERHEAD = _RECORD_HEAD.size + _CRC.size

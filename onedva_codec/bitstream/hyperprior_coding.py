@@ -40,6 +40,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from ..errors import FormatError
+from .container import HYPERPRIOR_CODER
 from .prior import SYMBOL_LIMIT, TOTAL, frequencies
 
 SCALE_MIN = 0.11  # smallest scale of a latent value's Gaussian, in rounding steps
@@ -49,7 +50,7 @@ MEAN_STEPS = 16  # predicted means are multiples of 1/16 of a rounding step
 WEIGHT_LIMIT = (1 << 15) - 1
 ACTIVATION_LIMIT = (1 << 15) - 1
 ALPHABET = 2 * SYMBOL_LIMIT + 1
-ENTROPY_CODER = "hyperprior-v1"  # what a v3 model's files name in their header
+ENTROPY_CODER = HYPERPRIOR_CODER  # what a v3 model's files name in their header
 
 
 def scale_levels() -> np.ndarray:
