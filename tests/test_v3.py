@@ -140,6 +140,19 @@ def test_odva_train_grows_a_v2_run_into_v3_and_validates_every_rate_point(pack, 
     assert set(val) == {"rate0", "rate1", "rate2", "top-no-1d", "ceiling"}
     assert val["rate0"]["bpp"] < val["rate2"]["bpp"] and val["top-no-1d"]["bpp"] < val["rate2"]["bpp"]
     assert [r for r in records if "loss" in r][-1]["rate"] > 0
+    # exported, the codec codes with it; validated, every rate point has its row
+    from odva_train.export import export
+    from odva_train.validate import format_rows, validate
+
+    from onedva_codec import Codec, RateOptions
+    card = export(tmp_path / "v3", tmp_path / "model")
+    assert card.prior_fit["kind"] == "hyperprior"
+    codec = Codec(tmp_path / "model", device="cpu")
+    clip = _clips(1)[0].permute(1, 2, 3, 0).add(1).mul(127.5).round().byte().numpy()
+    files = [codec.encode_array(clip, 25, RateOptions(quality=q)) for q in (0.0, 1.0)]
+    assert len(files[0]) < len(files[1]) and codec.decode_array(files[1]).shape == clip.shape
+    rows = validate(tmp_path / "model", pack, [1], [1.0], clips=2)
+    assert "| 1 | 1 | rate2 |" in format_rows(rows)
 
 
 def test_a_v3_run_needs_one_lambda_per_rate_point(pack, tmp_path):

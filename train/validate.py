@@ -24,7 +24,7 @@ from onedva_codec.model.schedule import DecodingSchedule
 
 from .clips import validation_clips
 from .pack import Pack
-from .trainer import evaluate, load_checkpoint, model_from_checkpoint
+from .trainer import evaluate, evaluate_rates, load_checkpoint, model_from_checkpoint
 
 
 def _model_and_quantizer(source: Path) -> tuple[OneDVA, Quantizer | None]:
@@ -48,6 +48,8 @@ def validate(source: str | Path, data: str | Path, steps: list[int], refine_from
     quant_steps: quantizer steps in latent units to decode with instead of the model's own (0: the
     latents unquantized); each row then also gives the ideal rate of its symbols (`entropy_bpp`)."""
     model, quantizer = _model_and_quantizer(Path(source))
+    if quant_steps and model.cfg.rate_distortion:
+        raise ValueError(f"{source} is a v3 model: its rate points are its quantizers (no --quant-step)")
     if quant_steps and quantizer is None:
         raise ValueError(f"{source} has no quantizer (a KL model): other quantizer steps mean nothing for it")
     model = model.to(device).eval()
@@ -60,6 +62,13 @@ def validate(source: str | Path, data: str | Path, steps: list[int], refine_from
     means = held_out_means(model, held_out, torch.device(device), autocast) if quant_steps else None
     pixels = held_out.shape[0] * model.cfg.frames * model.cfg.tile * model.cfg.tile
     rows = []
+    if model.cfg.rate_distortion:  # every rate point, and the ceiling, at each decoding setting
+        for n in steps:
+            for t0 in ([1.0] if n == 1 else refine_from):
+                results, _ = evaluate_rates(model, held_out, DecodingSchedule(n, t0), torch.device(device), metrics,
+                                            autocast)
+                rows.append({"steps": n, "refine_from": t0, "rates": results})
+        return rows
     for step in quant_steps or [None]:
         used = quantizer if step is None else dataclasses.replace(quantizer, step=step) if step > 0 else None
         extra = {} if step is None else {"quant_step": step}
@@ -98,6 +107,13 @@ def entropy_bpp(means: Tensor, quantizer: Quantizer, pixels: int) -> float:
 
 
 def format_rows(rows: list[dict]) -> str:
+    if "rates" in rows[0]:
+        lines = ["| steps | t0 | rate point | bpp | PSNR | SSIM | LPIPS |", "|---|---|---|---|---|---|---|"]
+        for row in rows:
+            for name, r in row["rates"].items():
+                lines.append(f"| {row['steps']} | {row['refine_from']:g} | {name} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
+                             f"{r['ssim']:.3f} | {r['lpips']:.3f} |")
+        return "\n".join(lines)
     sweep = "quant_step" in rows[0]
     lines = [("| quantizer step | entropy bpp " if sweep else "")
              + "| steps | t0 | PSNR all / half / none | SSIM all | LPIPS all / none |",
