@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -509,30 +510,17 @@ def evaluate(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: t
     With a quantizer the latents are quantized as the codec quantizes them, else used as they are."""
     cfg = model.cfg
     shares = {"full": 1.0, "half": 0.5, "none": 0.0}
-    decoded: dict[str, list[Tensor]] = {k: [] for k in shares}
-    generator = torch.Generator().manual_seed(0)
-    for start in range(0, clips.shape[0], batch):
-        x0 = clips[start:start + batch].to(device)
-        b = x0.shape[0]
-        with autocast():
-            posterior = model.encode(x0, full_tile_geometry(cfg, b, device))
+
+    def cases(posterior, b: int) -> Iterator[tuple[str, Latents, Tensor | None]]:
         structural, tokens_1d = posterior.structural_mean, posterior.tokens_1d_mean
         if quantizer is not None:
             structural = quantizer.dequantize(quantizer.quantize(structural))
             tokens_1d = quantizer.dequantize(quantizer.quantize(tokens_1d))
-        noise = torch.randn(x0.shape, generator=generator).to(device)
         for name, share in shares.items():
             kept = torch.full((b,), round(share * cfg.max_1d_tokens), device=device)
-            latents = Latents(structural, tokens_1d, Latents.keep_mask(kept, cfg.max_1d_tokens))
-            with autocast():
-                out = sample(lambda x, t: model.velocity(x, t, latents), noise, schedule)
-            decoded[name].append(out.float().clamp(-1, 1).cpu())
-    results = {}
-    reference = video_frames(clips.float())
-    for name, parts in decoded.items():
-        video = torch.cat(parts)
-        results[name] = metrics(reference.to(device), video_frames(video).to(device))
-        decoded[name] = video
+            yield name, Latents(structural, tokens_1d, Latents.keep_mask(kept, cfg.max_1d_tokens)), None
+
+    results, decoded, _ = _decode_held_out(model, clips, schedule, device, metrics, autocast, batch, cases)
     return results, {"original": clips, **decoded}
 
 
@@ -545,11 +533,30 @@ def evaluate_rates(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, dev
     rate point also with no 1D tokens (what they are worth) and unrounded (the latent's ceiling)."""
     cfg = model.cfg
     top = cfg.rate_points - 1
-    cases = {f"rate{r}": (r, cfg.max_1d_tokens, "round") for r in range(cfg.rate_points)}
-    cases["top-no-1d"] = (top, 0, "round")
-    cases["ceiling"] = (top, cfg.max_1d_tokens, "none")
-    decoded: dict[str, list[Tensor]] = {k: [] for k in cases}
-    bits: dict[str, float] = dict.fromkeys(cases, 0.0)
+    settings = {f"rate{r}": (r, cfg.max_1d_tokens, "round") for r in range(cfg.rate_points)}
+    settings["top-no-1d"] = (top, 0, "round")
+    settings["ceiling"] = (top, cfg.max_1d_tokens, "none")
+
+    def cases(posterior, b: int) -> Iterator[tuple[str, Latents, Tensor | None]]:
+        for name, (rate, kept, mode) in settings.items():
+            keep = Latents.keep_mask(torch.full((b,), kept, device=device), cfg.max_1d_tokens)
+            latents, bits = model.code_latents(posterior, keep, torch.full((b,), float(rate), device=device), mode)
+            yield name, latents, bits
+
+    results, decoded, bits = _decode_held_out(model, clips, schedule, device, metrics, autocast, batch, cases)
+    pixels = clips.shape[0] * clips.shape[2] * clips.shape[3] * clips.shape[4]
+    results = {name: {**values, "bpp": bits[name] / pixels} for name, values in results.items()}
+    return results, {"original": clips, "lowest": decoded["rate0"], "top": decoded[f"rate{top}"]}
+
+
+def _decode_held_out(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: torch.device,
+                     metrics: FrameMetrics, autocast, batch: int, cases
+                     ) -> tuple[dict, dict[str, Tensor], dict[str, float]]:
+    """Encode the clips a batch at a time and decode each of `cases(posterior, b)` ((name, latents, bits or
+    None) per case) from the same noise: the metrics, decoded videos and total bits of every case."""
+    cfg = model.cfg
+    decoded: dict[str, list[Tensor]] = {}
+    bits: dict[str, float] = {}
     generator = torch.Generator().manual_seed(0)
     for start in range(0, clips.shape[0], batch):
         x0 = clips[start:start + batch].to(device)
@@ -557,22 +564,15 @@ def evaluate_rates(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, dev
         with autocast():
             posterior = model.encode(x0, full_tile_geometry(cfg, b, device))
         noise = torch.randn(x0.shape, generator=generator).to(device)
-        for name, (rate, kept, mode) in cases.items():
-            keep = Latents.keep_mask(torch.full((b,), kept, device=device), cfg.max_1d_tokens)
-            latents, chunk_bits = model.code_latents(posterior, keep, torch.full((b,), float(rate), device=device),
-                                                     mode)
-            bits[name] += chunk_bits.sum().item()
+        for name, latents, case_bits in cases(posterior, b):
             with autocast():
                 out = sample(lambda x, t: model.velocity(x, t, latents), noise, schedule)
-            decoded[name].append(out.float().clamp(-1, 1).cpu())
-    results = {}
+            decoded.setdefault(name, []).append(out.float().clamp(-1, 1).cpu())
+            bits[name] = bits.get(name, 0.0) + (case_bits.sum().item() if case_bits is not None else 0.0)
     reference = video_frames(clips.float()).to(device)
-    pixels = clips.shape[0] * clips.shape[2] * clips.shape[3] * clips.shape[4]
-    for name, parts in decoded.items():
-        video = torch.cat(parts)
-        results[name] = {**metrics(reference, video_frames(video).to(device)), "bpp": bits[name] / pixels}
-    grids = {"original": clips, "lowest": torch.cat(decoded["rate0"]), "top": torch.cat(decoded[f"rate{top}"])}
-    return results, grids
+    videos = {name: torch.cat(parts) for name, parts in decoded.items()}
+    results = {name: metrics(reference, video_frames(video).to(device)) for name, video in videos.items()}
+    return results, videos, bits
 
 
 @torch.no_grad()
