@@ -41,6 +41,8 @@ _CRC = struct.Struct("<I")
 _TRAILER = struct.Struct("<Q4s")
 _CHUNK_HEAD = struct.Struct("<IHH")  # chunk index, real frames, tile count
 _TILE_ENTRY = struct.Struct("<HeHI")  # kept 1D tokens, motion score (float16), rate point * RATE_UNITS, data bytes
+_TILE_ENTRY_2 = struct.Struct("<HeI")  # version 2.x: no rate point
+READS = (2, 3)  # the major versions this odva reads (it writes VERSION)
 RATE_UNITS = 1024  # a tile's rate point is stored in 1/1024 of a point
 HYPERPRIOR_CODER = "hyperprior-v1"  # the entropy coder of v3 models' files (bitstream/hyperprior_coding.py)
 _OFFSET = struct.Struct("<Q")
@@ -221,13 +223,17 @@ class ChunkRecord:
         return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ChunkRecord":
+    def from_bytes(cls, data: bytes, major: int = VERSION[0]) -> "ChunkRecord":
+        """A chunk record of a file of format `major` (2.x: tile entries without a rate point)."""
+        entry = _TILE_ENTRY if major >= 3 else _TILE_ENTRY_2
         try:
             index, frames, count = _CHUNK_HEAD.unpack_from(data)
-            entries = [_TILE_ENTRY.unpack_from(data, _CHUNK_HEAD.size + i * _TILE_ENTRY.size) for i in range(count)]
+            entries = [entry.unpack_from(data, _CHUNK_HEAD.size + i * entry.size) for i in range(count)]
         except struct.error:
             raise FormatError("a chunk record is malformed") from None
-        pos = _CHUNK_HEAD.size + count * _TILE_ENTRY.size
+        if major < 3:
+            entries = [(kept, motion, 0, size) for kept, motion, size in entries]
+        pos = _CHUNK_HEAD.size + count * entry.size
         tiles = []
         for kept, motion, rate, size in entries:
             tiles.append(TileRecord(kept, float(motion), data[pos:pos + size], rate / RATE_UNITS))
@@ -237,9 +243,9 @@ class ChunkRecord:
         return cls(index, frames, tiles)
 
     @staticmethod
-    def overhead(tiles: int) -> int:
-        """Bytes a chunk costs in the file besides its tiles' latent data."""
-        return RECORD_OVERHEAD + _CHUNK_HEAD.size + tiles * _TILE_ENTRY.size
+    def overhead(tiles: int, major: int = VERSION[0]) -> int:
+        """Bytes a chunk costs in a file (of format `major`) besides its tiles' latent data."""
+        return RECORD_OVERHEAD + _CHUNK_HEAD.size + tiles * (_TILE_ENTRY if major >= 3 else _TILE_ENTRY_2).size
 
 
 def container_overhead(header: FileHeader, audio_bytes: int) -> int:
@@ -311,11 +317,10 @@ class OdvaReader:
         if len(preamble) < _PREAMBLE.size or preamble[:4] != MAGIC:
             raise FormatError(f"{self.path} is not an .odva file")
         _, major, minor, flags = _PREAMBLE.unpack(preamble)
-        if major != VERSION[0]:
-            older = (" (made by an older odva, for another model: encode the source again)"
-                     if major < VERSION[0] else "")
-            raise FormatError(f"{self.path} is .odva version {major}.{minor}; this odva reads version "
-                              f"{VERSION[0]}.x only{older}")
+        if major not in READS:
+            older = " (made by an older odva: encode the source again)" if major < READS[0] else ""
+            raise FormatError(f"{self.path} is .odva version {major}.{minor}; this odva reads versions "
+                              f"{READS[0]}.x to {READS[-1]}.x only{older}")
         if flags:
             raise FormatError(f"{self.path} uses features this odva does not know (flags {flags:#06x})")
         self.version = (major, minor)
@@ -334,7 +339,7 @@ class OdvaReader:
         count = self.header.chunk_count
         # Every chunk record holds at least its head and tile entries: a header cannot promise more
         # chunks or tiles than the file has bytes for.
-        if count * ChunkRecord.overhead(self.header.tile_count) > size:
+        if count * ChunkRecord.overhead(self.header.tile_count, major) > size:
             raise FormatError(f"{self.path} is damaged: its header promises more chunks than the file holds")
         index = self._read_record(index_offset, KIND_INDEX)
         if len(index) != _OFFSET.size * (count + 1):
@@ -364,7 +369,7 @@ class OdvaReader:
         return payload
 
     def read_chunk(self, index: int) -> ChunkRecord:
-        chunk = ChunkRecord.from_bytes(self._read_record(self._chunk_offsets[index], KIND_CHUNK))
+        chunk = ChunkRecord.from_bytes(self._read_record(self._chunk_offsets[index], KIND_CHUNK), self.version[0])
         expected_frames = min(self.header.chunk_frames, self.header.frames - index * self.header.chunk_frames)
         if chunk.index != index or chunk.frames != expected_frames or len(chunk.tiles) != self.header.tile_count:
             raise FormatError(f"{self.path} is damaged: chunk {index} does not match the header")
@@ -468,7 +473,7 @@ def read_info(source: str | Path | bytes) -> FileInfo:
     with OdvaReader(source) as reader:
         chunks = []
         for chunk in reader.chunks():
-            size = RECORD_OVERHEAD + len(chunk.to_bytes())
+            size = ChunkRecord.overhead(len(chunk.tiles), reader.version[0]) + sum(len(t.data) for t in chunk.tiles)
             h = reader.header
             values = sum((h.structural_tokens + t.kept) * h.latent_channels for t in chunk.tiles)
             chunks.append(ChunkInfo(chunk.index, chunk.frames, [t.kept for t in chunk.tiles],
