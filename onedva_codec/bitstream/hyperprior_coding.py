@@ -252,7 +252,7 @@ class HyperpriorCoder:
         for channel, model in enumerate(self._z_models):
             encoder.encode((z[channel].ravel() + SYMBOL_LIMIT).astype(np.int32), model)
         values, tables = y[kept] + SYMBOL_LIMIT, index[kept]
-        order = np.argsort(tables, kind="stable")
+        order = np.argsort(tables.astype(np.int16), kind="stable")  # int16: a radix sort
         values, tables = values[order].astype(np.int32), tables[order]
         for level, start, end in _runs(tables):
             encoder.encode(values[start:end], self._y_models[level])
@@ -270,7 +270,7 @@ class HyperpriorCoder:
             z = z.reshape(z_shape) - SYMBOL_LIMIT
             mean, index = self.predict(z)
             tables = index[kept]
-            order = np.argsort(tables, kind="stable")
+            order = np.argsort(tables.astype(np.int16), kind="stable")  # int16: a radix sort
             sorted_values = np.empty(len(tables), dtype=np.int64)
             for level, start, end in _runs(tables[order]):
                 sorted_values[start:end] = decoder.decode(self._y_models[level], end - start)
