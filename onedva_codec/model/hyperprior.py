@@ -113,14 +113,20 @@ class HyperPrior(nn.Module):
         Returns the structural latent and 1D tokens the decoder sees and the (B,) bits of each chunk
         (hyper-latent, structural latent and kept 1D tokens).
         """
+        if mode not in ("train", "round", "none"):
+            raise ValueError(f"mode must be train, round or none, not {mode!r}")
+        # in float32 whatever the autocast around it: a mean in bf16 is off by up to half a step at 100
+        with torch.autocast(structural.device.type, enabled=False):
+            return self._code(structural.float(), tokens_1d.float(), keep, rate, home_slot, mode)
+
+    def _code(self, structural: Tensor, tokens_1d: Tensor, keep: Tensor, rate: Tensor, home_slot: Tensor,
+              mode: str) -> tuple[Tensor, Tensor, Tensor]:
         gain, inverse = self.gains(rate)
-        y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
+        y = self.to_grid(structural * gain[:, None, 0], tokens_1d * gain[:, None, 1], home_slot)
         kept = self.to_grid(torch.ones_like(structural[..., :1]), keep[..., None].float(), home_slot)
         kept = kept.repeat_interleave(self.cfg.latent_channels, dim=1)  # (B, planes, grid, grid) of 0 / 1
         y = y * kept
         z = self.hyper_encoder(y)
-        if mode not in ("train", "round", "none"):
-            raise ValueError(f"mode must be train, round or none, not {mode!r}")
         training = mode == "train"
         z_hat = z + (torch.rand_like(z) - 0.5) if training else torch.round(z)
         z_scale = self.hyper_log_scale.exp()[None, :, None, None]
@@ -145,10 +151,11 @@ class HyperPrior(nn.Module):
                 ) -> tuple[Tensor, Tensor]:
         """The encoder's side of a file: the gained latent laid out as planes (B, planes, G, G), the
         values not sent (`kept` planes False) zeroed, and its hyper-latent, rounded (B, h, G/2, G/2)."""
-        gain, _ = self.gains(rate)
-        y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
-        y = y * kept
-        return y, torch.round(self.hyper_encoder(y)).clamp(-127, 127)
+        with torch.autocast(structural.device.type, enabled=False):
+            gain, _ = self.gains(rate)
+            y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
+            y = y * kept
+            return y, torch.round(self.hyper_encoder(y)).clamp(-127, 127)
 
     def restore(self, planes: Tensor, rate: Tensor, home_slot: Tensor) -> tuple[Tensor, Tensor]:
         """The decoder's side: restored planes (B, planes, G, G) at each unit's rate point -> the structural
