@@ -158,3 +158,18 @@ def test_odva_train_grows_a_v2_run_into_v3_and_validates_every_rate_point(pack, 
 def test_a_v3_run_needs_one_lambda_per_rate_point(pack, tmp_path):
     with pytest.raises(ValueError, match="rd_lambdas has 2 values for the 3 rate points"):
         _config("stage1", pack, tmp_path / "x", model="tiny-v3", settings={"rd_lambdas": "1e-3,1e-2"})
+
+
+def test_a_v3_model_takes_the_stochastic_stage_with_lpips_and_refining(pack, tmp_path):
+    """Stage 2 of the recipe on a v3 model (train/configs/v3-stage2.toml's settings, tiny): it trains from a
+    v3 run, keeps the rate term, and validates every rate point at several steps."""
+    from odva_train.trainer import Trainer
+    Trainer(_config("stage1", pack, tmp_path / "s1", steps=2, model="tiny-v3",
+                    settings={"rd_lambdas": "1e-4,1e-3,1e-2"})).run()
+    settings = {"rd_lambdas": "1e-4,1e-3,1e-2", "w_perc": 0.1, "perc_below_one": True, "refine_share": 0.5,
+                "refine_from": 0.3, "t_one_share": 0.6, "w_repa": 0.0}
+    Trainer(_config("stage2", pack, tmp_path / "s2", steps=4, init=str(tmp_path / "s1"), settings=settings)).run()
+    records = [json.loads(line) for line in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "loss" in r]
+    assert train and all(r["rate"] > 0 and r["perc"] >= 0 for r in train)
+    assert set([r["val"] for r in records if "val" in r][-1]) >= {"rate0", "rate2", "ceiling"}
