@@ -7,7 +7,7 @@ import time
 
 import av
 import pytest
-from helpers import DATA, TINY_MODEL, make_tiny_model, synthetic_clip, write_video
+from helpers import DATA, TINY_MODEL, TINY_V3_MODEL, make_tiny_model, synthetic_clip, write_video
 
 SAMPLE = DATA.parent.parent / "docs" / "sample.mp4"
 
@@ -231,9 +231,10 @@ def test_installed_command_runs_without_traceback(tmp_path):
     assert bad.stderr.strip() == f"odva: error: {tmp_path / 'nope.odva'} does not exist"
 
 
-def _odva(*args, **kwargs) -> subprocess.Popen:
-    """The real `odva` process (the same entry point as the installed command), with the tiny model."""
-    env = {"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"}
+def _odva(*args, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    """The real `odva` process (the same entry point as the installed command), with the tiny model
+    unless `env` says otherwise."""
+    env = env or {"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"}
     return subprocess.Popen([sys.executable, "-m", "onedva_codec", *map(str, args)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
@@ -302,15 +303,19 @@ def test_ctrl_c_while_starting_up_is_one_line(tmp_path):
     assert "Traceback" not in stderr and stderr.strip().count("\n") == 0, stderr
 
 
-def test_pipes_carry_yuv4mpeg2_both_ways(tmp_path):
-    """odva decode -o - | odva encode -: the pipe carries the very bytes of a .y4m file, and nothing else."""
-    reference = DATA / "reference.odva"
-    assert _odva("decode", reference, "-o", tmp_path / "file.y4m").wait(timeout=60) == 0
+@pytest.mark.parametrize("weights,reference", [(TINY_MODEL, "reference.odva"), (TINY_V3_MODEL, "reference_v3.odva")])
+def test_pipes_carry_yuv4mpeg2_both_ways(tmp_path, weights, reference):
+    """odva decode -o - | odva encode -: the pipe carries the very bytes of a .y4m file, and nothing else
+    (with a v1/v2 model and a v3 one, the second pipe at a bitrate)."""
+    reference = DATA / reference
+    env = {"ODVA_WEIGHTS": str(weights), "PATH": "/usr/bin:/bin"}
+    assert _odva("decode", reference, "-o", tmp_path / "file.y4m", env=env).wait(timeout=60) == 0
     odva = f"{sys.executable} -m onedva_codec"
+    rate = "--bitrate 16k" if weights == TINY_V3_MODEL else ""
     pipeline = (f"{odva} decode {reference} -o - 2>{tmp_path}/decode.log | tee {tmp_path}/piped.y4m | "
-                f"{odva} encode - -o {tmp_path}/p.odva")
+                f"{odva} encode - -o {tmp_path}/p.odva {rate}")
     done = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, timeout=120,
-                          env={"ODVA_WEIGHTS": str(TINY_MODEL), "PATH": "/usr/bin:/bin"})
+                          env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "piped.y4m").read_bytes() == (tmp_path / "file.y4m").read_bytes()
     assert "wrote standard output: 20 frames" in (tmp_path / "decode.log").read_text()
