@@ -20,8 +20,10 @@ A v3 model (rate points, model/hyperprior.py) has a second knob: the rate
 point, which sets how finely every latent value is sent. `--quality q` moves
 both along one ladder (`ladder`): the rate point q of the way from the lowest to
 the highest, and a mean 1D length from LENGTH_FLOOR of N at q = 0 to all of it at
-q = 1, spread by motion as above. `--bitrate b` searches q on that ladder by
-writing the file: the largest q whose file fits (`spend_ladder`).
+q = 1, spread by motion as above. `--bitrate b` searches q on that ladder against
+an estimate of the file's size (the ideal code lengths under the model's float
+entropy model), writes the file, and writes it again with the budget cut by the
+excess should it not fit (`spend_ladder`).
 
 Everything about rate lives here: reading a bitrate, checking the options,
 the size table, the target and the plan; the encoder asks `spend` (or
@@ -44,7 +46,8 @@ LENGTH_STEPS = 32  # --bitrate chooses lengths among multiples of N / LENGTH_STE
 DEFAULT_QUALITY = 0.5
 WRITES = 3  # --bitrate: the first write fits unless the size bound fails; then two more at most
 LENGTH_FLOOR = 0.5  # v3: the mean share of 1D tokens kept at --quality 0
-LADDER_STEPS = 12  # v3 --bitrate: bisection steps on the ladder (q to 1/4096)
+LADDER_STEPS = 12  # v3 --bitrate: bisection steps on the ladder (q to 1/4096), each an estimate
+CLOSE_ENOUGH = 0.02  # v3 --bitrate: a file this close under the target is kept
 _BITRATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)(?:bps|b/s|bit/s)?\s*$")
 
 
@@ -207,11 +210,18 @@ def ladder(quality: float, max_rate: float) -> tuple[float, float]:
 
 
 def spend_ladder(rate: RateOptions, motion: np.ndarray, duration: float, max_rate: float, max_tokens: int,
-                 write: Callable[[float, np.ndarray], int]) -> tuple[float, np.ndarray, int, str | None]:
+                 write: Callable[[float, np.ndarray], int], estimate: Callable[[float, np.ndarray], int]
+                 ) -> tuple[float, np.ndarray, int, str | None]:
     """A v3 model's `spend`: choose the rate point and every unit's length on the ladder and write the file
-    with them (`write(rate_point, lengths)` writes it from its start and returns its size). Returns the
-    rate point, the lengths, the size and a note for the user, if any. `--bitrate` writes the file for
-    each quality it tries (bisection, LADDER_STEPS of them), and keeps the best that fits."""
+    with them. `write(rate_point, lengths)` writes it (from its start each time) and returns its size;
+    `estimate(rate_point, lengths)` says about how large it would be without writing it (the ideal code
+    lengths under the model's float entropy model). Returns the rate point, the lengths, the size and a
+    note for the user, if any.
+
+    `--bitrate`: the largest quality on the ladder whose estimate fits (bisection, LADDER_STEPS), written;
+    unless the file lands within CLOSE_ENOUGH under the target, the estimates are scaled by what the file
+    weighed against its estimate and the search runs again (WRITES writes at most; the largest that fits
+    is kept, or the last one should none fit)."""
     def plan(quality: float) -> tuple[float, np.ndarray]:
         point, share = ladder(quality, max_rate)
         return point, lengths_for_quality(motion, share, max_tokens, rate.adaptive)
@@ -220,27 +230,32 @@ def spend_ladder(rate: RateOptions, motion: np.ndarray, duration: float, max_rat
         point, lengths = plan(rate.quality)
         return point, lengths, write(point, lengths), None
     target = target_bytes(rate, duration)
-    point, lengths = plan(1.0)
-    written = write(point, lengths)
-    if written <= target:
-        note = f"the target exceeds what full quality needs; the file is {written * 8 / duration / 1000:.1f} kbit/s"
-        return point, lengths, written, note
-    point, lengths = plan(0.0)
-    written = write(point, lengths)
-    if written > target:
-        raise InputError(f"bitrate too low: this video needs at least {written * 8 / duration / 1000:.1f} kbit/s "
-                         "(the lowest quality)")
-    best, low, high, last_fits = (point, lengths, written), 0.0, 1.0, True
-    for _ in range(LADDER_STEPS):
-        middle = 0.5 * (low + high)
-        point, lengths = plan(middle)
+    top = plan(1.0)
+    if estimate(*top) <= target:
+        written = write(*top)
+        if written <= target:
+            note = f"the target exceeds what full quality needs; the file is {written * 8 / duration / 1000:.1f} kbit/s"
+            return (*top, written, note)
+    scale, best, tried = 1.0, None, None  # scale: what the file weighed against its estimate, last time
+    for _ in range(WRITES):
+        low, high = 0.0, 1.0
+        if estimate(*plan(0.0)) * scale <= target:
+            for _ in range(LADDER_STEPS):
+                middle = 0.5 * (low + high)
+                low, high = (middle, high) if estimate(*plan(middle)) * scale <= target else (low, middle)
+        point, lengths = plan(low)
         written = write(point, lengths)
-        last_fits = written <= target
-        if last_fits:
-            low, best = middle, (point, lengths, written)
-        else:
-            high = middle
-    point, lengths, written = best
-    if not last_fits:  # the file on disk is the last one tried: write the best that fits again
-        written = write(point, lengths)
-    return point, lengths, written, None
+        tried = (point, lengths, written)
+        if written <= target and (best is None or written > best[2]):
+            best = tried
+        if written <= target and written >= (1 - CLOSE_ENOUGH) * target:
+            break
+        if written > target and low == 0.0:
+            raise InputError(f"bitrate too low: this video needs at least {written * 8 / duration / 1000:.1f} "
+                             "kbit/s (the lowest quality)")
+        scale = written / max(estimate(point, lengths), 1)
+    if best is None:  # as `spend`: the last try stands, just over the target
+        return (*tried, None)
+    if best is not tried:  # the file on disk is another try: write the best that fits again
+        best = (*best[:2], write(*best[:2]))
+    return (*best, None)

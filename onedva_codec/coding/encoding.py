@@ -38,6 +38,7 @@ from ..video.motion import motion_scores, normalise_motion
 from ..video.pixels import video_to_model
 from .search import search_latents, search_lengths
 
+CODER_FLUSH_BYTES = 4  # a v3 tile's range coder takes about its ideal length plus its last word
 Progress = Callable[[float], None]  # called with the frames just done (fractions of frames as a decode's model goes)
 
 
@@ -121,9 +122,12 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
 
         duration = float(analysis.frames / request.fps)
         if cfg.rate_distortion:
+            def estimate(rate_point: float, lengths: np.ndarray) -> int:
+                return overhead + _estimated_bytes(model, engine, analysis, rate_point, lengths)
+
             _, lengths, written, note = ratecontrol.spend_ladder(
                 rate, analysis.motion, duration, cfg.rate_points - 1, cfg.max_1d_tokens,
-                lambda point, lengths: write(lengths, point))
+                lambda point, lengths: write(lengths, point), estimate)
         else:
             lengths, written, note = ratecontrol.spend(rate, analysis.motion, analysis.sizes, duration, overhead,
                                                        cfg.max_1d_tokens, write)
@@ -228,31 +232,51 @@ class _EncodeJob:
         return unit_noise(self.seed, chunk, tile, shape).to(engine.device, non_blocking=True)
 
 
+def _spooled(model: LoadedModel, analysis: _Analysis) -> Iterator[np.ndarray]:
+    """Each unit's spooled (S + N, C) latents at full length, in order: int8 symbols, or a v3 model's
+    float16 latents."""
+    cfg = model.cfg
+    dtype = np.dtype(np.float16 if cfg.rate_distortion else np.int8)
+    unit_bytes = (cfg.structural_tokens + cfg.max_1d_tokens) * cfg.latent_channels * dtype.itemsize
+    analysis.spool.seek(0)
+    for _ in range(len(analysis.motion)):
+        yield np.frombuffer(analysis.spool.read(unit_bytes), dtype=dtype).reshape(-1, cfg.latent_channels)
+
+
+def _to_send_batches(model: LoadedModel, engine: Engine, analysis: _Analysis, rate_point: float,
+                     lengths: np.ndarray) -> Iterator[tuple[Tensor, Tensor, Tensor, np.ndarray]]:
+    """A v3 model's units, engine.batch_size at a time, at one rate point, each keeping its length: (gained
+    latents, hyper-latents, kept planes) where the codec's own copy of the model is, and the lengths."""
+    latents = _spooled(model, analysis)
+    units = len(analysis.motion)
+    for first in range(0, units, engine.batch_size):
+        batch = lengths[first:first + engine.batch_size]
+        yield (*_to_send(model, np.stack([next(latents) for _ in batch]), rate_point, batch), batch)
+
+
+def _estimated_bytes(model: LoadedModel, engine: Engine, analysis: _Analysis, rate_point: float,
+                     lengths: np.ndarray) -> int:
+    """About the bytes of a v3 file's tile data at this rate point and these lengths, without coding it."""
+    total = 0
+    for y, z, kept, _ in _to_send_batches(model, engine, analysis, rate_point, lengths):
+        bits = model.model.hyperprior.estimated_bits(y, z, kept)
+        total += int(torch.ceil(bits / 8).sum().item()) + CODER_FLUSH_BYTES * len(bits)
+    return total
+
+
 def _write(engine: Engine, model: LoadedModel, out: BinaryIO, header: FileHeader, analysis: _Analysis,
            lengths: np.ndarray, rate_point: float, tiles_per_chunk: int, audio: bytes | None) -> int:
     cfg = model.cfg
-    dtype = np.float16 if cfg.rate_distortion else np.int8
-    unit_values = (cfg.structural_tokens + cfg.max_1d_tokens) * cfg.latent_channels
-    units = len(analysis.real_frames) * tiles_per_chunk
     start = out.tell()
     writer = OdvaWriter(out, header)
-    analysis.spool.seek(0)
-
-    def spooled() -> Iterator[np.ndarray]:
-        for _ in range(units):
-            values = np.frombuffer(analysis.spool.read(unit_values * np.dtype(dtype).itemsize), dtype=dtype)
-            yield values.reshape(-1, cfg.latent_channels)
 
     def tiles() -> Iterator[tuple]:
         if not cfg.rate_distortion:
-            for unit, symbols in enumerate(spooled()):
+            for unit, symbols in enumerate(_spooled(model, analysis)):
                 yield (symbols[: cfg.structural_tokens + lengths[unit]],)
             return
-        latents = spooled()
-        for first in range(0, units, engine.batch_size):
-            batch = range(first, min(first + engine.batch_size, units))
-            yield from zip(*_to_send(model, np.stack([next(latents) for _ in batch]), rate_point, lengths[batch]),
-                           lengths[batch].tolist())
+        for y, z, _, batch in _to_send_batches(model, engine, analysis, rate_point, lengths):
+            yield from zip(z.cpu().numpy().astype(np.int64), y.cpu().numpy(), batch.tolist())
 
     coded = engine.encode_tiles(tiles())
     for chunk, real in enumerate(analysis.real_frames):
@@ -269,10 +293,10 @@ def _write(engine: Engine, model: LoadedModel, out: BinaryIO, header: FileHeader
 
 
 def _to_send(model: LoadedModel, latents: np.ndarray, rate_point: float, lengths: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+             ) -> tuple[Tensor, Tensor, Tensor]:
     """A v3 model's units (B, S + N, C) at one rate point, each keeping its length of 1D tokens -> their
-    hyper-latents (B, h, g, g) and gained latents (B, planes, G, G), on the host, to be range coded. Run
-    where the codec's own copy of the model is (its one device, or the CPU beside device processes)."""
+    gained latents (B, planes, G, G), hyper-latents (B, h, g, g) and kept planes, computed where the
+    codec's own copy of the model is (its one device, or the CPU beside device processes)."""
     net, cfg = model.model, model.cfg
     device = next(net.parameters()).device
     values = torch.from_numpy(latents).to(device).float()
@@ -280,7 +304,7 @@ def _to_send(model: LoadedModel, latents: np.ndarray, rate_point: float, lengths
     rate = torch.full((len(latents),), rate_point, device=device)
     y, z = net.hyperprior.to_send(values[:, :cfg.structural_tokens], values[:, cfg.structural_tokens:], rate, kept,
                                   net.decoder.home_slot)
-    return z.cpu().numpy().astype(np.int64), y.cpu().numpy()
+    return y, z, kept
 
 
 def _header(model: LoadedModel, request: EncodeRequest, frames: int, grid: TileGrid) -> FileHeader:

@@ -157,6 +157,17 @@ class HyperPrior(nn.Module):
             y = y * kept
             return y, torch.round(self.hyper_encoder(y)).clamp(-127, 127)
 
+    @torch.no_grad()
+    def estimated_bits(self, y: Tensor, z: Tensor, kept: Tensor) -> Tensor:
+        """(B,) bits the units of `to_send` will take, from the float entropy model: the ideal code length
+        of the hyper-latent and of the kept values, each rounded about its predicted mean."""
+        with torch.autocast(y.device.type, enabled=False):
+            z_scale = self.hyper_log_scale.exp()[None, :, None, None]
+            bits = gaussian_bits(z, torch.zeros_like(z), z_scale).flatten(1).sum(1)
+            mean, log_scale = self.parameters_from(z)
+            rounded = torch.round(y - mean).clamp(-127, 127) + mean
+            return bits + (gaussian_bits(rounded, mean, log_scale.exp()) * kept).flatten(1).sum(1)
+
     def restore(self, planes: Tensor, rate: Tensor, home_slot: Tensor) -> tuple[Tensor, Tensor]:
         """The decoder's side: restored planes (B, planes, G, G) at each unit's rate point -> the structural
         latent and 1D tokens the decoder network sees."""
