@@ -64,3 +64,41 @@ def test_rate_options_take_a_quality_or_a_bitrate_not_both():
     for bad in (dict(quality=0.5, bitrate=1e5), dict(quality=1.5), dict(bitrate=0)):
         with pytest.raises(InputError):
             RateOptions(**bad)
+
+
+def _ladder_file(bias: float):
+    """A v3 encode's write and estimate, from a size that grows with the rate point and the lengths; the
+    estimate is off by `bias` (as the float entropy model's ideal lengths are off a little)."""
+    writes = []
+
+    def size(point: float, lengths: np.ndarray) -> int:
+        return int(1000 + 400 * point + 3 * lengths.sum())
+
+    def write(point: float, lengths: np.ndarray) -> int:
+        writes.append(point)
+        return size(point, lengths)
+
+    return writes, write, lambda point, lengths: int(size(point, lengths) * (1 + bias))
+
+
+@pytest.mark.parametrize("bias", [-0.08, 0.0, 0.1])
+def test_the_v3_ladder_lands_just_under_a_bitrate_in_a_few_writes(bias):
+    from onedva_codec.bitstream.ratecontrol import spend_ladder
+    motion = np.linspace(0.1, 2.0, 12)
+    writes, write, estimate = _ladder_file(bias)
+    target_bytes = 4000
+    point, lengths, written, note = spend_ladder(RateOptions(bitrate=target_bytes * 8 / 2.0), motion, 2.0, 5.0, 64,
+                                                 write, estimate)
+    assert written <= target_bytes and written >= 0.95 * target_bytes and note is None
+    assert len(writes) <= 3 and writes[-1] == point
+    assert 0 < point < 5.0
+
+
+def test_the_v3_ladder_says_when_the_bitrate_is_out_of_reach():
+    from onedva_codec.bitstream.ratecontrol import spend_ladder
+    motion = np.ones(12)
+    _, write, estimate = _ladder_file(0.0)
+    with pytest.raises(InputError, match="bitrate too low"):
+        spend_ladder(RateOptions(bitrate=100 * 8 / 2.0), motion, 2.0, 5.0, 64, write, estimate)
+    point, lengths, written, note = spend_ladder(RateOptions(bitrate=10**6), motion, 2.0, 5.0, 64, write, estimate)
+    assert point == 5.0 and (lengths == 64).all() and "exceeds what full quality needs" in note
