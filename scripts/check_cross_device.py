@@ -1,7 +1,7 @@
 """A file encoded on the GPU decodes on the CPU, and the reverse, to the same symbols.
 
-The bit stream depends on no floating point (integer tables, integer contexts),
-but the encoder's quantization runs on the device: this checks end to end that
+The bit stream depends on no floating point (integer tables, integer contexts; a v3
+model's hyperprior in exact integer arithmetic), but the encoder's quantization runs on the device: this checks end to end that
 what one device writes the other reads, tile by tile, and that the frames agree
 within the float differences of the two devices' decoders.
 
@@ -22,9 +22,11 @@ from onedva_codec.video.io import VideoReader
 
 
 def symbols(codec: Codec, data: bytes) -> list[np.ndarray]:
-    s = codec.model.cfg.structural_tokens
+    """Every tile's decoded latents: a v1/v2 model's symbols, a v3 model's restored planes."""
+    cfg = codec.model.cfg
     with OdvaReader(data) as reader:
-        return [codec.model.tile_coder.decode(t.data, s + t.kept) for c in reader.chunks() for t in c.tiles]
+        return [codec.model.tile_coder.decode(t.data, t.kept if cfg.rate_distortion else cfg.structural_tokens + t.kept)
+                for c in reader.chunks() for t in c.tiles]
 
 
 def main() -> None:
