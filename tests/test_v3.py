@@ -105,6 +105,7 @@ def _rd_costs(model: OneDVA, clips: torch.Tensor, lambdas: list[float]) -> list[
     return rows
 
 
+@pytest.mark.slow
 def test_training_lowers_the_rate_distortion_cost_at_every_rate_point(pack):
     torch.manual_seed(0)
     lambdas = [1e-4, 1e-3, 1e-2]
@@ -127,6 +128,7 @@ def test_training_lowers_the_rate_distortion_cost_at_every_rate_point(pack):
     assert bits[0] < bits[1] < bits[2], bits
 
 
+@pytest.mark.slow
 def test_odva_train_grows_a_v2_run_into_v3_and_validates_every_rate_point(pack, tmp_path):
     from odva_train.trainer import Trainer
     Trainer(_config("stage1", pack, tmp_path / "v2", steps=2, model="tiny-residual")).run()
@@ -160,6 +162,7 @@ def test_a_v3_run_needs_one_lambda_per_rate_point(pack, tmp_path):
         _config("stage1", pack, tmp_path / "x", model="tiny-v3", settings={"rd_lambdas": "1e-3,1e-2"})
 
 
+@pytest.mark.slow
 def test_a_v3_model_takes_the_stochastic_stage_with_lpips_and_refining(pack, tmp_path):
     """Stage 2 of the recipe on a v3 model (train/configs/v3-stage2.toml's settings, tiny): it trains from a
     v3 run, keeps the rate term, and validates every rate point at several steps."""
