@@ -176,3 +176,53 @@ def test_a_v3_model_takes_the_stochastic_stage_with_lpips_and_refining(pack, tmp
     train = [r for r in records if "loss" in r]
     assert train and all(r["rate"] > 0 and r["perc"] >= 0 for r in train)
     assert set([r["val"] for r in records if "val" in r][-1]) >= {"rate0", "rate2", "ceiling"}
+
+
+def test_the_best_curve_is_the_upper_convex_hull_and_the_ladder_walks_it():
+    from odva_train.ladder import Point, best_curve, ladder_rows
+    points = [Point(0, 0.0, 0.01, 20.0), Point(0, 1.0, 0.02, 20.5),  # the second: below the chord, dropped
+              Point(1, 0.0, 0.02, 22.0), Point(1, 1.0, 0.04, 23.0), Point(2, 0.5, 0.05, 22.9),  # dominated
+              Point(2, 1.0, 0.08, 24.0)]
+    curve = best_curve(points)
+    assert [(p.rate, p.share) for p in curve] == [(0, 0.0), (1, 0.0), (1, 1.0), (2, 1.0)]
+    rows = ladder_rows(curve, rows=5)
+    assert rows[0] == [0, 0.0] and rows[-1] == [2, 1.0]
+    assert all(a[0] <= b[0] for a, b in zip(rows, rows[1:]))
+
+
+def test_odva_train_ladder_writes_a_measured_ladder_that_encoding_follows(pack, tmp_path):
+    import shutil
+
+    from helpers import TINY_V3_MODEL, synthetic_clip
+    from odva_train.ladder import measure_ladder
+
+    from onedva_codec import Codec, RateOptions, read_info
+    from onedva_codec.model.folder import load_model
+    folder = tmp_path / "model"
+    shutil.copytree(TINY_V3_MODEL, folder)
+    points, curve, rows = measure_ladder(folder, pack, clips=2)
+    assert len(points) == 5 * 5 and 2 <= len(curve) <= len(points) and len(rows) == 11
+    assert all(0 <= r <= 2 and 0 <= s <= 1 for r, s in rows)
+    assert load_model(folder).card.rate_ladder == rows  # the card reads back; the weights are the same
+    assert load_model(folder).model_id == load_model(TINY_V3_MODEL).model_id
+    codec = Codec(folder, device="cpu")
+    clip = synthetic_clip(20, 40, 48, seed=5)
+    for quality, row in ((0.0, rows[0]), (1.0, rows[-1])):
+        info = read_info(codec.encode_array(clip, 25, RateOptions(quality=quality)))
+        assert info.chunks[0].rate[0] == pytest.approx(row[0], abs=1 / 1024)
+
+
+def test_a_card_with_a_ladder_outside_the_model_is_refused(tmp_path):
+    import shutil
+
+    from helpers import TINY_V3_MODEL
+
+    from onedva_codec import WeightsError
+    from onedva_codec.model.folder import load_model
+    folder = tmp_path / "model"
+    shutil.copytree(TINY_V3_MODEL, folder)
+    card = json.loads((folder / "card.json").read_text())
+    card["quantization"]["ladder"] = [[0, 0.5], [7, 1.0]]  # the model's rate points go up to 2
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="ladder is not rows of"):
+        load_model(folder)

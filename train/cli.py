@@ -212,6 +212,23 @@ def validate(source: Annotated[Path, typer.Argument(help="Model folder, run fold
 
 @app.command()
 @_user_errors
+def ladder(folder: Annotated[Path, typer.Argument(help="v3 model folder, e.g. weights")],
+           data: DataOpt = None,
+           clips: Annotated[int, typer.Option(min=1, help="Held-out clips, e.g. --clips 16")] = 16,
+           device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu") -> None:
+    """Measure a v3 model's best curve over rate point and 1D length and write it into its card as the
+    --quality ladder (its weights and entropy model stay as they are; its files decode as before)."""
+    from .ladder import measure_ladder
+    points, curve, rows = measure_ladder(folder, data or "pack", clips, device)
+    on_curve = {(p.rate, p.share) for p in curve}
+    print("| rate point | share of 1D tokens | bpp | PSNR | on the curve |\n|---|---|---|---|---|")
+    for p in points:
+        print(f"| {p.rate:g} | {p.share:g} | {p.bpp:.4f} | {p.psnr:.2f} | {'yes' if (p.rate, p.share) in on_curve else ''} |")
+    print(f"wrote the ladder into {folder / 'card.json'}: " + ", ".join(f"({r:g}, {s:g})" for r, s in rows))
+
+
+@app.command()
+@_user_errors
 def data(out: Annotated[Path, typer.Option("--out", "-o", help="Pack folder to write, e.g. -o pack")],
          videos: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of videos")] = None,
          images: Annotated[Optional[list[Path]], typer.Option(help="Extra folder of photos")] = None,

@@ -203,27 +203,36 @@ def spend(rate: RateOptions, motion: np.ndarray, sizes: np.ndarray | None, durat
     return lengths, written, note
 
 
-def ladder(quality: float, max_rate: float) -> tuple[float, float]:
-    """A v3 model's (rate point, mean share of 1D tokens) at `quality`; the rate point on the file's grid
-    of 1 / RATE_UNITS."""
-    return round(quality * max_rate * RATE_UNITS) / RATE_UNITS, LENGTH_FLOOR + (1 - LENGTH_FLOOR) * quality
+def ladder(quality: float, max_rate: float, table: list[list[float]] | None = None) -> tuple[float, float]:
+    """A v3 model's (rate point, mean share of 1D tokens) at `quality`, the rate point on the file's grid of
+    1 / RATE_UNITS. `table`: the model's measured ladder (its card's), rows for qualities evenly spaced
+    from 0 to 1, interpolated linearly; without one, the rate point goes from 0 to `max_rate` and the share
+    from LENGTH_FLOOR to 1."""
+    if table:
+        position = quality * (len(table) - 1)
+        below = min(int(position), len(table) - 2)
+        frac = position - below
+        point, share = ((1 - frac) * a + frac * b for a, b in zip(table[below], table[below + 1]))
+    else:
+        point, share = quality * max_rate, LENGTH_FLOOR + (1 - LENGTH_FLOOR) * quality
+    return round(point * RATE_UNITS) / RATE_UNITS, share
 
 
 def spend_ladder(rate: RateOptions, motion: np.ndarray, duration: float, max_rate: float, max_tokens: int,
-                 write: Callable[[float, np.ndarray], int], estimate: Callable[[float, np.ndarray], int]
-                 ) -> tuple[float, np.ndarray, int, str | None]:
+                 write: Callable[[float, np.ndarray], int], estimate: Callable[[float, np.ndarray], int],
+                 table: list[list[float]] | None = None) -> tuple[float, np.ndarray, int, str | None]:
     """A v3 model's `spend`: choose the rate point and every unit's length on the ladder and write the file
     with them. `write(rate_point, lengths)` writes it (from its start each time) and returns its size;
     `estimate(rate_point, lengths)` says about how large it would be without writing it (the ideal code
-    lengths under the model's float entropy model). Returns the rate point, the lengths, the size and a
-    note for the user, if any.
+    lengths under the model's float entropy model); `table`, the model's measured ladder (`ladder`).
+    Returns the rate point, the lengths, the size and a note for the user, if any.
 
     `--bitrate`: the largest quality on the ladder whose estimate fits (bisection, LADDER_STEPS), written;
     unless the file lands within CLOSE_ENOUGH under the target, the estimates are scaled by what the file
     weighed against its estimate and the search runs again (WRITES writes at most; the largest that fits
     is kept, or the last one should none fit)."""
     def plan(quality: float) -> tuple[float, np.ndarray]:
-        point, share = ladder(quality, max_rate)
+        point, share = ladder(quality, max_rate, table)
         return point, lengths_for_quality(motion, share, max_tokens, rate.adaptive)
 
     if rate.bitrate is None:

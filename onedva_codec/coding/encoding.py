@@ -127,7 +127,7 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
 
             _, lengths, written, note = ratecontrol.spend_ladder(
                 rate, analysis.motion, duration, cfg.rate_points - 1, cfg.max_1d_tokens,
-                lambda point, lengths: write(lengths, point), estimate)
+                lambda point, lengths: write(lengths, point), estimate, model.card.rate_ladder)
         else:
             lengths, written, note = ratecontrol.spend(rate, analysis.motion, analysis.sizes, duration, overhead,
                                                        cfg.max_1d_tokens, write)

@@ -57,6 +57,9 @@ class ModelCard:
     prior_sha256: str = ""
     prior_fit: dict = field(default_factory=dict)  # how the prior was fitted, informative
     training: dict = field(default_factory=dict)
+    # A v3 model's `--quality` ladder, as measured (`odva-train ladder`): [rate point, mean share of 1D tokens]
+    # rows for qualities evenly spaced from 0 to 1; empty: ratecontrol's default ladder
+    rate_ladder: list[list[float]] = field(default_factory=list)
 
     def schedule(self, steps: int | None = None) -> DecodingSchedule:
         """How to decode: this model's schedule, with the caller's steps if given."""
@@ -77,7 +80,7 @@ class ModelCard:
             "entropy_prior": {"file": PRIOR_FILE, "sha256": self.prior_sha256, "fit": self.prior_fit},
             "latent_stats": {"mean": self.latent_mean, "std": self.latent_std},
             "motion_stats": {"mu": self.motion_mu, "sigma": self.motion_sigma},
-            "quantization": {"step": self.quant_step},
+            "quantization": {"step": self.quant_step, **({"ladder": self.rate_ladder} if self.rate_ladder else {})},
             "sampling": {"default_steps": self.sampling.steps, "refine_from": self.sampling.refine_from},
             "training": self.training,
         }
@@ -103,7 +106,21 @@ class ModelCard:
             prior_sha256=str(data["entropy_prior"]["sha256"]),
             prior_fit=dict(data["entropy_prior"].get("fit", {})),
             training=dict(data.get("training", {})),
+            rate_ladder=checked_ladder(data["quantization"].get("ladder", []),
+                                       ModelConfig.from_dict(data["config"]).rate_points),
         )
+
+
+def checked_ladder(rows: object, rate_points: int) -> list[list[float]]:
+    """A card's ladder, checked: rows of [rate point within the model's, share of 1D tokens in 0..1]."""
+    if rows in ([], None):
+        return []
+    valid = (rate_points > 0 and isinstance(rows, list) and len(rows) >= 2
+             and all(isinstance(row, list) and len(row) == 2 and all(isinstance(v, (int, float)) for v in row)
+                     and 0 <= row[0] <= rate_points - 1 and 0 <= row[1] <= 1 for row in rows))
+    if not valid:
+        raise ValueError("its quantization ladder is not rows of [rate point, share of 1D tokens]")
+    return [[float(point), float(share)] for point, share in rows]
 
 
 @dataclass
