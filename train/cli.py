@@ -223,7 +223,8 @@ def ladder(folder: Annotated[Path, typer.Argument(help="v3 model folder, e.g. we
     on_curve = {(p.rate, p.share) for p in curve}
     print("| rate point | share of 1D tokens | bpp | PSNR | on the curve |\n|---|---|---|---|---|")
     for p in points:
-        print(f"| {p.rate:g} | {p.share:g} | {p.bpp:.4f} | {p.psnr:.2f} | {'yes' if (p.rate, p.share) in on_curve else ''} |")
+        mark = "yes" if (p.rate, p.share) in on_curve else ""
+        print(f"| {p.rate:g} | {p.share:g} | {p.bpp:.4f} | {p.psnr:.2f} | {mark} |")
     print(f"wrote the ladder into {folder / 'card.json'}: " + ", ".join(f"({r:g}, {s:g})" for r, s in rows))
 
 

@@ -317,6 +317,7 @@ def _header(model: LoadedModel, request: EncodeRequest, frames: int, grid: TileG
         latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
         max_1d_tokens=cfg.max_1d_tokens, quant_step=card.quant_step,
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
-        entropy_coder=HYPERPRIOR_CODER if cfg.rate_distortion else ENTROPY_CODER, seed=request.seed, audio=request.audio_info,
+        entropy_coder=HYPERPRIOR_CODER if cfg.rate_distortion else ENTROPY_CODER, seed=request.seed,
+        audio=request.audio_info,
         rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}",
     )

@@ -32,7 +32,8 @@ from ..bitstream.hyperprior_coding import (ACTIVATION_LIMIT, SCALE_MAX, SCALE_MI
                                            IntegerHyperDecoder)
 from .config import ModelConfig
 
-GAIN_SPREAD = 1.7  # neighbouring rate points start this factor apart (lambdas 3x apart: steps about sqrt(3)), the middle at 1
+# neighbouring rate points start this factor apart (their lambdas are 3x apart: steps about sqrt(3)), the middle at 1
+GAIN_SPREAD = 1.7
 
 
 def gaussian_bits(values: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
