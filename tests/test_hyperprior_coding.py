@@ -119,3 +119,42 @@ def test_the_values_a_tile_restores_are_the_models_own_rounding(trained_like):
     assert np.abs(restored - expected)[mask].max() <= 1.05  # near a rounding edge a value may take the next step
     assert np.mean(np.abs(restored - expected)[mask] < 0.05) > 0.95
     assert not restored[~mask].any()
+
+
+def test_the_integer_hyper_decoder_gives_the_same_numbers_whatever_sums_them(trained_like, tmp_path):
+    """Exact by construction (integer products and sums below 2**53): numpy's BLAS with one thread or
+    two, and torch's own float64 matrix product (another library, another order of summation) agree bit
+    for bit, as a GPU's would."""
+    import subprocess
+    import sys
+    _, tables = trained_like
+    tables.save(tmp_path / "prior.safetensors")
+    z = _z(4, seed=7).numpy()
+    np.save(tmp_path / "z.npy", z)
+    script = ("import sys, numpy as np\n"
+              "from onedva_codec.bitstream.hyperprior_coding import HyperpriorTables\n"
+              "t = HyperpriorTables.load(sys.argv[1])\n"
+              "mean, index = t.decoder(np.load(sys.argv[2]))\n"
+              "np.save(sys.argv[3], np.stack([mean, index]))\n")
+    for threads in ("1", "2"):
+        env = {"OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+               "PATH": "/usr/bin:/bin"}
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "prior.safetensors"), str(tmp_path / "z.npy"),
+                        str(tmp_path / f"out{threads}.npy")], check=True, env=env, timeout=120)
+    one, two = np.load(tmp_path / "out1.npy"), np.load(tmp_path / "out2.npy")
+    assert np.array_equal(one, two)
+
+    def torch_conv(conv, x):  # the same integer layer through torch's float64 product
+        columns = torch.nn.functional.unfold(torch.from_numpy(x), kernel_size=3, padding=1)
+        weight = torch.from_numpy(conv.weight.reshape(len(conv.weight), -1).astype(np.float64))
+        out = weight @ columns + torch.from_numpy(conv.bias.astype(np.float64))[:, None]
+        return out.reshape(x.shape[0], -1, *x.shape[2:]).numpy()
+
+    d = tables.decoder
+    acc = torch_conv(d.first, z.astype(np.float64))
+    assert np.array_equal(acc, d.first(z.astype(np.float64)))
+    hidden = np.clip(np.floor(acc * np.exp2(d.activation_exponent - d.first.exponent)[:, None, None] + 0.5), 0,
+                     2**15 - 1)
+    hidden = torch.nn.functional.pixel_shuffle(torch.from_numpy(hidden), 2).numpy()
+    assert np.array_equal(torch_conv(d.second, hidden), d.second(hidden))
+    assert np.array_equal(one, np.stack(d(z)))
