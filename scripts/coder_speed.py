@@ -1,0 +1,55 @@
+"""How long the range coder takes to decode a tile of a model's files, on this machine's CPU, one core.
+
+Encodes the first frames of a clip with the model at each quality, then decodes every tile's latents
+from the file again and again (what a coding worker does per tile: a v1/v2 model's symbols under its
+prior; a v3 model's integer hyper decoder and values under its scale tables) and prints the median
+milliseconds per tile and the bytes per tile.
+
+    python scripts/coder_speed.py CLIP [--weights DIR] [--qualities 0,0.5,1] [--frames 17] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onedva_codec import Codec, RateOptions
+from onedva_codec.bitstream.container import OdvaReader
+from onedva_codec.video.io import VideoReader
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clip", type=Path)
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--qualities", default="0,0.5,1")
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    codec = Codec(args.weights, device="cpu")
+    cfg, coder = codec.model.cfg, codec.model.tile_coder
+    with VideoReader(args.clip) as reader:
+        video = np.stack(list(itertools.islice(reader.frames(), args.frames)))
+        fps = reader.info.fps
+    print(f"model {codec.model.model_id}; {args.clip.name}, {len(video)} frames of {video.shape[2]} x {video.shape[1]}")
+    print("| quality | tiles | bytes a tile | decode ms a tile (median) |\n|---|---|---|---|")
+    for quality in (float(q) for q in args.qualities.split(",")):
+        with OdvaReader(codec.encode_array(video, fps, RateOptions(quality=quality))) as reader:
+            tiles = [t for chunk in reader.chunks() for t in chunk.tiles]
+        times = []
+        for _ in range(args.repeats):
+            for tile in tiles:
+                started = time.perf_counter()
+                coder.decode(tile.data, tile.kept if cfg.rate_distortion else cfg.structural_tokens + tile.kept)
+                times.append(time.perf_counter() - started)
+        size = statistics.mean(len(t.data) for t in tiles)
+        print(f"| {quality:g} | {len(tiles)} | {size:.0f} | {1000 * statistics.median(times):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
