@@ -99,8 +99,13 @@ class IntegerConv:
         padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
         windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # (B, in, H, W, 3, 3)
         columns = windows.transpose(0, 2, 3, 1, 4, 5).reshape(b, h * w, c * 9)  # a gather: exact
-        out = columns @ self.weight.reshape(len(self.weight), -1).T.astype(np.float64) + self.bias
+        out = columns @ self._matrix + self.bias
         return out.transpose(0, 2, 1).reshape(b, -1, h, w)
+
+    @cached_property
+    def _matrix(self) -> np.ndarray:
+        """The weights as the (in * 9, out) float64 matrix the product takes, made once."""
+        return np.ascontiguousarray(self.weight.reshape(len(self.weight), -1).T.astype(np.float64))
 
 
 @dataclass
