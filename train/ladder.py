@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onedva_codec.evaluation.metrics import psnr, video_frames
+from onedva_codec.evaluation.metrics import psnr
 from onedva_codec.model.folder import CARD_FILE, load_model
-from onedva_codec.model.network import Latents, OneDVA, full_tile_geometry
-from onedva_codec.model.sampler import sample
+from onedva_codec.model.network import Latents, OneDVA
 from onedva_codec.model.schedule import DecodingSchedule
 
 from .clips import validation_clips
 from .pack import Pack
+from .trainer import decode_held_out
 
 RATE_STEP = 0.5  # rate points measured: 0, 0.5, 1, ...
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares of the 1D tokens measured
@@ -47,26 +47,22 @@ def measure(model: OneDVA, clips: torch.Tensor, device: torch.device, autocast=c
     """bpp and one-step PSNR of the clips at every (rate point, share) of the grid."""
     cfg = model.cfg
     rates = np.arange(0, cfg.rate_points - 1 + 1e-9, RATE_STEP)
-    grid = [(float(r), s) for r in rates for s in SHARES]
-    bits, psnrs = np.zeros(len(grid)), [[] for _ in grid]
-    generator = torch.Generator().manual_seed(0)
-    for start in range(0, clips.shape[0], batch):
-        x0 = clips[start:start + batch].to(device)
-        b = x0.shape[0]
-        with autocast():
-            posterior = model.encode(x0, full_tile_geometry(cfg, b, device))
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        for i, (rate, share) in enumerate(grid):
+    grid = {f"{float(r)}:{s}": (float(r), s) for r in rates for s in SHARES}
+
+    def cases(posterior, b: int):
+        for name, (rate, share) in grid.items():
             keep = Latents.keep_mask(torch.full((b,), round(share * cfg.max_1d_tokens), device=device),
                                      cfg.max_1d_tokens)
-            latents, chunk_bits = model.code_latents(posterior, keep, torch.full((b,), rate, device=device))
-            with autocast():
-                decoded = sample(lambda x, t: model.velocity(x, t, latents), noise, DecodingSchedule(1))
-            bits[i] += chunk_bits.sum().item()
-            psnrs[i].append(psnr(video_frames(x0.float()), video_frames(decoded.float().clamp(-1, 1))).cpu())
+            latents, bits = model.code_latents(posterior, keep, torch.full((b,), rate, device=device))
+            yield name, latents, bits
+
+    def mean_psnr(reference: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:
+        return {"psnr": psnr(reference, decoded).mean().item()}
+
+    results, _, bits = decode_held_out(model, clips, DecodingSchedule(1), device, mean_psnr, autocast, batch, cases,
+                                       kept_clips=0)
     pixels = clips.shape[0] * clips.shape[2] * clips.shape[3] * clips.shape[4]
-    return [Point(rate, share, bits[i] / pixels, float(torch.cat(psnrs[i]).mean()))
-            for i, (rate, share) in enumerate(grid)]
+    return [Point(rate, share, bits[name] / pixels, results[name]["psnr"]) for name, (rate, share) in grid.items()]
 
 
 def best_curve(points: list[Point]) -> list[Point]:

@@ -59,6 +59,7 @@ from .pack import Pack
 
 CHECKPOINT = "checkpoint.pt"
 LATENT_STAT_BATCHES = 8
+SAMPLE_CLIPS = 4  # held-out clips shown in a validation's sample grid
 
 
 @dataclass
@@ -520,8 +521,8 @@ def evaluate(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: t
             kept = torch.full((b,), round(share * cfg.max_1d_tokens), device=device)
             yield name, Latents(structural, tokens_1d, Latents.keep_mask(kept, cfg.max_1d_tokens)), None
 
-    results, decoded, _ = _decode_held_out(model, clips, schedule, device, metrics, autocast, batch, cases)
-    return results, {"original": clips, **decoded}
+    results, decoded, _ = decode_held_out(model, clips, schedule, device, metrics, autocast, batch, cases)
+    return results, {"original": clips[:SAMPLE_CLIPS], **decoded}
 
 
 @torch.no_grad()
@@ -543,19 +544,23 @@ def evaluate_rates(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, dev
             latents, bits = model.code_latents(posterior, keep, torch.full((b,), float(rate), device=device), mode)
             yield name, latents, bits
 
-    results, decoded, bits = _decode_held_out(model, clips, schedule, device, metrics, autocast, batch, cases)
+    results, decoded, bits = decode_held_out(model, clips, schedule, device, metrics, autocast, batch, cases)
     pixels = clips.shape[0] * clips.shape[2] * clips.shape[3] * clips.shape[4]
     results = {name: {**values, "bpp": bits[name] / pixels} for name, values in results.items()}
-    return results, {"original": clips, "lowest": decoded["rate0"], "top": decoded[f"rate{top}"]}
+    return results, {"original": clips[:SAMPLE_CLIPS], "lowest": decoded["rate0"], "top": decoded[f"rate{top}"]}
 
 
-def _decode_held_out(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: torch.device,
-                     metrics: FrameMetrics, autocast, batch: int, cases
-                     ) -> tuple[dict, dict[str, Tensor], dict[str, float]]:
+def decode_held_out(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: torch.device, metrics,
+                    autocast, batch: int, cases, kept_clips: int = SAMPLE_CLIPS
+                    ) -> tuple[dict, dict[str, Tensor], dict[str, float]]:
     """Encode the clips a batch at a time and decode each of `cases(posterior, b)` ((name, latents, bits or
-    None) per case) from the same noise: the metrics, decoded videos and total bits of every case."""
+    None) per case) from the same noise. Returns each case's `metrics(reference frames, decoded frames)`
+    (a dict of means over frames, here averaged over all the clips), its first `kept_clips` decoded clips
+    (for sample grids; the others are scored and let go, so memory does not grow with the cases) and its
+    total bits."""
     cfg = model.cfg
     decoded: dict[str, list[Tensor]] = {}
+    sums: dict[str, dict[str, float]] = {}
     bits: dict[str, float] = {}
     generator = torch.Generator().manual_seed(0)
     for start in range(0, clips.shape[0], batch):
@@ -564,15 +569,17 @@ def _decode_held_out(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, d
         with autocast():
             posterior = model.encode(x0, full_tile_geometry(cfg, b, device))
         noise = torch.randn(x0.shape, generator=generator).to(device)
+        reference = video_frames(x0.float())
         for name, latents, case_bits in cases(posterior, b):
             with autocast():
-                out = sample(lambda x, t: model.velocity(x, t, latents), noise, schedule)
-            decoded.setdefault(name, []).append(out.float().clamp(-1, 1).cpu())
+                out = sample(lambda x, t: model.velocity(x, t, latents), noise, schedule).float().clamp(-1, 1)
+            scores = metrics(reference, video_frames(out))
+            sums[name] = {k: sums.get(name, {}).get(k, 0.0) + v * b for k, v in scores.items()}
+            if start < kept_clips:
+                decoded.setdefault(name, []).append(out[: kept_clips - start].cpu())
             bits[name] = bits.get(name, 0.0) + (case_bits.sum().item() if case_bits is not None else 0.0)
-    reference = video_frames(clips.float()).to(device)
-    videos = {name: torch.cat(parts) for name, parts in decoded.items()}
-    results = {name: metrics(reference, video_frames(video).to(device)) for name, video in videos.items()}
-    return results, videos, bits
+    results = {name: {k: v / clips.shape[0] for k, v in total.items()} for name, total in sums.items()}
+    return results, {name: torch.cat(parts) for name, parts in decoded.items()}, bits
 
 
 @torch.no_grad()
@@ -592,7 +599,7 @@ def ldm_validation_loss(model: OneDVA, ldm: LatentDiT, stats: LatentStats, clips
     return float(np.mean(losses))
 
 
-def save_samples(folder: Path, step: int, videos: dict[str, Tensor], clips: int = 4) -> None:
+def save_samples(folder: Path, step: int, videos: dict[str, Tensor], clips: int = SAMPLE_CLIPS) -> None:
     """A PNG grid (per clip: one row per version, frames 0, 8, 16) and an animated GIF of clip 0."""
     to_image = model_to_frames
 
