@@ -23,9 +23,8 @@ from onedva_codec.video.io import VideoReader
 
 def symbols(codec: Codec, data: bytes) -> list[np.ndarray]:
     """Every tile's decoded latents: a v1/v2 model's symbols, a v3 model's restored planes."""
-    cfg = codec.model.cfg
     with OdvaReader(data) as reader:
-        return [codec.model.tile_coder.decode(t.data, t.kept if cfg.rate_distortion else cfg.structural_tokens + t.kept)
+        return [codec.model.tile_coder.decode(t.data, codec.model.decode_count(t.kept))
                 for c in reader.chunks() for t in c.tiles]
 
 

@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     codec = Codec(args.weights, device="cpu")
-    cfg, coder = codec.model.cfg, codec.model.tile_coder
+    coder = codec.model.tile_coder
     with VideoReader(args.clip) as reader:
         video = np.stack(list(itertools.islice(reader.frames(), args.frames)))
         fps = reader.info.fps
@@ -45,7 +45,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for tile in tiles:
                 started = time.perf_counter()
-                coder.decode(tile.data, tile.kept if cfg.rate_distortion else cfg.structural_tokens + tile.kept)
+                coder.decode(tile.data, codec.model.decode_count(tile.kept))
                 times.append(time.perf_counter() - started)
         size = statistics.mean(len(t.data) for t in tiles)
         print(f"| {quality:g} | {len(tiles)} | {size:.0f} | {1000 * statistics.median(times):.2f} |")

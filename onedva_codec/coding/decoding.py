@@ -149,7 +149,7 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord
     Noise is the largest CPU cost of decoding: it is drawn by a pool of threads (torch releases the
     GIL while it draws) while this thread unpacks the next batch's symbols, into page-locked memory
     when a GPU is in use, so that it crosses to the GPU without a staging copy."""
-    s, n_max = cfg.structural_tokens, cfg.max_1d_tokens
+    n_max = cfg.max_1d_tokens
     max_rate = max(cfg.rate_points - 1, 0)
     shape = (3, cfg.frames, cfg.tile, cfg.tile)
     pin = engine.device.type == "cuda"
@@ -169,7 +169,7 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord
                     raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
                 if tile.rate > max_rate:
                     raise FormatError(f"a tile claims rate point {tile.rate:g}, the model's go up to {max_rate}")
-                symbol_jobs.append(engine.decode_tile(tile.data, tile.kept if cfg.rate_distortion else s + tile.kept))
+                symbol_jobs.append(engine.decode_tile(tile.data, engine.model.decode_count(tile.kept)))
         kept = np.array([record.tiles[t].kept for record, t in units])
         rates = np.array([record.tiles[t].rate for record, t in units], dtype=np.float32)
         return _UnitBatch(list(units), symbol_jobs, kept, rates, noise, jobs)

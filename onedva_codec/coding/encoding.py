@@ -22,8 +22,6 @@ from torch.profiler import record_function
 
 from ..bitstream import ratecontrol
 from ..bitstream.container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
-from ..bitstream.hyperprior_coding import ENTROPY_CODER as HYPERPRIOR_CODER
-from ..bitstream.latent_coding import ENTROPY_CODER
 from ..bitstream.noise import unit_noise
 from ..bitstream.ratecontrol import RateOptions
 from ..errors import InputError
@@ -109,7 +107,7 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
     grid = TileGrid.plan(request.height, request.width, cfg.tile, cfg.tile_overlap)
     with tempfile.TemporaryFile() as spool:
         job = _EncodeJob(grid, request.seed, request.search_steps)
-        with_sizes = rate.bitrate is not None and not cfg.rate_distortion  # v3 searches by writing the file
+        with_sizes = rate.bitrate is not None and not cfg.rate_distortion  # v3 estimates sizes when it needs them
         analysis = _analyse(model, engine, frames, job, spool, with_sizes, progress)
         header = _header(model, request, analysis.frames, grid)
         overhead = container_overhead(header, len(request.audio or b""))
@@ -317,7 +315,6 @@ def _header(model: LoadedModel, request: EncodeRequest, frames: int, grid: TileG
         latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
         max_1d_tokens=cfg.max_1d_tokens, quant_step=card.quant_step,
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
-        entropy_coder=HYPERPRIOR_CODER if cfg.rate_distortion else ENTROPY_CODER, seed=request.seed,
-        audio=request.audio_info,
+        entropy_coder=model.entropy_coder, seed=request.seed, audio=request.audio_info,
         rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}",
     )

@@ -150,6 +150,16 @@ class LoadedModel:
         """The card's quantizer: what the encoder applies to every latent."""
         return self.card.quantizer()
 
+    @property
+    def entropy_coder(self) -> str:
+        """The entropy coder its files name: `hyperprior-v1` for a v3 model, `range-prior-v1` before."""
+        return HYPERPRIOR_CODER if self.cfg.rate_distortion else ENTROPY_CODER
+
+    def decode_count(self, kept: int) -> int:
+        """What the tile coder's decode takes for a tile keeping `kept` 1D tokens: the tile's tokens (a
+        v1/v2 model's symbols) or the kept count itself (a v3 model's planes)."""
+        return kept if self.cfg.rate_distortion else self.cfg.structural_tokens + kept
+
 
 def tile_coder(prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig) -> TileCoder | HyperpriorCoder:
     """The range coder of a model's tiles under its prior."""
@@ -253,10 +263,9 @@ def check_decodable(header: FileHeader, loaded: LoadedModel) -> None:
             header.max_1d_tokens) != (cfg.frames, cfg.tile, cfg.latent_channels, cfg.structural_tokens,
                                       cfg.max_1d_tokens):
         raise ModelMismatchError("the file's latent geometry does not match the loaded model")
-    coder = HYPERPRIOR_CODER if cfg.rate_distortion else ENTROPY_CODER
-    if header.entropy_coder != coder:
+    if header.entropy_coder != loaded.entropy_coder:
         raise FormatError(f"this file uses entropy coder {header.entropy_coder!r}, which model {loaded.model_id} "
-                          f"cannot read (it reads {coder!r})")
+                          f"cannot read (it reads {loaded.entropy_coder!r})")
     if header.prior_sha256 != card.prior_sha256:
         raise ModelMismatchError(
             f"this file was coded under entropy prior {header.prior_sha256[:16]}, but the loaded model "
