@@ -123,21 +123,18 @@ class HyperPrior(nn.Module):
     def _code(self, structural: Tensor, tokens_1d: Tensor, keep: Tensor, rate: Tensor, home_slot: Tensor,
               mode: str) -> tuple[Tensor, Tensor, Tensor]:
         gain, inverse = self.gains(rate)
-        y = self.to_grid(structural * gain[:, None, 0], tokens_1d * gain[:, None, 1], home_slot)
         kept = self.to_grid(torch.ones_like(structural[..., :1]), keep[..., None].float(), home_slot)
         kept = kept.repeat_interleave(self.cfg.latent_channels, dim=1)  # (B, planes, grid, grid) of 0 / 1
-        y = y * kept
+        y = self._planes(structural, tokens_1d, gain, kept, home_slot)
         z = self.hyper_encoder(y)
         training = mode == "train"
-        z_hat = z + (torch.rand_like(z) - 0.5) if training else torch.round(z)
-        z_scale = self.hyper_log_scale.exp()[None, :, None, None]
-        bits = gaussian_bits(z_hat, torch.zeros_like(z_hat), z_scale).flatten(1).sum(1)
-        if training:
-            z_hat = z + (torch.round(z) - z).detach()  # the hyper decoder sees what it will be sent
+        z_coded = z + (torch.rand_like(z) - 0.5) if training else torch.round(z)
+        # the hyper decoder sees what will be sent, straight through in training
+        z_hat = z + (torch.round(z) - z).detach() if training else z_coded
         mean, log_scale = self.parameters_from(z_hat)
         rounded = torch.round(y - mean) + mean
         noisy = y + (torch.rand_like(y) - 0.5) if training else rounded
-        bits = bits + (gaussian_bits(noisy, mean, log_scale.exp()) * kept).flatten(1).sum(1)
+        bits = self._bits(z_coded, noisy, mean, log_scale, kept)
         if training:
             y_hat = y + (rounded - y).detach()
         else:
@@ -153,9 +150,7 @@ class HyperPrior(nn.Module):
         """The encoder's side of a file: the gained latent laid out as planes (B, planes, G, G), the
         values not sent (`kept` planes False) zeroed, and its hyper-latent, rounded (B, h, G/2, G/2)."""
         with torch.autocast(structural.device.type, enabled=False):
-            gain, _ = self.gains(rate)
-            y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
-            y = y * kept
+            y = self._planes(structural.float(), tokens_1d.float(), self.gains(rate)[0], kept, home_slot)
             return y, torch.round(self.hyper_encoder(y)).clamp(-127, 127)
 
     @torch.no_grad()
@@ -163,11 +158,19 @@ class HyperPrior(nn.Module):
         """(B,) bits the units of `to_send` will take, from the float entropy model: the ideal code length
         of the hyper-latent and of the kept values, each rounded about its predicted mean."""
         with torch.autocast(y.device.type, enabled=False):
-            z_scale = self.hyper_log_scale.exp()[None, :, None, None]
-            bits = gaussian_bits(z, torch.zeros_like(z), z_scale).flatten(1).sum(1)
             mean, log_scale = self.parameters_from(z)
-            rounded = torch.round(y - mean).clamp(-127, 127) + mean
-            return bits + (gaussian_bits(rounded, mean, log_scale.exp()) * kept).flatten(1).sum(1)
+            return self._bits(z, torch.round(y - mean).clamp(-127, 127) + mean, mean, log_scale, kept)
+
+    def _planes(self, structural: Tensor, tokens_1d: Tensor, gain: Tensor, kept: Tensor, home_slot: Tensor
+                ) -> Tensor:
+        """The gained latents laid out as planes, the values not sent (`kept` 0) zeroed."""
+        return self.to_grid(structural * gain[:, None, 0], tokens_1d * gain[:, None, 1], home_slot) * kept
+
+    def _bits(self, z: Tensor, values: Tensor, mean: Tensor, log_scale: Tensor, kept: Tensor) -> Tensor:
+        """(B,) bits of a hyper-latent under its channels' Gaussians and of the kept values under theirs."""
+        z_scale = self.hyper_log_scale.exp()[None, :, None, None]
+        z_bits = gaussian_bits(z, torch.zeros_like(z), z_scale).flatten(1).sum(1)
+        return z_bits + (gaussian_bits(values, mean, log_scale.exp()) * kept).flatten(1).sum(1)
 
     def restore(self, planes: Tensor, rate: Tensor, home_slot: Tensor) -> tuple[Tensor, Tensor]:
         """The decoder's side: restored planes (B, planes, G, G) at each unit's rate point -> the structural
