@@ -248,10 +248,15 @@ def spend_ladder(rate: RateOptions, motion: np.ndarray, duration: float, max_rat
     scale, best, tried = 1.0, None, None  # scale: what the file weighed against its estimate, last time
     for _ in range(WRITES):
         low, high = 0.0, 1.0
-        if estimate(*plan(0.0)) * scale <= target:
+        low_estimate = estimate(*plan(low))
+        if low_estimate * scale <= target:
             for _ in range(LADDER_STEPS):
                 middle = 0.5 * (low + high)
-                low, high = (middle, high) if estimate(*plan(middle)) * scale <= target else (low, middle)
+                middle_estimate = estimate(*plan(middle))
+                if middle_estimate * scale <= target:
+                    low, low_estimate = middle, middle_estimate
+                else:
+                    high = middle
         point, lengths = plan(low)
         written = write(point, lengths)
         tried = (point, lengths, written)
@@ -262,7 +267,7 @@ def spend_ladder(rate: RateOptions, motion: np.ndarray, duration: float, max_rat
         if written > target and low == 0.0:
             raise InputError(f"bitrate too low: this video needs at least {written * 8 / duration / 1000:.1f} "
                              "kbit/s (the lowest quality)")
-        scale = written / max(estimate(point, lengths), 1)
+        scale = written / max(low_estimate, 1)
     if best is None:  # as `spend`: the last try stands, just over the target
         return (*tried, None)
     if best is not tried:  # the file on disk is another try: write the best that fits again
