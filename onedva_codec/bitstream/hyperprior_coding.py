@@ -33,15 +33,18 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import constriction
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save_file
 
 from ..errors import FormatError
 from .container import HYPERPRIOR_CODER
 from .prior import SYMBOL_LIMIT, TOTAL, frequencies
+
+if TYPE_CHECKING:
+    import torch
 
 SCALE_MIN = 0.11  # smallest scale of a latent value's Gaussian, in rounding steps
 SCALE_MAX = 64.0
@@ -49,7 +52,6 @@ SCALE_LEVELS = 64
 MEAN_STEPS = 16  # predicted means are multiples of 1/16 of a rounding step
 WEIGHT_LIMIT = (1 << 15) - 1
 ACTIVATION_LIMIT = (1 << 15) - 1
-ALPHABET = 2 * SYMBOL_LIMIT + 1
 ENTROPY_CODER = HYPERPRIOR_CODER  # what a v3 model's files name in their header
 
 
@@ -158,8 +160,8 @@ class HyperpriorTables:
     """What a v3 model's files are coded with: the integer hyper decoder and the frequency tables."""
 
     decoder: IntegerHyperDecoder
-    z_tables: np.ndarray  # (h, ALPHABET) int frequencies, one per hyper-latent channel
-    y_tables: np.ndarray  # (SCALE_LEVELS, ALPHABET) int frequencies, one per scale level
+    z_tables: np.ndarray  # (h, 255) int frequencies of -127..127, one per hyper-latent channel
+    y_tables: np.ndarray  # (SCALE_LEVELS, 255) int frequencies, one per scale level
 
     @classmethod
     def build(cls, decoder: IntegerHyperDecoder, z_scales: np.ndarray) -> "HyperpriorTables":
@@ -199,11 +201,6 @@ class HyperpriorTables:
         if (tables.z_tables.sum(axis=1) != TOTAL).any() or (tables.y_tables.sum(axis=1) != TOTAL).any():
             raise FormatError(f"{path}: entropy tables that do not sum to 2**24")
         return tables
-
-    def symbol_bits(self, tables: np.ndarray, which: np.ndarray, symbols: np.ndarray) -> float:
-        """Ideal code length of `symbols` each under row `which` of `tables`."""
-        freq = tables[which, symbols + SYMBOL_LIMIT]
-        return float(-np.log2(freq / TOTAL).sum())
 
 
 class HyperpriorCoder:
