@@ -137,3 +137,19 @@ class DoublingTensorJob:
     def run(self, model, engine, items):
         for item in items:
             yield item * 2
+
+
+def assert_damage_reported_alike(reference, other, data: bytes) -> None:
+    """A byte flipped in the middle of `data`: `other` codec reports the very FormatError `reference` does
+    (from device processes as from one, say)."""
+    import re
+
+    import pytest
+
+    from onedva_codec import FormatError
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF
+    with pytest.raises(FormatError) as expected:
+        reference.decode_array(bytes(damaged))
+    with pytest.raises(FormatError, match=re.escape(str(expected.value))):
+        other.decode_array(bytes(damaged))

@@ -1,12 +1,11 @@
 """Round trips through real video files, as the library API does them."""
 
-import re
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
-from helpers import synthetic_clip, write_video
+from helpers import assert_damage_reported_alike, synthetic_clip, write_video
 
 from onedva_codec import FormatError, InputError, OutputExistsError, RateOptions, read_info
 
@@ -155,12 +154,7 @@ def test_spreading_over_several_devices_gives_the_same_file_and_frames():
         assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
         assert np.array_equal(two.decode_array(data, steps=2, frame_range=(60, 90)),
                               one.decode_array(data, steps=2, frame_range=(60, 90)))
-        damaged = bytearray(data)
-        damaged[len(data) // 2] ^= 0xFF
-        with pytest.raises(FormatError) as expected:
-            one.decode_array(bytes(damaged))
-        with pytest.raises(FormatError, match=re.escape(str(expected.value))):
-            two.decode_array(bytes(damaged))
+        assert_damage_reported_alike(one, two, data)
         assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
     finally:
         two.close()
