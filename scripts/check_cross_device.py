@@ -6,19 +6,21 @@ what one device writes the other reads, tile by tile, and that the frames agree
 within the float differences of the two devices' decoders.
 
     python scripts/check_cross_device.py [CLIP] [--weights DIR] [--frames N]
+
+CLIP may be a .npy of uint8 frames (frames x height x width x 3) where PyAV is missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 
 import numpy as np
 import torch
 
 from onedva_codec import Codec, RateOptions
 from onedva_codec.bitstream.container import OdvaReader
-from onedva_codec.video.io import VideoReader
+
+from multi_gpu_speed import clip_frames
 
 
 def symbols(codec: Codec, data: bytes) -> list[np.ndarray]:
@@ -36,9 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
-    with VideoReader(args.clip) as reader:
-        video = np.stack(list(itertools.islice(reader.frames(), args.frames)))
-        fps = reader.info.fps
+    video, fps = clip_frames(args.clip, args.frames)
     gpu, cpu = Codec(args.weights, device="cuda", batch_size=16), Codec(args.weights, device="cpu", batch_size=3)
     for name, encoder, decoder in (("GPU -> CPU", gpu, cpu), ("CPU -> GPU", cpu, gpu)):
         data = encoder.encode_array(video, fps, RateOptions(quality=0.6))

@@ -10,6 +10,8 @@ at 1080p and batch 16), so give each device a few: e.g. --frames 1088 for 4 GPUs
 
     python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cuda:0 cuda:0,1 --frames 1088 --steps 1 8
     python scripts/multi_gpu_speed.py docs/sample.mp4 --devices cpu cpu,cpu --size 256x256 --frames 17 --steps 1
+
+CLIP may be a .npy of uint8 frames (frames x height x width x 3) where PyAV is missing.
 """
 
 from __future__ import annotations
@@ -28,10 +30,17 @@ from onedva_codec import Codec, RateOptions
 from onedva_codec.video.io import VideoReader
 
 
-def load_frames(clip: str, width: int, height: int, count: int) -> tuple[np.ndarray, float]:
+def clip_frames(clip: str, count: int) -> tuple[np.ndarray, float]:
+    """The first `count` frames (uint8, frames x height x width x 3) and the frame rate of a video, or of
+    a .npy of such frames (taken as 25 frames/s), for machines without FFmpeg."""
+    if clip.endswith(".npy"):
+        return np.load(clip)[:count], 25.0
     with VideoReader(clip) as reader:
-        video = np.stack(list(itertools.islice(reader.frames(), count)))
-        fps = float(reader.info.fps)
+        return np.stack(list(itertools.islice(reader.frames(), count))), float(reader.info.fps)
+
+
+def load_frames(clip: str, width: int, height: int, count: int) -> tuple[np.ndarray, float]:
+    video, fps = clip_frames(clip, count)
     scaled = torch.nn.functional.interpolate(torch.from_numpy(video).permute(0, 3, 1, 2).float(),
                                              size=(height, width), mode="bicubic", align_corners=False)
     video = scaled.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
