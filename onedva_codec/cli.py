@@ -261,6 +261,10 @@ def encode(
         help="Refine every tile's latents by this many gradient steps through the decoder: "
              "a better picture at about the same size, any odva decodes it, encoding takes "
              "about 3 decoder passes per step (a GPU's work). e.g. --search 8")] = 0,
+    scene_cuts: Annotated[bool, typer.Option(
+        "--scene-cuts/--no-scene-cuts", metavar="",
+        help="End a chunk where a shot ends, so that no chunk blends two shots; without, a chunk every 17 "
+             "frames. e.g. --no-scene-cuts")] = True,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,
@@ -283,7 +287,7 @@ def encode(
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
     with _progress("encoding", expected_frames, quiet) as bar:
         result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=bar.advance,
-                                   search_steps=search)
+                                   search_steps=search, scene_cuts=scene_cuts)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")
     if not quiet:
@@ -365,7 +369,8 @@ def info(
         "fps": f"{float(h.fps):.6g}" + ("" if h.fps.denominator == 1 else f" ({h.fps.numerator}/{h.fps.denominator})"),
         "frames": h.frames, "duration": f"{h.duration:.3f} s",
         "bitrate": f"{details.bitrate / 1000:.2f} kbit/s", "bpp": f"{details.bpp:.5f}",
-        "chunks": f"{h.chunk_count} of {h.chunk_frames} frames, {h.tile_count} tile(s) each",
+        "chunks": f"{h.chunk_count} of up to {h.chunk_frames} frames, {h.tile_count} tile(s) each",
+        "scene cuts": ", ".join(f"frame {c}" for c in h.cuts) if h.cuts else "none",
         "tile": f"{h.tile_size} px, overlap {h.tile_overlap}", "latent": f"{h.structural_tokens} structural + "
         f"up to {h.max_1d_tokens} 1D tokens x {h.latent_channels} channels",
         "quantization": ((f"rate point {rates[0]:g}" if min(rates) == max(rates)
@@ -381,13 +386,13 @@ def info(
     for key, value in summary.items():
         table.add_row(key, str(value))
     out.print(table)
-    chunks = Table("chunk", "frames", "1D tokens kept", *(["rate point"] if hyperprior else []), "bytes", "motion",
+    chunks = Table("chunk", "first frame", "frames", "1D tokens kept", *(["rate point"] if hyperprior else []), "bytes", "motion",
                    title="chunks")
     for c in details.chunks:
         kept = str(c.kept[0]) if len(c.kept) == 1 else f"{sum(c.kept) / len(c.kept):.1f} (mean of {len(c.kept)})"
         motion = sum(c.motion) / len(c.motion)
         rate = [f"{sum(c.rate) / len(c.rate):.3f}"] if hyperprior else []
-        chunks.add_row(str(c.index), str(c.frames), kept, *rate, str(c.bytes), f"{motion:.3f}")
+        chunks.add_row(str(c.index), str(h.chunk_starts[c.index]), str(c.frames), kept, *rate, str(c.bytes), f"{motion:.3f}")
     out.print(chunks)
 
 

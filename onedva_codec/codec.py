@@ -71,32 +71,35 @@ class Codec:
 
     def encode_file(self, source: str | Path, destination: str | Path, rate: RateOptions = RateOptions(),
                     seed: int = 0, force: bool = False, progress: Progress | None = None,
-                    search_steps: int = 0) -> EncodeResult:
+                    search_steps: int = 0, scene_cuts: bool = True) -> EncodeResult:
         """Encode a video file (or "-": YUV4MPEG2 on standard input) to .odva. `search_steps` > 0 refines
         every tile's latent by that many gradient steps through the decoder (coding/search.py): a slower
-        encode, a better picture from the same decoder."""
+        encode, a better picture from the same decoder. `scene_cuts`: end a chunk where a shot ends
+        (video/scenes.py), so that no chunk blends two shots; off, chunks are every 17 frames."""
         source, destination = Path(source), Path(destination)
         with atomic_output(destination, force, source) as tmp, VideoReader(source) as reader:
             audio = io.BytesIO()
             audio_info = extract_audio(source, audio) if reader.info.has_audio and not is_stdio(source) else None
             info = reader.info
             request = EncodeRequest(info.width, info.height, info.fps, rate, seed, search_steps,
-                                    audio.getvalue() if audio_info else None, vars(audio_info) if audio_info else None)
+                                    audio.getvalue() if audio_info else None, vars(audio_info) if audio_info else None,
+                                    scene_cuts)
             with open(tmp, "wb") as out:
                 result = encode_frames(self.model, self.engine, reader.frames(), request, out, progress)
             result.notes += [note for note in (reader.timing_note, reader.cut_note) if note]
             return result
 
     def encode_array(self, frames: np.ndarray, fps: Fraction | float,
-                     rate: RateOptions = RateOptions(), seed: int = 0, search_steps: int = 0) -> bytes:
-        """Encode (T, H, W, 3) uint8 RGB frames; returns the .odva file's bytes (`search_steps`: as
-        encode_file)."""
+                     rate: RateOptions = RateOptions(), seed: int = 0, search_steps: int = 0,
+                     scene_cuts: bool = True) -> bytes:
+        """Encode (T, H, W, 3) uint8 RGB frames; returns the .odva file's bytes (`search_steps`, `scene_cuts`:
+        as encode_file)."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
         out = io.BytesIO()
         request = EncodeRequest(frames.shape[2], frames.shape[1], Fraction(fps).limit_denominator(1001000), rate, seed,
-                                search_steps)
+                                search_steps, scene_cuts=scene_cuts)
         encode_frames(self.model, self.engine, iter(frames), request, out)
         return out.getvalue()
 

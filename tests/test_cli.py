@@ -84,7 +84,7 @@ def test_info_json_is_typed_and_documented(cli):
     import re
     result = cli("info", DATA / "reference.odva", "--json")
     data = json.loads(result.stdout)
-    assert data["schema"] == "odva-info/2" and data["frames"] == 20 and data["chunk_count"] == 2
+    assert data["schema"] == "odva-info/3" and data["frames"] == 20 and data["chunk_count"] == 2
     assert (data["width"], data["height"], data["fps"]["numerator"], data["fps"]["denominator"]) == (48, 40, 25, 1)
     assert isinstance(data["bitrate_bps"], float) and isinstance(data["bytes"], int)
     assert [c["index"] for c in data["chunks"]] == [0, 1]
@@ -99,7 +99,7 @@ def test_info_json_is_typed_and_documented(cli):
             if isinstance(inner, dict) and key not in ("rate", "audio"):
                 yield from flat(inner, prefix + key + ".")
     chunk_keys = {f"chunks[].{key}" for key in data["chunks"][0]}
-    assert chunk_keys == {"chunks[].index", "chunks[].frames", "chunks[].bytes", "chunks[].latent_bytes",
+    assert chunk_keys == {"chunks[].index", "chunks[].first_frame", "chunks[].frames", "chunks[].bytes", "chunks[].latent_bytes",
                           "chunks[].kept_1d_tokens", "chunks[].motion", "chunks[].rate_point"}
     assert set(flat(data)) | chunk_keys == keys
 

@@ -76,13 +76,13 @@ def test_every_flipped_byte_is_reported():
 def test_unknown_major_version_is_refused():
     data = bytearray(REFERENCE.read_bytes())
     data[4] = 4
-    with pytest.raises(FormatError, match="version 4.0"):
+    with pytest.raises(FormatError, match="version 4.1"):
         read_info(bytes(data))
 
 
 def test_a_version_1_file_is_refused_as_made_by_an_older_odva():
     data = bytearray(REFERENCE.read_bytes())
-    data[4] = 1
+    data[4:6] = b"\1\0"
     with pytest.raises(FormatError, match="version 1.0.*older odva"):
         read_info(bytes(data))
 

@@ -16,7 +16,7 @@ from onedva_codec.video.pixels import model_to_video, video_to_model
 @pytest.mark.parametrize("length", [1, 16, 17, 18, 40])
 def test_chunks_cover_every_frame_once(length):
     frames = [np.full((2, 2, 3), i, np.uint8) for i in range(length)]
-    chunks = list(chunk_frames(frames, 17))
+    chunks = list(chunk_frames(((f, False) for f in frames), 17))
     assert sum(real for _, real in chunks) == length
     assert all(chunk.shape == (17, 2, 2, 3) for chunk, _ in chunks)
     last, real = chunks[-1]
@@ -27,7 +27,7 @@ def test_chunks_cover_every_frame_once(length):
         given.append(torch.zeros(shape, dtype=torch.uint8))
         return given[-1]
 
-    stacked = [chunk for chunk, _ in chunk_frames(frames, 17, allocate)]  # into the memory the caller gives
+    stacked = [chunk for chunk, _ in chunk_frames(((f, False) for f in frames), 17, allocate)]  # into the memory the caller gives
     assert len(stacked) == len(given) and all(chunk is mine for chunk, mine in zip(stacked, given))
     assert all(torch.equal(chunk, mine) for (chunk, _), mine in zip(chunks, given))
 

@@ -103,3 +103,5 @@ def test_artefact_ratios_see_a_patch_grid_motion_in_steps_and_a_pop():
     jump = smooth.copy()
     jump[17:] = np.clip(jump[17:].astype(int) + 30, 0, 255).astype(np.uint8)
     assert temporal_ratios(jump, smooth)["pop"] > 2 and abs(temporal_ratios(jump, smooth)["step"] - 1) < 0.05
+    # where the source itself cuts, the change is the cut's: no pop is measured there
+    assert temporal_ratios(jump, jump)["pop"] == 1.0 and np.isnan(temporal_ratios(jump, jump, cuts=[17])["pop"])

@@ -17,6 +17,8 @@ is its reference implementation.
 from __future__ import annotations
 
 import io
+import bisect
+import functools
 import math
 import re
 import struct
@@ -24,7 +26,7 @@ import zlib
 from dataclasses import MISSING, asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 import msgpack
 
@@ -32,7 +34,10 @@ from ..errors import FormatError, InputError
 
 MAGIC = b"ODVA"
 TRAILER_MAGIC = b"ODVX"
-VERSION = (3, 0)  # 3.0: a rate point per tile, for v3 models; 2.0: range coding under a prior; 1.0: zstd
+VERSION = (3, 1)  # 3.1: chunks end at scene cuts; 3.0: a rate point per tile, for v3 models; 2.0: range coding
+# under a prior; 1.0: zstd
+FLAG_CUTS = 0x0001  # the header lists scene cuts, where chunks end early: a reader without them would misplace frames
+KNOWN_FLAGS = FLAG_CUTS
 KIND_HEADER, KIND_CHUNK, KIND_AUDIO, KIND_INDEX = b"H", b"C", b"A", b"X"
 
 _PREAMBLE = struct.Struct("<4sBBH")
@@ -59,6 +64,19 @@ MAX_CHUNK_FRAMES = 1024
 MAX_LATENT_CHANNELS = 256
 MAX_TOKENS = 65536
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def chunk_layout(frames: int, length: int, cuts: Sequence[int] = ()) -> list[int]:
+    """The first frame of every chunk of a video of `frames` frames cut into chunks of at most `length`,
+    a new one beginning at each of the `cuts` (frames that start a shot), as video.geometry.chunk_frames
+    cuts them."""
+    starts, cuts, next_cut, frame = [], sorted(cuts), 0, 0
+    while frame < frames:
+        starts.append(frame)
+        while next_cut < len(cuts) and cuts[next_cut] <= frame:
+            next_cut += 1
+        frame = min(frame + length, cuts[next_cut] if next_cut < len(cuts) else frames)
+    return starts
 
 
 @dataclass
@@ -88,11 +106,18 @@ class FileHeader:
     rate: dict = field(default_factory=dict)  # how the encoder was asked to spend bits
     audio: dict | None = None  # codec, sample_rate, channels
     encoder: str = ""
+    cuts: list[int] = field(default_factory=list)  # frames that start a shot, and so a chunk (FLAG_CUTS)
 
     def to_bytes(self) -> bytes:
         values = asdict(self)
         values["fps"] = [self.fps.numerator, self.fps.denominator]
+        if not self.cuts:  # a file without cuts is laid out as version 3.0 lays it out, and says nothing of them
+            del values["cuts"]
         return msgpack.packb(values)
+
+    @property
+    def flags(self) -> int:
+        return FLAG_CUTS if self.cuts else 0
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "FileHeader":
@@ -149,6 +174,9 @@ class FileHeader:
                  f"{name} is not {'positive ' if positive else ''}numbers, one per latent channel")
         need(_is_int(self.seed, 0, 2**63 - 1), "the seed is out of range")
         need(isinstance(self.rate, dict), "rate is not a map")
+        need(isinstance(self.cuts, list) and all(_is_int(c, 1, self.frames - 1) for c in self.cuts)
+             and all(a < b for a, b in zip(self.cuts, self.cuts[1:])) if _is_int(self.frames, 1, MAX_FRAMES) else True,
+             "cuts are not increasing frames inside the video")
         audio = self.audio
         need(audio is None or (isinstance(audio, dict) and isinstance(audio.get("codec"), str)
                                and _is_int(audio.get("sample_rate"), 1, 10**6)
@@ -162,9 +190,27 @@ class FileHeader:
         if problems:
             raise FormatError(f"the file header is invalid: {problems[0]}")
 
+    @functools.cached_property
+    def chunk_starts(self) -> list[int]:
+        """The first frame of every chunk: every chunk_frames frames, and at every cut."""
+        return chunk_layout(self.frames, self.chunk_frames, self.cuts)
+
     @property
     def chunk_count(self) -> int:
-        return -(-self.frames // self.chunk_frames)
+        """Counted shot by shot, without listing the chunks: a reader checks the count against the file's
+        size before anything is allocated for them."""
+        bounds = [0, *self.cuts, self.frames]
+        return sum(-(-(end - start) // self.chunk_frames) for start, end in zip(bounds, bounds[1:]))
+
+    def chunk_frames_of(self, index: int) -> int:
+        """Real frames of chunk `index`."""
+        starts = self.chunk_starts
+        return (starts[index + 1] if index + 1 < len(starts) else self.frames) - starts[index]
+
+    def chunks_holding(self, first: int, stop: int) -> range:
+        """The chunks that hold frames first .. stop - 1."""
+        starts = self.chunk_starts
+        return range(bisect.bisect_right(starts, first) - 1, bisect.bisect_left(starts, stop))
 
     @property
     def tile_count(self) -> int:
@@ -271,7 +317,7 @@ class OdvaWriter:
         self._header = header
         self._chunk_offsets: list[int] = []
         self._audio_offset = 0
-        preamble = _PREAMBLE.pack(MAGIC, *VERSION, 0)
+        preamble = _PREAMBLE.pack(MAGIC, *VERSION, header.flags)
         out.write(preamble)
         out.write(_record(KIND_HEADER, header.to_bytes(), covered=preamble))
 
@@ -321,7 +367,7 @@ class OdvaReader:
             older = " (made by an older odva: encode the source again)" if major < READS[0] else ""
             raise FormatError(f"{self.path} is .odva version {major}.{minor}; this odva reads versions "
                               f"{READS[0]}.x to {READS[-1]}.x only{older}")
-        if flags:
+        if flags & ~KNOWN_FLAGS:
             raise FormatError(f"{self.path} uses features this odva does not know (flags {flags:#06x})")
         self.version = (major, minor)
         size = self._file.seek(0, io.SEEK_END)
@@ -336,6 +382,8 @@ class OdvaReader:
             self.header = FileHeader.from_bytes(self._read_record(_PREAMBLE.size, KIND_HEADER, covered=preamble))
         except FormatError as exc:
             raise FormatError(f"{self.path}: {exc}") from None
+        if self.header.flags != flags:
+            raise FormatError(f"{self.path} is damaged: its flags and its header disagree on scene cuts")
         count = self.header.chunk_count
         # Every chunk record holds at least its head and tile entries: a header cannot promise more
         # chunks or tiles than the file has bytes for.
@@ -370,8 +418,7 @@ class OdvaReader:
 
     def read_chunk(self, index: int) -> ChunkRecord:
         chunk = ChunkRecord.from_bytes(self._read_record(self._chunk_offsets[index], KIND_CHUNK), self.version[0])
-        expected_frames = min(self.header.chunk_frames, self.header.frames - index * self.header.chunk_frames)
-        if chunk.index != index or chunk.frames != expected_frames or len(chunk.tiles) != self.header.tile_count:
+        if chunk.index != index or chunk.frames != self.header.chunk_frames_of(index) or len(chunk.tiles) != self.header.tile_count:
             raise FormatError(f"{self.path} is damaged: chunk {index} does not match the header")
         if any(t.kept > self.header.max_1d_tokens or not math.isfinite(t.motion) for t in chunk.tiles):
             raise FormatError(f"{self.path} is damaged: a tile of chunk {index} keeps more 1D tokens than the "
@@ -411,7 +458,7 @@ class ChunkInfo:
     latent_values: int  # latent values those bytes code
 
 
-INFO_SCHEMA = "odva-info/2"  # `FileInfo.to_json`'s keys and types; a new one gets a new number
+INFO_SCHEMA = "odva-info/3"  # `FileInfo.to_json`'s keys and types; a new one gets a new number
 
 
 @dataclass
@@ -454,6 +501,7 @@ class FileInfo:
             "fps": {"numerator": h.fps.numerator, "denominator": h.fps.denominator, "value": float(h.fps)},
             "frames": h.frames, "duration_s": h.duration, "bitrate_bps": self.bitrate, "bpp": self.bpp,
             "chunk_frames": h.chunk_frames, "chunk_count": h.chunk_count, "tiles_per_chunk": h.tile_count,
+            "scene_cuts": list(h.cuts),
             "tile": {"size": h.tile_size, "overlap": h.tile_overlap, "ys": list(h.tile_ys), "xs": list(h.tile_xs)},
             "latent": {"structural_tokens": h.structural_tokens, "max_1d_tokens": h.max_1d_tokens,
                        "channels": h.latent_channels, "quant_step": h.quant_step},
@@ -462,7 +510,7 @@ class FileInfo:
             "rate": dict(h.rate), "seed": h.seed,
             "audio": None if h.audio is None else {**h.audio, "bytes": self.audio_bytes},
             "encoder": h.encoder,
-            "chunks": [{"index": c.index, "frames": c.frames, "bytes": c.bytes, "latent_bytes": c.latent_bytes,
+            "chunks": [{"index": c.index, "first_frame": h.chunk_starts[c.index], "frames": c.frames, "bytes": c.bytes, "latent_bytes": c.latent_bytes,
                         "kept_1d_tokens": list(c.kept), "motion": list(c.motion), "rate_point": list(c.rate)}
                        for c in self.chunks],
         }

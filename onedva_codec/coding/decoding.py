@@ -42,10 +42,9 @@ class DecodeRequest:
     stop: int
     schedule: DecodingSchedule
 
-    def wanted(self, chunk: int, real: int, per_chunk: int) -> range:
-        """The frames of a chunk (its index, real frames, frames a chunk) that were asked for."""
-        offset = chunk * per_chunk
-        return range(max(self.first - offset, 0), min(real, self.stop - offset))
+    def wanted(self, start: int, real: int) -> range:
+        """The frames of a chunk (its first frame, its real frames) that were asked for."""
+        return range(max(self.first - start, 0), min(real, self.stop - start))
 
 
 def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, request: DecodeRequest,
@@ -56,13 +55,13 @@ def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, reques
     check_decodable(header, model)
     grid = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
     quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
-    per_chunk = header.chunk_frames
-    job = _DecodeJob(grid, quantizer, request, header.seed)
-    chunks = reader.chunks(request.first // per_chunk, -(-request.stop // per_chunk))
+    job = _DecodeJob(grid, quantizer, request, header.seed, header.chunk_starts)
+    holding = header.chunks_holding(request.first, request.stop)
+    chunks = reader.chunks(holding.start, holding.stop)
     one_device = len(engine.devices) == 1
     decoded = job.run(model, engine, chunks, progress) if one_device else engine.spread(job, chunks, grid.count)
     for index, real, video in decoded:
-        frames = request.wanted(index, real, per_chunk)
+        frames = request.wanted(job.starts[index], real)
         if progress and not one_device:
             progress(len(frames))
         video = video.numpy()
@@ -77,7 +76,7 @@ class _DecodeJob:
     quantizer: Quantizer
     request: DecodeRequest
     seed: int
-
+    starts: list[int]  # each chunk's first frame
     def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord], progress: Progress | None = None
             ) -> Iterator[tuple[int, int, Tensor]]:
         """(chunk index, real frames, (T, H, W, 3) uint8 frames) of each chunk. The frames are a tensor
@@ -115,7 +114,7 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRec
                 drawn.result()
             noise = batch.noise.to(device, non_blocking=True)  # pinned when a GPU is in use
         # each model call does 1 / steps of its units' frames, a unit 1 / tiles of its chunk's
-        done = sum(len(job.request.wanted(record.index, record.frames, cfg.frames))
+        done = sum(len(job.request.wanted(job.starts[record.index], record.frames))
                    for record, _ in batch.units) / (job.grid.count * schedule.steps)
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ from ..runtime.prefetch import prefetch
 from ..version import __version__
 from ..video.geometry import TileGrid, chunk_frames
 from ..video.motion import motion_scores, normalise_motion
+from ..video.scenes import mark_cuts
 from ..video.pixels import video_to_model
 from .search import search_latents, search_lengths
 
@@ -53,6 +54,7 @@ class EncodeRequest:
     search_steps: int = 0
     audio: bytes | None = None
     audio_info: dict | None = None
+    scene_cuts: bool = True  # end a chunk where a shot ends (video/scenes.py), so no chunk blends two shots
 
     def __post_init__(self) -> None:
         if self.search_steps < 0:
@@ -87,6 +89,7 @@ class _Analysis:
     motion: np.ndarray  # normalised, per unit
     sizes: np.ndarray | None  # coded bytes per unit per length_grid entry (--bitrate only)
     real_frames: list[int]  # per chunk
+    cuts: list[int]  # frames that start a shot, where a chunk began early
     spool: BinaryIO
 
     @property
@@ -108,8 +111,8 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
     with tempfile.TemporaryFile() as spool:
         job = _EncodeJob(grid, request.seed, request.search_steps)
         with_sizes = rate.bitrate is not None and not cfg.rate_distortion  # v3 estimates sizes when it needs them
-        analysis = _analyse(model, engine, frames, job, spool, with_sizes, progress)
-        header = _header(model, request, analysis.frames, grid)
+        analysis = _analyse(model, engine, frames, job, spool, with_sizes, request.scene_cuts, progress)
+        header = _header(model, request, analysis, grid)
         overhead = container_overhead(header, len(request.audio or b""))
         start = out.tell()
 
@@ -135,15 +138,22 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
 
 
 def _analyse(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarray], job: _EncodeJob, spool: BinaryIO,
-             with_sizes: bool, progress: Progress | None) -> _Analysis:
+             with_sizes: bool, scene_cuts: bool, progress: Progress | None) -> _Analysis:
     cfg = model.cfg
     motion: list[float] = []
     sizes: list[list[int]] = []
     real_frames: list[int] = []
+    cuts: list[int] = []
+
+    def marked() -> Iterator[tuple[np.ndarray, bool]]:
+        for index, (frame, cut) in enumerate(mark_cuts(frames) if scene_cuts else ((f, False) for f in frames)):
+            if cut:
+                cuts.append(index)
+            yield frame, cut
 
     def chunks() -> Iterator[tuple[Tensor, int, int]]:
         """Each chunk's (T, H, W, 3) pixels, its real frame count and its index."""
-        chunked = chunk_frames(frames, cfg.frames, engine.chunk_memory)
+        chunked = chunk_frames(marked(), cfg.frames, engine.chunk_memory)
         for index, (chunk, real) in enumerate(prefetch(chunked)):
             real_frames.append(real)
             yield chunk, real, index
@@ -161,7 +171,7 @@ def _analyse(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarray], j
                                                 cfg.max_1d_tokens))
     if not real_frames:
         raise InputError("the video has no frames")
-    return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, spool)
+    return _Analysis(np.array(motion), np.array(sizes) if with_sizes else None, real_frames, cuts, spool)
 
 
 @dataclass(frozen=True)
@@ -305,16 +315,16 @@ def _to_send(model: LoadedModel, latents: np.ndarray, rate_point: float, lengths
     return y, z, kept
 
 
-def _header(model: LoadedModel, request: EncodeRequest, frames: int, grid: TileGrid) -> FileHeader:
+def _header(model: LoadedModel, request: EncodeRequest, analysis: _Analysis, grid: TileGrid) -> FileHeader:
     cfg, card = model.cfg, model.card
     search = {"search": request.search_steps} if request.search_steps else {}
     return FileHeader(
         model_config=cfg.name, model_sha256=card.weights_sha256, prior_sha256=card.prior_sha256,
-        width=request.width, height=request.height, fps=request.fps, frames=frames, chunk_frames=cfg.frames,
+        width=request.width, height=request.height, fps=request.fps, frames=analysis.frames, chunk_frames=cfg.frames,
         tile_size=cfg.tile, tile_overlap=cfg.tile_overlap, tile_ys=list(grid.ys), tile_xs=list(grid.xs),
         latent_channels=cfg.latent_channels, structural_tokens=cfg.structural_tokens,
         max_1d_tokens=cfg.max_1d_tokens, quant_step=card.quant_step,
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
         entropy_coder=model.entropy_coder, seed=request.seed, audio=request.audio_info,
-        rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}",
+        rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}", cuts=analysis.cuts,
     )

@@ -1,7 +1,8 @@
 """Where frames meet the model's fixed chunk and tile size: all padding and cropping.
 
-Time: a video is cut into chunks of `frames` frames; the last chunk is padded by
-repeating its last frame, and the padding is dropped after decoding.
+Time: a video is cut into chunks of `frames` frames, and a chunk ends early where a new
+shot starts (scenes.py); a chunk of fewer real frames (the last, or one before a cut) is
+padded by repeating its last frame, and the padding is dropped after decoding.
 
 Space: a frame no larger than a tile is padded (edge pixels repeated) to the tile
 and cropped back. A larger side is covered by overlapping tiles spread evenly from
@@ -29,27 +30,31 @@ def ordinary_memory(shape: tuple[int, ...]) -> Tensor:
     return torch.empty(shape, dtype=torch.uint8)
 
 
-def chunk_frames(frames: Iterable[np.ndarray], length: int,
+def chunk_frames(frames: Iterable[tuple[np.ndarray, bool]], length: int,
                  allocate: Callable[[tuple[int, ...]], Tensor] = ordinary_memory) -> Iterator[tuple[Tensor, int]]:
-    """Group (H, W, 3) uint8 frames into (length, H, W, 3) uint8 tensors; yields (chunk, real frame
-    count). `allocate(shape)`: the uninitialised uint8 memory each chunk is stacked into
-    (Engine.chunk_memory: where it crosses to the model fastest)."""
+    """Group (H, W, 3) uint8 frames, each with whether it starts a new shot (scenes.mark_cuts), into
+    (length, H, W, 3) uint8 tensors; yields (chunk, real frame count). A chunk ends after `length` frames
+    or before a shot starts, and one of fewer real frames is padded by repeating its last. `allocate(shape)`:
+    the uninitialised uint8 memory each chunk is stacked into (Engine.chunk_memory: where it crosses to
+    the model fastest)."""
     buffer: list[np.ndarray] = []
 
-    def stacked() -> Tensor:
-        chunk = allocate((length,) + buffer[0].shape)
-        np.stack(buffer, out=chunk.numpy())
-        return chunk
-
-    for frame in frames:
-        buffer.append(frame)
-        if len(buffer) == length:
-            yield stacked(), length
-            buffer = []
-    if buffer:
+    def padded() -> tuple[Tensor, int]:
         real = len(buffer)
         buffer.extend([buffer[-1]] * (length - real))
-        yield stacked(), real
+        chunk = allocate((length,) + buffer[0].shape)
+        np.stack(buffer, out=chunk.numpy())
+        buffer.clear()
+        return chunk, real
+
+    for frame, starts_shot in frames:
+        if starts_shot and buffer:
+            yield padded()
+        buffer.append(frame)
+        if len(buffer) == length:
+            yield padded()
+    if buffer:
+        yield padded()
 
 
 def _tile_origins(size: int, tile: int, overlap: int) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ from ...codec import Codec
 from ...errors import InputError
 from ...video.io import VideoReader
 from ...video.pixels import frames_to_model
+from ...video.scenes import mark_cuts
 from ..artefacts import patch_edge_ratio, temporal_ratios
 from ..metrics import FrameMetrics, VideoFeatures, frechet_distance
 from .anchors import ANCHORS, decode_anchor, encode_anchor
@@ -166,11 +167,11 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
 
     cfg = codec.model.cfg
 
-    def score(reference: np.ndarray, decoded: np.ndarray, fps: Fraction) -> dict:
+    def score(reference: np.ndarray, decoded: np.ndarray, fps: Fraction, cuts: list[int]) -> dict:
         scores = frame_metrics(reference, decoded)
         if ffmpeg is not None:
             scores["vmaf"] = vmaf(ffmpeg, reference, decoded, fps)
-        temporal = temporal_ratios(decoded, reference, cfg.frames, cfg.enc_temporal_patch)
+        temporal = temporal_ratios(decoded, reference, cfg.frames, cfg.enc_temporal_patch, cuts)
         return {**scores, "edge_ratio": patch_edge_ratio(decoded, cfg.patch), "step_ratio": temporal["step"],
                 "pop_ratio": temporal["pop"]}
 
@@ -185,6 +186,7 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
         if index == 0:
             _warm_up(codec, clip, fps)
         reference_features.append(extract_features(frames_to_model(clip)))
+        cuts = [i for i, (_, cut) in enumerate(mark_cuts(iter(clip))) if cut]  # where odva's chunks start early
         t, h, w, _ = clip.shape
         encoded: dict[RateOptions, tuple[bytes, float]] = {}
         outcomes: dict[OdvaJob | AnchorJob, tuple] = {}
@@ -193,7 +195,7 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
                 data, decoded, encode_s, decode_s = _code(codec, clip, fps, job, encoded, settings.search_steps)
                 if decoded.shape != clip.shape:
                     raise RuntimeError(f"{curve} {setting} decoded {decoded.shape}, expected {clip.shape}")
-                outcomes[job] = (len(data), encode_s, decode_s, score(clip, decoded, fps),
+                outcomes[job] = (len(data), encode_s, decode_s, score(clip, decoded, fps, cuts),
                                  extract_features(frames_to_model(decoded)))
             size, encode_s, decode_s, scores, features = outcomes[job]
             points.append(Point(Path(path).name, curve, setting, t, w, h, size, size * 8 / float(t / fps) / 1000,
