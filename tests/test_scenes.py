@@ -32,7 +32,9 @@ def two_shots(first: int, second: int) -> np.ndarray:
 def test_a_new_shot_is_found_where_it_starts():
     assert cuts_in(two_shots(12, 20)) == [12]
     assert cuts_in(two_shots(30, 1)) == [30]  # a shot of one frame at the end counts too
-    assert cuts_in(synthetic_clip(40, 48, 64, seed=3, speed=4.0)) == []  # fast motion is no cut
+    fast = synthetic_clip(40, 48, 64, seed=3, speed=4.0)
+    assert cuts_in(fast) == []  # fast motion is no cut
+    assert cuts_in(np.concatenate([fast, 255 - synthetic_clip(10, 48, 64, seed=2)])) == [40]  # a cut after it is
 
 
 def test_a_fast_pan_a_flash_and_a_quick_transition_are_not_cuts():

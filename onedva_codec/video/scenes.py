@@ -9,7 +9,8 @@ it differed from each other, and the frame after it does not return to the old s
 lightning strike or a camera flash is no cut). Differences are measured on a small luma thumbnail
 (about 64 pixels on the short side), so finding cuts costs little next to the model:
 - the mean absolute luma difference d (0..255) must reach MIN_DIFFERENCE and RATIO times the mean of
-  the last RECENT differences within the shot (motion raises both, so a fast pan is no cut);
+  the last RECENT differences within the shot (motion raises both, so a fast pan is no cut), or
+  STRONG_RATIO times where the histograms differ by STRONG_HISTOGRAM (a fast shot cut to another);
 - the luma histograms (16 bins) must differ by HISTOGRAM_DISTANCE in L1 (a moving object does not
   change them much);
 - the next frame must still differ from the old shot by at least half of d;
@@ -17,7 +18,7 @@ lightning strike or a camera flash is no cut). Differences are measured on a sma
 The thresholds were set on the training pack's 34 videos: they find the five cuts of the held-out street
 clip (one after a fast shot, where d is only 2.6 times the shot's), the cuts of the two face clips and
 the title cards of the three physics clips, and nothing in the 28 clips without cuts (moving cameras,
-crowds, synthetic noise). `tests/test_scenes.py` holds synthetic cases of each kind.
+crowds, synthetic noise); the same five in the street clip cut to 256 x 256 (`odva-train heldout`). `tests/test_scenes.py` holds synthetic cases of each kind.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MIN_DIFFERENCE = 15.0
 RATIO = 2.5
 RECENT = 8
 HISTOGRAM_DISTANCE = 0.25
+STRONG_RATIO, STRONG_HISTOGRAM = 2.0, 0.5
 MIN_SHOT = 3
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -48,6 +50,14 @@ def _histogram(luma: np.ndarray) -> np.ndarray:
 
 def _difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
+
+
+def _starts_shot(difference: float, usual: float, histogram_distance: float) -> bool:
+    """Whether a frame's difference from the one before (and their histograms' distance) says that a new
+    shot starts, given the shot's usual difference."""
+    if difference < MIN_DIFFERENCE or histogram_distance < HISTOGRAM_DISTANCE:
+        return False
+    return difference >= (STRONG_RATIO if histogram_distance >= STRONG_HISTOGRAM else RATIO) * usual
 
 
 def mark_cuts(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]:
@@ -68,10 +78,9 @@ def mark_cuts(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]
                 reference = pending_thumbnail
         if reference is not None:
             difference = _difference(thumbnail, reference)
-            candidate = difference if (
-                since_cut >= MIN_SHOT - 1 and difference >= MIN_DIFFERENCE
-                and difference >= RATIO * (sum(recent) / len(recent) if recent else 0.0)
-                and np.abs(_histogram(thumbnail) - _histogram(reference)).sum() >= HISTOGRAM_DISTANCE) else 0.0
+            candidate = difference if since_cut >= MIN_SHOT - 1 and _starts_shot(
+                difference, sum(recent) / len(recent) if recent else 0.0,
+                float(np.abs(_histogram(thumbnail) - _histogram(reference)).sum())) else 0.0
             if not candidate:
                 recent.append(difference)
         else:
