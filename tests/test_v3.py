@@ -25,7 +25,7 @@ def _coded(model: OneDVA, clips: torch.Tensor, rate: float, kept: int, mode: str
     b = clips.shape[0]
     posterior = model.encode(clips, full_tile_geometry(cfg, b, "cpu"))
     keep = Latents.keep_mask(torch.full((b,), kept), cfg.max_1d_tokens)
-    return model.code_latents(posterior, keep, torch.full((b,), float(rate)), mode)
+    return model.code_latents(posterior, keep, torch.full((b,), float(rate)), mode)[:2]
 
 
 @torch.no_grad()
@@ -226,3 +226,42 @@ def test_a_card_with_a_ladder_outside_the_model_is_refused(tmp_path):
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(WeightsError, match="ladder is not rows of"):
         load_model(folder)
+
+
+def _pairs(batch: int, seed: int) -> torch.Tensor:
+    """Clips of two consecutive chunks (34 frames) of a scene that barely changes."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.rand(batch, 3, 1, 32, 32, generator=generator)
+    drift = torch.linspace(0, 0.05, 34).view(1, 1, 34, 1, 1)
+    return (base + drift).clamp(0, 1) * 2 - 1
+
+
+@torch.no_grad()
+def test_an_untrained_temporal_prior_codes_a_chunk_after_another_as_a_key_chunk():
+    """Its new weights start at zero: the second chunk costs the same bits with or without the first."""
+    torch.manual_seed(0)
+    model = OneDVA(CONFIGS["tiny-v3t"]).eval()
+    from odva_train.trainer import evaluate_temporal
+    result = evaluate_temporal(model, _pairs(2, seed=1), torch.device("cpu"))
+    for r in range(model.cfg.rate_points):
+        assert result[f"rate{r}-next-bpp"] == pytest.approx(result[f"rate{r}-key-bpp"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_training_on_pairs_teaches_the_temporal_prior_to_spend_less_on_what_repeats(pack):
+    from odva_train.trainer import evaluate_temporal
+    torch.manual_seed(0)
+    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2"})
+    model = OneDVA(CONFIGS["tiny-v3t"])
+    objective = Objective(cfg, model, None, None, Frozen(), None)
+    pairs = _pairs(4, seed=3)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
+    for step in range(150):
+        loss, parts = objective(pairs, torch.full((4,), 0.5), torch.Generator().manual_seed(step))
+        assert set(parts) >= {"diff", "rate", "rate_key", "rate_next"}
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    result = evaluate_temporal(model.eval(), _pairs(4, seed=4), torch.device("cpu"))  # other scenes
+    for r in range(model.cfg.rate_points):  # the second chunk repeats the first: far fewer bits after it
+        assert result[f"rate{r}-next-bpp"] < 0.8 * result[f"rate{r}-key-bpp"], result

@@ -53,7 +53,7 @@ def measure(model: OneDVA, clips: torch.Tensor, device: torch.device, autocast=c
         for name, (rate, share) in grid.items():
             keep = Latents.keep_mask(torch.full((b,), round(share * cfg.max_1d_tokens), device=device),
                                      cfg.max_1d_tokens)
-            latents, bits = model.code_latents(posterior, keep, torch.full((b,), rate, device=device))
+            latents, bits, _ = model.code_latents(posterior, keep, torch.full((b,), rate, device=device))
             yield name, latents, bits
 
     def mean_psnr(reference: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:

@@ -104,6 +104,9 @@ class Objective(nn.Module):
         if not stage.decodes:
             return self._ldm_loss(x0, gen)
         cfg, model, mcfg = self.cfg, self.model, self.model.cfg
+        pairs = mcfg.temporal_prior  # clips of two chunks: the batch becomes the first chunks, then the second
+        if pairs:
+            x0, motion = torch.cat(x0.split(mcfg.frames, dim=2)), motion.repeat(2)
         b, device = x0.shape[0], x0.device
         with torch.set_grad_enabled(stage.trains_encoder and torch.is_grad_enabled()):
             posterior = model.encode(x0, full_tile_geometry(mcfg, b, device))
@@ -113,8 +116,14 @@ class Objective(nn.Module):
         pixels = x0.shape[2] * x0.shape[3] * x0.shape[4]
         sample_weight = None
         if mcfg.rate_distortion:  # v3: each sample at a rate point of its own, its bits under the hyperprior
-            rate = torch.randint(0, mcfg.rate_points, (b,), generator=gen, device=device)
-            latents, bits = model.code_latents(posterior, keep, rate, "train")
+            rate = torch.randint(0, mcfg.rate_points, (b // 2 if pairs else b,), generator=gen, device=device)
+            if pairs:  # a pair at one rate point, as in a file; its second chunk coded knowing the first
+                rate = rate.repeat(2)
+                latents, bits = model.code_chunk_pairs(posterior, keep, rate, "train")
+                parts["rate_key"] = (bits[: b // 2] / pixels).mean().detach()  # logged only
+                parts["rate_next"] = (bits[b // 2:] / pixels).mean().detach()
+            else:
+                latents, bits, _ = model.code_latents(posterior, keep, rate, "train")
             parts["rate"] = (bits / pixels).mean()
             sample_weight = self.lambdas[rate] * 127.5 ** 2  # lambda on MSE in 0..255 units
         else:
@@ -157,7 +166,8 @@ class Objective(nn.Module):
             parts["align"] = alignment_loss(posterior.structural_mean, posterior.tokens_1d_mean)
         rd = mcfg.rate_distortion  # lambda is inside "diff", and bits are bits
         weights = {"diff": 1.0 if rd else cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa,
-                   "align": cfg.w_align, "rate": 1.0 if rd else cfg.w_rate, "mse": 0.0}
+                   "align": cfg.w_align, "rate": 1.0 if rd else cfg.w_rate, "mse": 0.0, "rate_key": 0.0,
+                   "rate_next": 0.0}
         loss = sum(weights[k] * v for k, v in parts.items())
         return loss, parts
 

@@ -227,10 +227,13 @@ class Trainer:
             model = grown(model, model_config(cfg.grow_into))
         pack = Pack(cfg.data)
         self.train_videos, self.train_photos = pack.videos("train"), pack.photos("train")
-        self.val_clips = None
+        self.val_clips = self.val_pairs = None
         if self.proc.main:
             self.val_clips = validation_clips(pack.videos("val"), pack.photos("val"), model.cfg.frames,
                                               model.cfg.tile)[: cfg.val_clips]
+            if model.cfg.temporal_prior:  # pairs of consecutive chunks: what the temporal prior saves
+                self.val_pairs = validation_clips(pack.videos("val"), pack.photos("val"), 2 * model.cfg.frames,
+                                                  model.cfg.tile)[: cfg.val_clips]
             # written once what the run needs has loaded: a run refused for its inputs leaves nothing behind
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
             config_io.save(cfg, self.out / "config.json")
@@ -371,7 +374,9 @@ class Trainer:
     def run(self) -> dict:
         cfg, proc = self.cfg, self.proc
         mcfg = self.objective.model.cfg
-        dataset = TrainClips(self.train_videos, self.train_photos, mcfg.frames, mcfg.tile, cfg.seed, cfg.photo_share)
+        # a temporal prior trains on pairs of consecutive chunks: clips of twice the frames
+        frames = mcfg.frames * (2 if mcfg.temporal_prior else 1)
+        dataset = TrainClips(self.train_videos, self.train_photos, frames, mcfg.tile, cfg.seed, cfg.photo_share)
         sampler = StepSampler(self.step, cfg.steps, cfg.batch, proc.rank, proc.world)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
                             pin_memory=proc.device.type == "cuda", persistent_workers=cfg.workers > 0,
@@ -487,6 +492,8 @@ class Trainer:
                 schedule = DecodingSchedule(self.cfg.val_steps, self.cfg.refine_from)
                 results, grids = evaluate_rates(model, self.val_clips, schedule, self.proc.device, self.metrics,
                                                 self._autocast)
+                if self.val_pairs is not None:
+                    results.update(evaluate_temporal(model, self.val_pairs, self.proc.device, self._autocast))
                 log.write_val(self.step, results, self._gpu_minutes())
                 save_samples(self.out / "samples", self.step, grids)
             else:
@@ -541,13 +548,38 @@ def evaluate_rates(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, dev
     def cases(posterior, b: int) -> Iterator[tuple[str, Latents, Tensor | None]]:
         for name, (rate, kept, mode) in settings.items():
             keep = Latents.keep_mask(torch.full((b,), kept, device=device), cfg.max_1d_tokens)
-            latents, bits = model.code_latents(posterior, keep, torch.full((b,), float(rate), device=device), mode)
+            latents, bits, _ = model.code_latents(posterior, keep, torch.full((b,), float(rate), device=device), mode)
             yield name, latents, bits
 
     results, decoded, bits = decode_held_out(model, clips, schedule, device, metrics, autocast, batch, cases)
     pixels = clips.shape[0] * clips.shape[2] * clips.shape[3] * clips.shape[4]
     results = {name: {**values, "bpp": bits[name] / pixels} for name, values in results.items()}
     return results, {"original": clips[:SAMPLE_CLIPS], "lowest": decoded["rate0"], "top": decoded[f"rate{top}"]}
+
+
+@torch.no_grad()
+def evaluate_temporal(model: OneDVA, pairs: Tensor, device: torch.device, autocast=contextlib.nullcontext,
+                      batch: int = 4) -> dict[str, float]:
+    """What a temporal prior saves, on held-out clips of two consecutive chunks with every 1D token kept: at
+    each rate point the bits per pixel of the second chunks coded after the first ("next") and alone, as
+    key chunks ("key"); their pictures differ only by where values round."""
+    cfg = model.cfg
+    totals = {f"rate{r}-{kind}-bpp": 0.0 for r in range(cfg.rate_points) for kind in ("key", "next")}
+    for start in range(0, pairs.shape[0], batch):
+        x = pairs[start:start + batch].to(device)
+        p = x.shape[0]
+        chunks = torch.cat(x.split(cfg.frames, dim=2))  # the first chunks, then the second
+        with autocast():
+            posterior = model.encode(chunks, full_tile_geometry(cfg, 2 * p, device))
+        keep = Latents.keep_mask(torch.full((2 * p,), cfg.max_1d_tokens, device=device), cfg.max_1d_tokens)
+        for r in range(cfg.rate_points):
+            rate = torch.full((2 * p,), float(r), device=device)
+            _, bits = model.code_chunk_pairs(posterior, keep, rate)
+            _, alone, _ = model.code_latents(posterior.select(slice(p, 2 * p)), keep[p:], rate[p:])
+            totals[f"rate{r}-next-bpp"] += bits[p:].sum().item()
+            totals[f"rate{r}-key-bpp"] += alone.sum().item()
+    pixels = pairs.shape[0] * cfg.frames * cfg.tile * cfg.tile
+    return {name: value / pixels for name, value in totals.items()}
 
 
 def decode_held_out(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: torch.device, metrics,

@@ -24,7 +24,7 @@ from onedva_codec.model.schedule import DecodingSchedule
 
 from .clips import validation_clips
 from .pack import Pack
-from .trainer import evaluate, evaluate_rates, load_checkpoint, model_from_checkpoint
+from .trainer import evaluate, evaluate_rates, evaluate_temporal, load_checkpoint, model_from_checkpoint
 
 
 def _model_and_quantizer(source: Path) -> tuple[OneDVA, Quantizer | None]:
@@ -68,6 +68,10 @@ def validate(source: str | Path, data: str | Path, steps: list[int], refine_from
                 results, _ = evaluate_rates(model, held_out, DecodingSchedule(n, t0), torch.device(device), metrics,
                                             autocast)
                 rows.append({"steps": n, "refine_from": t0, "rates": results})
+        if model.cfg.temporal_prior:
+            pairs = validation_clips(pack.videos("val"), pack.photos("val"), 2 * model.cfg.frames,
+                                     model.cfg.tile)[:clips]
+            rows.append({"temporal": evaluate_temporal(model, pairs, torch.device(device), autocast)})
         return rows
     for step in quant_steps or [None]:
         used = quantizer if step is None else dataclasses.replace(quantizer, step=step) if step > 0 else None
@@ -110,9 +114,17 @@ def format_rows(rows: list[dict]) -> str:
     if "rates" in rows[0]:
         lines = ["| steps | t0 | rate point | bpp | PSNR | SSIM | LPIPS |", "|---|---|---|---|---|---|---|"]
         for row in rows:
-            for name, r in row["rates"].items():
+            for name, r in row.get("rates", {}).items():
                 lines.append(f"| {row['steps']} | {row['refine_from']:g} | {name} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
                              f"{r['ssim']:.3f} | {r['lpips']:.3f} |")
+        for row in rows:
+            if "temporal" in row:  # a temporal prior: the second chunk of each pair, alone and after the first
+                t = row["temporal"]
+                points = sorted({name.split("-")[0] for name in t}, key=lambda name: int(name[4:]))
+                lines += ["", "| rate point | bpp as a key chunk | bpp after the previous chunk | saved |",
+                          "|---|---|---|---|"]
+                lines += [f"| {p[4:]} | {t[f'{p}-key-bpp']:.4f} | {t[f'{p}-next-bpp']:.4f} | "
+                          f"{1 - t[f'{p}-next-bpp'] / t[f'{p}-key-bpp']:.1%} |" for p in points]
         return "\n".join(lines)
     sweep = "quant_step" in rows[0]
     lines = [("| quantizer step | entropy bpp " if sweep else "")

@@ -49,6 +49,9 @@ class ModelConfig:
     # posterior latents, quantized with one fixed step and coded under a prior fitted after training.
     rate_points: int = 0
     hyper_channels: int = 0
+    # v3 with a temporal prior: the hyperprior of a chunk also sees the previous chunk's restored latent
+    # (the same tile, at the same rate point), so that what did not change costs few bits; key chunks have none
+    temporal_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.tile % self.patch:
@@ -68,6 +71,8 @@ class ModelConfig:
             raise ValueError("rate_points and hyper_channels go together: both positive (v3) or both 0")
         if self.rate_points and self.tokens_1d == "queries":
             raise ValueError("a v3 model's 1D tokens need homes (tokens_1d homes or residual)")
+        if self.temporal_prior and not self.rate_points:
+            raise ValueError("a temporal prior extends a v3 model's hyperprior: it needs rate_points")
         if self.rate_points and self.grid % 2:
             raise ValueError(f"a v3 model needs an even patch grid, not {self.grid}")
         if self.enc_temporal_patch % self.dec_temporal_patch:
@@ -131,6 +136,13 @@ CONFIGS: dict[str, ModelConfig] = {
         head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
         rate_points=3, hyper_channels=8,
     ),
+    "tiny-v3t": ModelConfig(
+        name="tiny-v3t", tile=32, patch=8, latent_channels=8,
+        enc_width=32, enc_depth=1, enc_heads=2,
+        dec_width=32, dec_depth=1, dec_heads=2,
+        head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
+        rate_points=3, hyper_channels=8, temporal_prior=True,
+    ),
     # The first shipped size: 14.6M parameters, 27.9 MiB in bf16 (limit 30 MiB).
     "s": ModelConfig(name="s"),
     # v2 (model.md): wider and deeper, a thicker head, 1D tokens with homes; ships with 8-bit weights.
@@ -144,6 +156,10 @@ CONFIGS: dict[str, ModelConfig] = {
     "v3": ModelConfig(name="v3", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8, dec_heads=5,
                       head_channels=16, tokens_1d="residual", tokens_1d_in_sequence=False, latent_channels=64,
                       rate_points=6, hyper_channels=96),
+    # v3 whose hyperprior also sees the previous chunk (model.md, "Temporal prior"); trained on pairs of chunks
+    "v3t": ModelConfig(name="v3t", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8, dec_heads=5,
+                       head_channels=16, tokens_1d="residual", tokens_1d_in_sequence=False, latent_channels=64,
+                       rate_points=6, hyper_channels=96, temporal_prior=True),
 }
 
 

@@ -14,6 +14,12 @@ pays for them in bits under an entropy model it learns with the rest of the netw
   per channel; from them a hyper decoder predicts a mean and a log-scale for every
   latent value, which is sent as round(y - mean) under a Gaussian of that scale.
 
+* **Temporal prior** (config `temporal_prior`). A chunk that follows another in a file
+  is coded knowing the previous chunk's restored planes (the same tile, at the same
+  rate point): the hyper encoder sees them beside the chunk's own, and a 1 x 1
+  convolution of them and their magnitudes, zero at the start, shifts every predicted
+  mean and log-scale. A key chunk has none (zeros), and is coded as without.
+
 Training replaces rounding by uniform noise for the rate and rounds straight through
 for the decoder (as learned image codecs do); evaluation rounds, and its bits are the
 ideal code length of what a file would hold. The hyper decoder is built of plain
@@ -58,7 +64,9 @@ class HyperPrior(nn.Module):
         start = (torch.arange(r, dtype=torch.float32) - (r - 1) / 2) * math.log(GAIN_SPREAD)
         self.log_gains = nn.Parameter(start[:, None, None].expand(r, 2, c).clone())
         self.log_inverse_gains = nn.Parameter(-self.log_gains.detach().clone())
-        self.hyper_encoder = nn.Sequential(nn.Conv2d(planes, 2 * h, 3, padding=1), nn.ReLU(),
+        self.planes = planes
+        context = 2 if cfg.temporal_prior else 1  # the hyper encoder also sees the previous chunk's planes
+        self.hyper_encoder = nn.Sequential(nn.Conv2d(context * planes, 2 * h, 3, padding=1), nn.ReLU(),
                                            nn.Conv2d(2 * h, h, 4, stride=2, padding=1))
         self.hyper_log_scale = nn.Parameter(torch.zeros(h))
         # upsampling as a convolution at the low resolution followed by a pixel shuffle, so that exported
@@ -67,6 +75,12 @@ class HyperPrior(nn.Module):
                                            nn.Conv2d(h, 2 * planes, 3, padding=1))
         nn.init.zeros_(self.hyper_decoder[-1].weight)  # starts predicting mean 0, scale 1
         nn.init.zeros_(self.hyper_decoder[-1].bias)
+        # no bias: a key chunk's zeros leave the prediction as it is
+        self.temporal = nn.Conv2d(2 * planes, 2 * planes, 1, bias=False) if cfg.temporal_prior else None
+        if self.temporal is not None:  # both start blind to the previous chunk: a key chunk's coding at first
+            nn.init.zeros_(self.temporal.weight)
+            with torch.no_grad():
+                self.hyper_encoder[0].weight[:, planes:] = 0
 
     # ------------------------------------------------------------------ layout
 
@@ -100,38 +114,50 @@ class HyperPrior(nn.Module):
 
     # ------------------------------------------------------------------ the entropy model
 
-    def parameters_from(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """Rounded hyper-latent -> per latent value mean and log-scale, (B, (1 + G) C, grid, grid) each."""
-        mean, log_scale = self.hyper_decoder(z_hat).chunk(2, dim=1)
+    def parameters_from(self, z_hat: Tensor, previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Rounded hyper-latent (and, with a temporal prior, the previous chunk's restored planes; None for
+        a key chunk) -> per latent value mean and log-scale, (B, (1 + G) C, grid, grid) each."""
+        out = self.hyper_decoder(z_hat)
+        if self.temporal is not None and previous is not None:
+            out = out + self.temporal(torch.cat([previous, previous.abs()], dim=1))
+        mean, log_scale = out.chunk(2, dim=1)
         return mean, log_scale
 
+    def _hyper_latent(self, y: Tensor, previous: Tensor | None) -> Tensor:
+        if self.temporal is None:
+            return self.hyper_encoder(y)
+        return self.hyper_encoder(torch.cat([y, torch.zeros_like(y) if previous is None else previous], dim=1))
+
     def forward(self, structural: Tensor, tokens_1d: Tensor, keep: Tensor, rate: Tensor, home_slot: Tensor,
-                mode: str) -> tuple[Tensor, Tensor, Tensor]:
+                mode: str, previous: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Gain, code and restore the latents at each sample's rate point.
 
         mode "train": noise for the rate, rounding straight through for the decoder; "round": what a
-        file holds; "none": the latents unrounded (the ceiling), bits as "round".
-        Returns the structural latent and 1D tokens the decoder sees and the (B,) bits of each chunk
-        (hyper-latent, structural latent and kept 1D tokens).
+        file holds; "none": the latents unrounded (the ceiling), bits as "round". `previous`: the
+        previous chunk's restored planes (temporal prior; None: key chunks).
+        Returns the structural latent and 1D tokens the decoder sees, the (B,) bits of each chunk
+        (hyper-latent, structural latent and kept 1D tokens) and the restored planes, rounded and
+        detached: what the next chunk's temporal prior sees.
         """
         if mode not in ("train", "round", "none"):
             raise ValueError(f"mode must be train, round or none, not {mode!r}")
         # in float32 whatever the autocast around it: a mean in bf16 is off by up to half a step at 100
         with torch.autocast(structural.device.type, enabled=False):
-            return self._code(structural.float(), tokens_1d.float(), keep, rate, home_slot, mode)
+            return self._code(structural.float(), tokens_1d.float(), keep, rate, home_slot, mode,
+                              None if previous is None else previous.float())
 
     def _code(self, structural: Tensor, tokens_1d: Tensor, keep: Tensor, rate: Tensor, home_slot: Tensor,
-              mode: str) -> tuple[Tensor, Tensor, Tensor]:
+              mode: str, previous: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         gain, inverse = self.gains(rate)
         kept = self.to_grid(torch.ones_like(structural[..., :1]), keep[..., None].float(), home_slot)
         kept = kept.repeat_interleave(self.cfg.latent_channels, dim=1)  # (B, planes, grid, grid) of 0 / 1
         y = self._planes(structural, tokens_1d, gain, kept, home_slot)
-        z = self.hyper_encoder(y)
+        z = self._hyper_latent(y, previous)
         training = mode == "train"
         z_coded = z + (torch.rand_like(z) - 0.5) if training else torch.round(z)
         # the hyper decoder sees what will be sent, straight through in training
         z_hat = z + (torch.round(z) - z).detach() if training else z_coded
-        mean, log_scale = self.parameters_from(z_hat)
+        mean, log_scale = self.parameters_from(z_hat, previous)
         rounded = torch.round(y - mean) + mean
         noisy = y + (torch.rand_like(y) - 0.5) if training else rounded
         bits = self._bits(z_coded, noisy, mean, log_scale, kept)
@@ -140,25 +166,26 @@ class HyperPrior(nn.Module):
         else:
             y_hat = rounded if mode == "round" else y
         s_hat, t_hat = self.from_grid(y_hat, home_slot)
-        return s_hat * inverse[:, None, 0], t_hat * inverse[:, None, 1], bits
+        return s_hat * inverse[:, None, 0], t_hat * inverse[:, None, 1], bits, (rounded * kept).detach()
 
     # ------------------------------------------------------------------ what the codec asks
 
     @torch.no_grad()
-    def to_send(self, structural: Tensor, tokens_1d: Tensor, rate: Tensor, kept: Tensor, home_slot: Tensor
-                ) -> tuple[Tensor, Tensor]:
+    def to_send(self, structural: Tensor, tokens_1d: Tensor, rate: Tensor, kept: Tensor, home_slot: Tensor,
+                previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The encoder's side of a file: the gained latent laid out as planes (B, planes, G, G), the
-        values not sent (`kept` planes False) zeroed, and its hyper-latent, rounded (B, h, G/2, G/2)."""
+        values not sent (`kept` planes False) zeroed, and its hyper-latent, rounded (B, h, G/2, G/2)
+        (`previous`: as `forward`)."""
         with torch.autocast(structural.device.type, enabled=False):
             y = self._planes(structural.float(), tokens_1d.float(), self.gains(rate)[0], kept, home_slot)
-            return y, torch.round(self.hyper_encoder(y)).clamp(-127, 127)
+            return y, torch.round(self._hyper_latent(y, previous)).clamp(-127, 127)
 
     @torch.no_grad()
-    def estimated_bits(self, y: Tensor, z: Tensor, kept: Tensor) -> Tensor:
+    def estimated_bits(self, y: Tensor, z: Tensor, kept: Tensor, previous: Tensor | None = None) -> Tensor:
         """(B,) bits the units of `to_send` will take, from the float entropy model: the ideal code length
         of the hyper-latent and of the kept values, each rounded about its predicted mean."""
         with torch.autocast(y.device.type, enabled=False):
-            mean, log_scale = self.parameters_from(z)
+            mean, log_scale = self.parameters_from(z, previous)
             return self._bits(z, torch.round(y - mean).clamp(-127, 127) + mean, mean, log_scale, kept)
 
     def _planes(self, structural: Tensor, tokens_1d: Tensor, gain: Tensor, kept: Tensor, home_slot: Tensor

@@ -260,6 +260,13 @@ class Posterior:
         return (draw(self.structural_mean, self.structural_logvar),
                 draw(self.tokens_1d_mean, self.tokens_1d_logvar))
 
+    def select(self, index: slice | Tensor) -> "Posterior":
+        """The posterior of some of the batch's samples."""
+        def part(value: Tensor | None) -> Tensor | None:
+            return None if value is None else value[index]
+        return Posterior(part(self.structural_mean), part(self.structural_logvar), part(self.tokens_1d_mean),
+                         part(self.tokens_1d_logvar))
+
     def means(self) -> Tensor:
         """The full latent the codec transmits: structural then 1D means, (B, S + N, C)."""
         return torch.cat([self.structural_mean, self.tokens_1d_mean], dim=1)
@@ -441,13 +448,29 @@ class OneDVA(nn.Module):
     def encode(self, video: Tensor, geometry: Tensor) -> Posterior:
         return self.encoder(video, geometry)
 
-    def code_latents(self, posterior: Posterior, keep: Tensor, rate: Tensor, mode: str = "round"
-                     ) -> tuple[Latents, Tensor]:
-        """A v3 model's latents as the decoder receives them at each sample's rate point (B,), and the
-        bits they cost (B,); `mode` as `HyperPrior.forward`."""
-        structural, tokens_1d, bits = self.hyperprior(posterior.structural_mean, posterior.tokens_1d_mean, keep,
-                                                      rate, self.decoder.home_slot, mode)
-        return Latents(structural, tokens_1d, keep), bits
+    def code_latents(self, posterior: Posterior, keep: Tensor, rate: Tensor, mode: str = "round",
+                     previous: Tensor | None = None) -> tuple[Latents, Tensor, Tensor]:
+        """A v3 model's latents as the decoder receives them at each sample's rate point (B,), the bits
+        they cost (B,) and the restored planes the next chunk's temporal prior sees; `mode` and `previous`
+        (the previous chunk's restored planes, None for key chunks) as `HyperPrior.forward`."""
+        structural, tokens_1d, bits, planes = self.hyperprior(posterior.structural_mean, posterior.tokens_1d_mean,
+                                                              keep, rate, self.decoder.home_slot, mode, previous)
+        return Latents(structural, tokens_1d, keep), bits, planes
+
+    def code_chunk_pairs(self, posterior: Posterior, keep: Tensor, rate: Tensor, mode: str = "round"
+                         ) -> tuple[Latents, Tensor]:
+        """A batch of 2 P chunks that are P pairs, each pair's first chunk in the first half: the first
+        coded as key chunks, the second knowing the first's restored planes (a temporal prior's training
+        and validation). -> latents and bits (2 P,), in the batch's order."""
+        p = keep.shape[0] // 2
+        halves = []
+        previous = None
+        for part in (slice(0, p), slice(p, 2 * p)):
+            halves.append(self.hyperprior(posterior.structural_mean[part], posterior.tokens_1d_mean[part], keep[part],
+                                          rate[part], self.decoder.home_slot, mode, previous))
+            previous = halves[-1][3]
+        (s1, t1, b1, _), (s2, t2, b2, _) = halves
+        return Latents(torch.cat([s1, s2]), torch.cat([t1, t2]), keep), torch.cat([b1, b2])
 
     def predict_clean(self, x_t: Tensor, t: Tensor, latents: Latents) -> Tensor:
         return self.decoder(x_t, t, latents)
