@@ -264,4 +264,4 @@ def test_training_on_pairs_teaches_the_temporal_prior_to_spend_less_on_what_repe
         optimizer.step()
     result = evaluate_temporal(model.eval(), _pairs(4, seed=4), torch.device("cpu"))  # other scenes
     for r in range(model.cfg.rate_points):  # the second chunk repeats the first: far fewer bits after it
-        assert result[f"rate{r}-next-bpp"] < 0.8 * result[f"rate{r}-key-bpp"], result
+        assert result[f"rate{r}-next-bpp"] < 0.9 * result[f"rate{r}-key-bpp"], result

@@ -14,11 +14,12 @@ pays for them in bits under an entropy model it learns with the rest of the netw
   per channel; from them a hyper decoder predicts a mean and a log-scale for every
   latent value, which is sent as round(y - mean) under a Gaussian of that scale.
 
-* **Temporal prior** (config `temporal_prior`). A chunk that follows another in a file
-  is coded knowing the previous chunk's restored planes (the same tile, at the same
-  rate point): the hyper encoder sees them beside the chunk's own, and a 1 x 1
-  convolution of them and their magnitudes, zero at the start, shifts every predicted
-  mean and log-scale. A key chunk has none (zeros), and is coded as without.
+* **Temporal prior** (config `temporal_prior`). A chunk that follows another is coded
+  knowing the previous chunk (the same tile, at the same rate point): the hyper
+  encoder sees its gained latent beside the chunk's own (the encoder has it exactly,
+  before any coding), and a 1 x 1 convolution of its restored planes (what a decoder
+  has) and their magnitudes shifts every predicted mean and log-scale. Both start at
+  zero, and a key chunk has no previous chunk (zeros): it is coded as without.
 
 Training replaces rounding by uniform noise for the rate and rounds straight through
 for the decoder (as learned image codecs do); evaluation rounds, and its bits are the
@@ -30,6 +31,7 @@ on any device (what the range coder needs: both sides must derive identical tabl
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +51,14 @@ def gaussian_bits(values: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
     upper = torch.special.ndtr((0.5 - centred) / scale)
     lower = torch.special.ndtr((-0.5 - centred) / scale)
     return -torch.log2((upper - lower).clamp(min=1e-9))
+
+
+class ChunkContext(NamedTuple):
+    """What a chunk leaves the next one's temporal prior: its gained latent planes as the encoder has them
+    and as a decoder restores them (rounded about their predicted means), (B, planes, grid, grid) each."""
+
+    gained: Tensor
+    restored: Tensor
 
 
 class HyperPrior(nn.Module):
@@ -123,41 +133,41 @@ class HyperPrior(nn.Module):
         mean, log_scale = out.chunk(2, dim=1)
         return mean, log_scale
 
-    def _hyper_latent(self, y: Tensor, previous: Tensor | None) -> Tensor:
+    def _hyper_latent(self, y: Tensor, previous_gained: Tensor | None) -> Tensor:
         if self.temporal is None:
             return self.hyper_encoder(y)
-        return self.hyper_encoder(torch.cat([y, torch.zeros_like(y) if previous is None else previous], dim=1))
+        previous = torch.zeros_like(y) if previous_gained is None else previous_gained
+        return self.hyper_encoder(torch.cat([y, previous], dim=1))
 
     def forward(self, structural: Tensor, tokens_1d: Tensor, keep: Tensor, rate: Tensor, home_slot: Tensor,
-                mode: str, previous: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                mode: str, previous: ChunkContext | None = None) -> tuple[Tensor, Tensor, Tensor, ChunkContext]:
         """Gain, code and restore the latents at each sample's rate point.
 
         mode "train": noise for the rate, rounding straight through for the decoder; "round": what a
-        file holds; "none": the latents unrounded (the ceiling), bits as "round". `previous`: the
-        previous chunk's restored planes (temporal prior; None: key chunks).
+        file holds; "none": the latents unrounded (the ceiling), bits as "round". `previous`: what the
+        previous chunk left (temporal prior; None: key chunks).
         Returns the structural latent and 1D tokens the decoder sees, the (B,) bits of each chunk
-        (hyper-latent, structural latent and kept 1D tokens) and the restored planes, rounded and
-        detached: what the next chunk's temporal prior sees.
+        (hyper-latent, structural latent and kept 1D tokens) and, detached, what the next chunk's
+        temporal prior sees.
         """
         if mode not in ("train", "round", "none"):
             raise ValueError(f"mode must be train, round or none, not {mode!r}")
         # in float32 whatever the autocast around it: a mean in bf16 is off by up to half a step at 100
         with torch.autocast(structural.device.type, enabled=False):
-            return self._code(structural.float(), tokens_1d.float(), keep, rate, home_slot, mode,
-                              None if previous is None else previous.float())
+            return self._code(structural.float(), tokens_1d.float(), keep, rate, home_slot, mode, previous)
 
     def _code(self, structural: Tensor, tokens_1d: Tensor, keep: Tensor, rate: Tensor, home_slot: Tensor,
-              mode: str, previous: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+              mode: str, previous: ChunkContext | None) -> tuple[Tensor, Tensor, Tensor, ChunkContext]:
         gain, inverse = self.gains(rate)
         kept = self.to_grid(torch.ones_like(structural[..., :1]), keep[..., None].float(), home_slot)
         kept = kept.repeat_interleave(self.cfg.latent_channels, dim=1)  # (B, planes, grid, grid) of 0 / 1
         y = self._planes(structural, tokens_1d, gain, kept, home_slot)
-        z = self._hyper_latent(y, previous)
+        z = self._hyper_latent(y, None if previous is None else previous.gained.float())
         training = mode == "train"
         z_coded = z + (torch.rand_like(z) - 0.5) if training else torch.round(z)
         # the hyper decoder sees what will be sent, straight through in training
         z_hat = z + (torch.round(z) - z).detach() if training else z_coded
-        mean, log_scale = self.parameters_from(z_hat, previous)
+        mean, log_scale = self.parameters_from(z_hat, None if previous is None else previous.restored.float())
         rounded = torch.round(y - mean) + mean
         noisy = y + (torch.rand_like(y) - 0.5) if training else rounded
         bits = self._bits(z_coded, noisy, mean, log_scale, kept)
@@ -166,26 +176,27 @@ class HyperPrior(nn.Module):
         else:
             y_hat = rounded if mode == "round" else y
         s_hat, t_hat = self.from_grid(y_hat, home_slot)
-        return s_hat * inverse[:, None, 0], t_hat * inverse[:, None, 1], bits, (rounded * kept).detach()
+        return (s_hat * inverse[:, None, 0], t_hat * inverse[:, None, 1], bits,
+                ChunkContext(y.detach(), (rounded * kept).detach()))
 
     # ------------------------------------------------------------------ what the codec asks
 
     @torch.no_grad()
     def to_send(self, structural: Tensor, tokens_1d: Tensor, rate: Tensor, kept: Tensor, home_slot: Tensor,
-                previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                previous_gained: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The encoder's side of a file: the gained latent laid out as planes (B, planes, G, G), the
         values not sent (`kept` planes False) zeroed, and its hyper-latent, rounded (B, h, G/2, G/2)
-        (`previous`: as `forward`)."""
+        (`previous_gained`: the previous chunk's gained planes, for a temporal prior)."""
         with torch.autocast(structural.device.type, enabled=False):
             y = self._planes(structural.float(), tokens_1d.float(), self.gains(rate)[0], kept, home_slot)
-            return y, torch.round(self._hyper_latent(y, previous)).clamp(-127, 127)
+            return y, torch.round(self._hyper_latent(y, previous_gained)).clamp(-127, 127)
 
     @torch.no_grad()
-    def estimated_bits(self, y: Tensor, z: Tensor, kept: Tensor, previous: Tensor | None = None) -> Tensor:
+    def estimated_bits(self, y: Tensor, z: Tensor, kept: Tensor, previous_restored: Tensor | None = None) -> Tensor:
         """(B,) bits the units of `to_send` will take, from the float entropy model: the ideal code length
         of the hyper-latent and of the kept values, each rounded about its predicted mean."""
         with torch.autocast(y.device.type, enabled=False):
-            mean, log_scale = self.parameters_from(z, previous)
+            mean, log_scale = self.parameters_from(z, previous_restored)
             return self._bits(z, torch.round(y - mean).clamp(-127, 127) + mean, mean, log_scale, kept)
 
     def _planes(self, structural: Tensor, tokens_1d: Tensor, gain: Tensor, kept: Tensor, home_slot: Tensor
@@ -222,7 +233,7 @@ class HyperPrior(nn.Module):
         for rate in range(self.cfg.rate_points):
             gain, _ = self.gains(torch.full((structural.shape[0],), float(rate), device=structural.device))
             y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
-            hidden = self.hyper_decoder[:3](torch.round(self.hyper_encoder(y)))
+            hidden = self.hyper_decoder[:3](torch.round(self._hyper_latent(y, None)))
             peak = max(peak, hidden.max().item())
         return peak
 

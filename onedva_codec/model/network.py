@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .hyperprior import HyperPrior
+from .hyperprior import ChunkContext, HyperPrior
 
 try:  # optional GPU extra
     from flash_attn import flash_attn_func as _flash_attn_func
@@ -449,13 +449,13 @@ class OneDVA(nn.Module):
         return self.encoder(video, geometry)
 
     def code_latents(self, posterior: Posterior, keep: Tensor, rate: Tensor, mode: str = "round",
-                     previous: Tensor | None = None) -> tuple[Latents, Tensor, Tensor]:
+                     previous: ChunkContext | None = None) -> tuple[Latents, Tensor, ChunkContext]:
         """A v3 model's latents as the decoder receives them at each sample's rate point (B,), the bits
-        they cost (B,) and the restored planes the next chunk's temporal prior sees; `mode` and `previous`
-        (the previous chunk's restored planes, None for key chunks) as `HyperPrior.forward`."""
-        structural, tokens_1d, bits, planes = self.hyperprior(posterior.structural_mean, posterior.tokens_1d_mean,
-                                                              keep, rate, self.decoder.home_slot, mode, previous)
-        return Latents(structural, tokens_1d, keep), bits, planes
+        they cost (B,) and what the next chunk's temporal prior sees; `mode` and `previous` (None for key
+        chunks) as `HyperPrior.forward`."""
+        structural, tokens_1d, bits, context = self.hyperprior(posterior.structural_mean, posterior.tokens_1d_mean,
+                                                               keep, rate, self.decoder.home_slot, mode, previous)
+        return Latents(structural, tokens_1d, keep), bits, context
 
     def code_chunk_pairs(self, posterior: Posterior, keep: Tensor, rate: Tensor, mode: str = "round"
                          ) -> tuple[Latents, Tensor]:
@@ -463,14 +463,11 @@ class OneDVA(nn.Module):
         coded as key chunks, the second knowing the first's restored planes (a temporal prior's training
         and validation). -> latents and bits (2 P,), in the batch's order."""
         p = keep.shape[0] // 2
-        halves = []
-        previous = None
-        for part in (slice(0, p), slice(p, 2 * p)):
-            halves.append(self.hyperprior(posterior.structural_mean[part], posterior.tokens_1d_mean[part], keep[part],
-                                          rate[part], self.decoder.home_slot, mode, previous))
-            previous = halves[-1][3]
-        (s1, t1, b1, _), (s2, t2, b2, _) = halves
-        return Latents(torch.cat([s1, s2]), torch.cat([t1, t2]), keep), torch.cat([b1, b2])
+        first, bits_first, context = self.code_latents(posterior.select(slice(0, p)), keep[:p], rate[:p], mode)
+        second, bits_second, _ = self.code_latents(posterior.select(slice(p, 2 * p)), keep[p:], rate[p:], mode,
+                                                   context)
+        return (Latents(torch.cat([first.structural, second.structural]),
+                        torch.cat([first.tokens_1d, second.tokens_1d]), keep), torch.cat([bits_first, bits_second]))
 
     def predict_clean(self, x_t: Tensor, t: Tensor, latents: Latents) -> Tensor:
         return self.decoder(x_t, t, latents)
