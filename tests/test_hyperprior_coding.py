@@ -163,3 +163,44 @@ def test_the_integer_hyper_decoder_gives_the_same_numbers_whatever_sums_them(tra
     hidden = torch.nn.functional.pixel_shuffle(torch.from_numpy(hidden), 2).numpy()
     assert np.array_equal(torch_conv(d.second, hidden), d.second(hidden))
     assert np.array_equal(one, np.stack(d(z)))
+
+
+@pytest.fixture(scope="module")
+def temporal_like():
+    """The tiny temporal prior (v3t) with a hyper decoder and temporal convolution that predict something."""
+    torch.manual_seed(1)
+    hp = OneDVA(CONFIGS["tiny-v3t"]).hyperprior
+    with torch.no_grad():
+        torch.nn.init.normal_(hp.hyper_decoder[-1].weight, std=0.05)
+        torch.nn.init.normal_(hp.hyper_decoder[-1].bias, std=0.5)
+        torch.nn.init.normal_(hp.temporal.weight, std=0.05)
+        hp.hyper_log_scale.fill_(1.0)
+    decoder = IntegerHyperDecoder.from_float(hp.hyper_decoder[0], hp.hyper_decoder[-1], 8, hp.temporal)
+    return hp, HyperpriorTables.build(decoder, hp.hyper_log_scale.exp().detach().numpy())
+
+
+def test_the_temporal_prior_in_integers_follows_the_float_one_and_round_trips(temporal_like, tmp_path):
+    hp, tables = temporal_like
+    cfg = CONFIGS["tiny-v3t"]
+    z = _z(4, seed=2)
+    previous = np.round(np.random.default_rng(3).normal(0, 6, (4, hp.planes, 4, 4)) * MEAN_STEPS) / MEAN_STEPS
+    mean, index = map(torch.from_numpy, tables.decoder(z.numpy(), np.round(previous * MEAN_STEPS)))
+    with torch.no_grad():
+        float_mean, float_log_scale = hp.parameters_from(z.float(), torch.from_numpy(previous).float())
+    assert (mean / MEAN_STEPS - float_mean).abs().max() < 0.1
+    float_index = ((float_log_scale - np.log(SCALE_MIN)) / scale_index_step()).round().clamp(0, 63)
+    assert (float_index != index).float().mean() < 0.03
+    alone, _ = tables.decoder(z.numpy())
+    assert not np.array_equal(alone, mean.numpy())  # the previous chunk moves the prediction
+    tables.save(tmp_path / "prior.safetensors")
+    loaded = HyperpriorTables.load(tmp_path / "prior.safetensors")
+    assert loaded.sha256 == tables.sha256 and loaded.decoder.temporal is not None
+    coder = tile_coder(loaded, cfg)
+    y = np.random.default_rng(4).normal(0, 3, (hp.planes, 4, 4))
+    data, restored = coder.encode_restoring(z[0].numpy(), y, 5, previous[0].astype(np.float32))
+    assert np.array_equal(coder.decode(data, 5, previous[0].astype(np.float32)), restored)
+    try:  # decoded after another previous chunk, the values come out otherwise, or not at all
+        wrong = coder.decode(data, 5, None)
+    except FormatError:
+        wrong = None
+    assert wrong is None or not np.array_equal(wrong, restored)

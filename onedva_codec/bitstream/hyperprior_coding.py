@@ -52,6 +52,7 @@ SCALE_LEVELS = 64
 MEAN_STEPS = 16  # predicted means are multiples of 1/16 of a rounding step
 WEIGHT_LIMIT = (1 << 15) - 1
 ACTIVATION_LIMIT = (1 << 15) - 1
+SUM_BITS = 8  # a temporal prior's two parts are added at 1/256 of an output unit, then rounded
 ENTROPY_CODER = HYPERPRIOR_CODER  # what a v3 model's files name in their header
 
 
@@ -80,7 +81,8 @@ def _power_of_two_exponent(limit: float, largest: np.ndarray) -> np.ndarray:
 
 @dataclass
 class IntegerConv:
-    """A 3 x 3 convolution (padding 1) with integer weights, output channel o scaled by 2**exponent[o]."""
+    """A k x k convolution (k odd, padding k // 2) with integer weights, output channel o scaled by
+    2**exponent[o]."""
 
     weight: np.ndarray  # (out, in, 3, 3) int
     bias: np.ndarray  # (out,) int, at scale 2**(exponent + input exponent)
@@ -98,15 +100,16 @@ class IntegerConv:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(B, in, H, W) float64 integers -> (B, out, H, W) float64 integer accumulators, exact."""
         b, c, h, w = x.shape
-        padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # (B, in, H, W, 3, 3)
-        columns = windows.transpose(0, 2, 3, 1, 4, 5).reshape(b, h * w, c * 9)  # a gather: exact
+        k = self.weight.shape[-1]
+        padded = np.pad(x, ((0, 0), (0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(2, 3))  # (B, in, H, W, k, k)
+        columns = windows.transpose(0, 2, 3, 1, 4, 5).reshape(b, h * w, c * k * k)  # a gather: exact
         out = columns @ self._matrix + self.bias
         return out.transpose(0, 2, 1).reshape(b, -1, h, w)
 
     @cached_property
     def _matrix(self) -> np.ndarray:
-        """The weights as the (in * 9, out) float64 matrix the product takes, made once."""
+        """The weights as the (in * k * k, out) float64 matrix the product takes, made once."""
         return np.ascontiguousarray(self.weight.reshape(len(self.weight), -1).T.astype(np.float64))
 
 
@@ -117,38 +120,56 @@ class IntegerHyperDecoder:
     first: IntegerConv  # h -> 4 h at half the grid, then a pixel shuffle and ReLU
     second: IntegerConv  # h -> 2 planes: means, then scale indices
     activation_exponent: int  # hidden activations are integers of the real value times 2**this
+    # a temporal prior's 1 x 1 convolution of the previous chunk's restored planes and their magnitudes, in
+    # 1/MEAN_STEPS steps (2 planes -> 2 planes, no bias), added to the second's output; None: no temporal prior
+    temporal: IntegerConv | None = None
 
     @classmethod
-    def from_float(cls, first: torch.nn.Conv2d, second: torch.nn.Conv2d, activation_exponent: int
-                   ) -> "IntegerHyperDecoder":
-        """The trained float hyper decoder's two convolutions, quantized; the second's log-scale half
-        is first mapped affinely to scale-index units (so that rounding it gives the index)."""
-        w2 = second.weight.detach().double().cpu().numpy().copy()
-        b2 = second.bias.detach().double().cpu().numpy().copy()
-        planes = len(w2) // 2
-        w2[:planes] *= MEAN_STEPS
-        b2[:planes] *= MEAN_STEPS
-        step = scale_index_step()
-        w2[planes:] /= step
-        b2[planes:] = (b2[planes:] - math.log(SCALE_MIN)) / step
+    def from_float(cls, first: torch.nn.Conv2d, second: torch.nn.Conv2d, activation_exponent: int,
+                   temporal: torch.nn.Conv2d | None = None) -> "IntegerHyperDecoder":
+        """The trained float hyper decoder's two convolutions (and a temporal prior's), quantized; their
+        log-scale halves are first mapped to scale-index units (so that rounding gives the index)."""
+        def to_units(weight: torch.Tensor, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            w = weight.detach().double().cpu().numpy().copy()
+            b = np.zeros(len(w)) if bias is None else bias.copy()
+            planes = len(w) // 2
+            w[:planes] *= MEAN_STEPS
+            b[:planes] *= MEAN_STEPS
+            w[planes:] /= scale_index_step()
+            b[planes:] /= scale_index_step()
+            return w, b
+        w2, b2 = to_units(second.weight, second.bias.detach().double().cpu().numpy())
+        b2[len(w2) // 2:] -= math.log(SCALE_MIN) / scale_index_step()
+        integer_temporal = None
+        if temporal is not None:  # its input: restored values in 1/MEAN_STEPS steps, so 2**4 times the real ones
+            integer_temporal = IntegerConv.from_float(*to_units(temporal.weight, None), int(math.log2(MEAN_STEPS)))
         return cls(IntegerConv.from_float(first.weight.detach().double().cpu().numpy(),
                                           first.bias.detach().double().cpu().numpy(), 0),
-                   IntegerConv.from_float(w2, b2, activation_exponent), activation_exponent)
+                   IntegerConv.from_float(w2, b2, activation_exponent), activation_exponent, integer_temporal)
 
     @property
     def planes(self) -> int:
         return len(self.second.weight) // 2
 
-    def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, h, g, g) integer hyper-latent -> mean numerators (divide by MEAN_STEPS) and scale indices,
-        int64, each (B, planes, 2 g, 2 g)."""
+    def __call__(self, z: np.ndarray, previous: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, h, g, g) integer hyper-latent (and, with a temporal prior, the previous chunk's restored
+        planes in 1/MEAN_STEPS steps, (B, planes, 2 g, 2 g) integers; None: a key chunk) -> mean numerators
+        (divide by MEAN_STEPS) and scale indices, int64, each (B, planes, 2 g, 2 g)."""
         acc = self.first(np.asarray(z, dtype=np.float64))
         shift = np.exp2(self.activation_exponent - self.first.exponent)[:, None, None]
         hidden = np.clip(np.floor(acc * shift + 0.5), 0, ACTIVATION_LIMIT)  # ReLU, requantized: exact
         b, c, g, _ = hidden.shape  # pixel shuffle: channel 4 k + 2 i + j goes to channel k at (2 y + i, 2 x + j)
         hidden = hidden.reshape(b, c // 4, 2, 2, g, g).transpose(0, 1, 4, 2, 5, 3).reshape(b, c // 4, 2 * g, 2 * g)
         acc = self.second(hidden)
-        out = np.floor(acc * np.exp2(-(self.second.exponent + self.activation_exponent))[:, None, None] + 0.5)
+        shift = self.second.exponent + self.activation_exponent
+        if self.temporal is None or previous is None:
+            out = np.floor(acc * np.exp2(-shift)[:, None, None] + 0.5)
+        else:  # both parts floored to 2**-SUM_BITS first (exact integers), their sum rounded once
+            context = np.concatenate([previous, np.abs(previous)], axis=1).astype(np.float64)
+            temporal_shift = self.temporal.exponent + int(math.log2(MEAN_STEPS))
+            fine = (np.floor(acc * np.exp2(SUM_BITS - shift)[:, None, None])
+                    + np.floor(self.temporal(context) * np.exp2(SUM_BITS - temporal_shift)[:, None, None]))
+            out = np.floor(fine * 2.0 ** -SUM_BITS + 0.5)
         planes = self.planes
         mean = np.clip(out[:, :planes], -SYMBOL_LIMIT * MEAN_STEPS, SYMBOL_LIMIT * MEAN_STEPS)
         index = np.clip(out[:, planes:], 0, SCALE_LEVELS - 1)
@@ -172,7 +193,8 @@ class HyperpriorTables:
         d = self.decoder
         arrays = {"z_tables": self.z_tables, "y_tables": self.y_tables,
                   "activation_exponent": np.array([d.activation_exponent])}
-        for name, conv in (("first", d.first), ("second", d.second)):
+        convs = [("first", d.first), ("second", d.second)] + ([("temporal", d.temporal)] if d.temporal else [])
+        for name, conv in convs:
             arrays.update({f"{name}.weight": conv.weight, f"{name}.bias": conv.bias,
                            f"{name}.exponent": conv.exponent})
         return {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in arrays.items()}
@@ -196,7 +218,8 @@ class HyperpriorTables:
         a = {name: array.astype(np.int64) for name, array in load_file(str(path)).items()}
         def conv(name: str) -> IntegerConv:
             return IntegerConv(a[f"{name}.weight"], a[f"{name}.bias"], a[f"{name}.exponent"])
-        decoder = IntegerHyperDecoder(conv("first"), conv("second"), int(a["activation_exponent"][0]))
+        decoder = IntegerHyperDecoder(conv("first"), conv("second"), int(a["activation_exponent"][0]),
+                                      conv("temporal") if "temporal.weight" in a else None)
         tables = cls(decoder, a["z_tables"], a["y_tables"])
         if (tables.z_tables.sum(axis=1) != TOTAL).any() or (tables.y_tables.sum(axis=1) != TOTAL).any():
             raise FormatError(f"{path}: entropy tables that do not sum to 2**24")
@@ -219,9 +242,11 @@ class HyperpriorCoder:
         self._z_models = [categorical(row.astype(np.float64), perfect=False) for row in tables.z_tables]
         self._y_models = [categorical(row.astype(np.float64), perfect=False) for row in tables.y_tables]
 
-    def predict(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(h, g, g) hyper-latent symbols -> (planes, 2g, 2g) mean numerators and scale indices."""
-        mean, index = self.tables.decoder(z[None])
+    def predict(self, z: np.ndarray, previous: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(h, g, g) hyper-latent symbols (and the previous chunk's restored planes, for a chunk that
+        depends on it) -> (planes, 2g, 2g) mean numerators and scale indices."""
+        steps = None if previous is None else np.round(previous * MEAN_STEPS)[None]  # exact: multiples of 1/16
+        mean, index = self.tables.decoder(z[None], steps)
         return mean[0], index[0]
 
     def kept_planes(self, kept_1d: int) -> np.ndarray:
@@ -233,19 +258,26 @@ class HyperpriorCoder:
         groups = tokens.reshape(-1, 1, side, side)
         return np.broadcast_to(groups, (groups.shape[0], self.channels, side, side)).reshape(-1, side, side)
 
-    def encode(self, z: np.ndarray, y: np.ndarray, kept_1d: int) -> bytes:
+    def encode(self, z: np.ndarray, y: np.ndarray, kept_1d: int, previous: np.ndarray | None = None) -> bytes:
         """A tile from its hyper-latent symbols (h, g, g) and gained latent (planes, G, G), float: each value
-        is sent as its distance to the predicted mean, rounded (and kept to -127..127)."""
-        mean, index = self.predict(z)
-        symbols = np.clip(np.round(y - mean / MEAN_STEPS), -SYMBOL_LIMIT, SYMBOL_LIMIT).astype(np.int64)
-        return self.encode_symbols(z, symbols, index, self.kept_planes(kept_1d))
+        is sent as its distance to the predicted mean, rounded (and kept to -127..127). `previous`: the
+        restored planes of the same tile in the chunk before, for a chunk that depends on it."""
+        return self.encode_restoring(z, y, kept_1d, previous)[0]
 
-    def decode(self, data: bytes, kept_1d: int) -> np.ndarray:
+    def encode_restoring(self, z: np.ndarray, y: np.ndarray, kept_1d: int, previous: np.ndarray | None = None
+                         ) -> tuple[bytes, np.ndarray]:
+        """`encode`, and the planes a decoder will restore from the bytes (what the next chunk depends on)."""
+        mean, index = self.predict(z, previous)
+        symbols = np.clip(np.round(y - mean / MEAN_STEPS), -SYMBOL_LIMIT, SYMBOL_LIMIT).astype(np.int64)
+        kept = self.kept_planes(kept_1d)
+        return self.encode_symbols(z, symbols, index, kept), _restored(symbols, mean, kept)
+
+    def decode(self, data: bytes, kept_1d: int, previous: np.ndarray | None = None) -> np.ndarray:
         """Inverse of `encode`: the gained latent as the decoder restores it, (planes, G, G) float32,
         0 where a 1D token was not kept."""
         kept = self.kept_planes(kept_1d)
-        _, y, mean = self.decode_symbols(data, self.z_shape, kept)
-        return np.where(kept, y + mean / MEAN_STEPS, 0).astype(np.float32)  # exact: multiples of 1/16 below 2**8
+        _, y, mean = self.decode_symbols(data, self.z_shape, kept, previous)
+        return _restored(y, mean, kept)
 
     def encode_symbols(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, kept: np.ndarray) -> bytes:
         """z (h, g, g) and y (planes, G, G) int symbols in -127..127, the scale index of every y value
@@ -260,8 +292,8 @@ class HyperpriorCoder:
             encoder.encode(values[start:end], self._y_models[level])
         return encoder.get_compressed().astype("<u4").tobytes()
 
-    def decode_symbols(self, data: bytes, z_shape: tuple[int, int, int], kept: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode_symbols(self, data: bytes, z_shape: tuple[int, int, int], kept: np.ndarray,
+                       previous: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inverse of `encode_symbols`: -> z symbols, y symbols (0 where not kept) and the mean numerators."""
         if len(data) % 4:
             raise FormatError(f"latent data of {len(data)} bytes is not whole 32-bit words")
@@ -270,7 +302,7 @@ class HyperpriorCoder:
             per_channel = z_shape[1] * z_shape[2]
             z = np.stack([decoder.decode(model, per_channel) for model in self._z_models]).astype(np.int64)
             z = z.reshape(z_shape) - SYMBOL_LIMIT
-            mean, index = self.predict(z)
+            mean, index = self.predict(z, previous)
             tables = index[kept]
             order = np.argsort(tables.astype(np.int16), kind="stable")  # int16: a radix sort
             sorted_values = np.empty(len(tables), dtype=np.int64)
@@ -285,6 +317,12 @@ class HyperpriorCoder:
         y = np.zeros(kept.shape, dtype=np.int64)
         y[kept] = values
         return z, y, mean
+
+
+def _restored(symbols: np.ndarray, mean: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """(planes, G, G) float32 values a decoder restores: symbol + mean, 0 where not sent (exact: multiples
+    of 1/16 below 2**8)."""
+    return np.where(kept, symbols + mean / MEAN_STEPS, 0).astype(np.float32)
 
 
 def _runs(sorted_tables: np.ndarray) -> list[tuple[int, int, int]]:

@@ -223,7 +223,7 @@ class HyperPrior(nn.Module):
         activations resolved as finely as `hidden_peak` (the largest seen, with room to spare) allows,
         and the tables."""
         exponent = math.floor(math.log2(ACTIVATION_LIMIT / (2 * max(hidden_peak, 1e-3))))
-        decoder = IntegerHyperDecoder.from_float(self.hyper_decoder[0], self.hyper_decoder[-1], exponent)
+        decoder = IntegerHyperDecoder.from_float(self.hyper_decoder[0], self.hyper_decoder[-1], exponent, self.temporal)
         return HyperpriorTables.build(decoder, self.hyper_log_scale.exp().cpu().numpy())
 
     @torch.no_grad()
