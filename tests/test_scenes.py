@@ -97,7 +97,7 @@ def test_flags_and_cuts_must_agree(codec):
     with pytest.raises(FormatError, match="flags and its header disagree"):
         OdvaReader(_with_header_crc(unflagged))
     unknown = bytearray(data)
-    unknown[6] = 3  # a flag this odva does not know
+    unknown[6] = 5  # a flag this odva does not know (bit 2)
     with pytest.raises(FormatError, match="features this odva does not know"):
         OdvaReader(_with_header_crc(unknown))
 

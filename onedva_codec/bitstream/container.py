@@ -34,10 +34,11 @@ from ..errors import FormatError, InputError
 
 MAGIC = b"ODVA"
 TRAILER_MAGIC = b"ODVX"
-VERSION = (3, 1)  # 3.1: chunks end at scene cuts; 3.0: a rate point per tile, for v3 models; 2.0: range coding
-# under a prior; 1.0: zstd
+VERSION = (3, 1)  # 3.1: chunks end at scene cuts, and may depend on the chunk before; 3.0: a rate point per tile,
+# for v3 models; 2.0: range coding under a prior; 1.0: zstd
 FLAG_CUTS = 0x0001  # the header lists scene cuts, where chunks end early: a reader without them would misplace frames
-KNOWN_FLAGS = FLAG_CUTS
+FLAG_DEPENDENT = 0x0002  # chunks between key chunks are coded knowing the one before (header key_interval)
+KNOWN_FLAGS = FLAG_CUTS | FLAG_DEPENDENT
 KIND_HEADER, KIND_CHUNK, KIND_AUDIO, KIND_INDEX = b"H", b"C", b"A", b"X"
 
 _PREAMBLE = struct.Struct("<4sBBH")
@@ -61,6 +62,7 @@ MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD
 MAX_FRAMES = 2**31 - 1
 MAX_FPS = 1000
 MAX_CHUNK_FRAMES = 1024
+MAX_KEY_INTERVAL = 1024
 MAX_LATENT_CHANNELS = 256
 MAX_TOKENS = 65536
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -107,17 +109,22 @@ class FileHeader:
     audio: dict | None = None  # codec, sample_rate, channels
     encoder: str = ""
     cuts: list[int] = field(default_factory=list)  # frames that start a shot, and so a chunk (FLAG_CUTS)
+    # chunks from one key chunk to the next (FLAG_DEPENDENT): each but the first coded knowing the one before; 0:
+    # every chunk is a key chunk
+    key_interval: int = 0
 
     def to_bytes(self) -> bytes:
         values = asdict(self)
         values["fps"] = [self.fps.numerator, self.fps.denominator]
-        if not self.cuts:  # a file without cuts is laid out as version 3.0 lays it out, and says nothing of them
-            del values["cuts"]
+        # a file without them is laid out as version 3.0 lays it out, and says nothing of them
+        for name in ("cuts", "key_interval"):
+            if not values[name]:
+                del values[name]
         return msgpack.packb(values)
 
     @property
     def flags(self) -> int:
-        return FLAG_CUTS if self.cuts else 0
+        return (FLAG_CUTS if self.cuts else 0) | (FLAG_DEPENDENT if self.key_interval else 0)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "FileHeader":
@@ -177,6 +184,7 @@ class FileHeader:
         need(isinstance(self.cuts, list) and all(_is_int(c, 1, self.frames - 1) for c in self.cuts)
              and all(a < b for a, b in zip(self.cuts, self.cuts[1:])) if _is_int(self.frames, 1, MAX_FRAMES) else True,
              "cuts are not increasing frames inside the video")
+        need(_is_int(self.key_interval, 0, MAX_KEY_INTERVAL), f"key_interval is not 0 to {MAX_KEY_INTERVAL}")
         audio = self.audio
         need(audio is None or (isinstance(audio, dict) and isinstance(audio.get("codec"), str)
                                and _is_int(audio.get("sample_rate"), 1, 10**6)
@@ -211,6 +219,23 @@ class FileHeader:
         """The chunks that hold frames first .. stop - 1."""
         starts = self.chunk_starts
         return range(bisect.bisect_right(starts, first) - 1, bisect.bisect_left(starts, stop))
+
+    @functools.cached_property
+    def key_chunks(self) -> list[int]:
+        """The key chunks, which depend on no other: the first, each that starts at a cut, and after
+        key_interval chunks since the last (every chunk where key_interval is 0)."""
+        if not self.key_interval:
+            return list(range(self.chunk_count))
+        cuts, keys = set(self.cuts), []
+        for index, start in enumerate(self.chunk_starts):
+            if not keys or start in cuts or index - keys[-1] >= self.key_interval:
+                keys.append(index)
+        return keys
+
+    def key_chunk_of(self, index: int) -> int:
+        """The key chunk that chunk `index` depends on, through the chunks between (itself if it is one)."""
+        keys = self.key_chunks
+        return keys[bisect.bisect_right(keys, index) - 1]
 
     @property
     def tile_count(self) -> int:
@@ -383,7 +408,7 @@ class OdvaReader:
         except FormatError as exc:
             raise FormatError(f"{self.path}: {exc}") from None
         if self.header.flags != flags:
-            raise FormatError(f"{self.path} is damaged: its flags and its header disagree on scene cuts")
+            raise FormatError(f"{self.path} is damaged: its flags and its header disagree (scene cuts, key chunks)")
         count = self.header.chunk_count
         # Every chunk record holds at least its head and tile entries: a header cannot promise more
         # chunks or tiles than the file has bytes for.

@@ -57,7 +57,7 @@ def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, reques
     quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
     job = _DecodeJob(grid, quantizer, request, header.seed, header.chunk_starts)
     holding = header.chunks_holding(request.first, request.stop)
-    chunks = reader.chunks(holding.start, holding.stop)
+    chunks = _chunk_work(reader, holding)
     one_device = len(engine.devices) == 1
     decoded = job.run(model, engine, chunks, progress) if one_device else engine.spread(job, chunks, grid.count)
     for index, real, video in decoded:
@@ -70,6 +70,27 @@ def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, reques
 
 
 @dataclass(frozen=True)
+class ChunkWork:
+    """A chunk to decode, and the chunks from its key chunk up to it where it depends on them (none for a
+    key chunk): whoever decodes it without having decoded the one before starts from these."""
+
+    record: ChunkRecord
+    context: tuple[ChunkRecord, ...] = ()
+
+
+def _chunk_work(reader: OdvaReader, wanted: range) -> Iterator[ChunkWork]:
+    """The chunks of `wanted`, read from the key chunk the first depends on."""
+    keys = set(reader.header.key_chunks)
+    run: list[ChunkRecord] = []  # the chunks since the last key chunk
+    for record in reader.chunks(reader.header.key_chunk_of(wanted.start), wanted.stop):
+        if record.index in keys:
+            run = []
+        if record.index >= wanted.start:
+            yield ChunkWork(record, tuple(run))
+        run.append(record)
+
+
+@dataclass(frozen=True)
 class _DecodeJob:
     """Decoding chunk records into frames, where the model runs (device_pool.Job)."""
     grid: TileGrid
@@ -77,7 +98,7 @@ class _DecodeJob:
     request: DecodeRequest
     seed: int
     starts: list[int]  # each chunk's first frame
-    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord], progress: Progress | None = None
+    def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWork], progress: Progress | None = None
             ) -> Iterator[tuple[int, int, Tensor]]:
         """(chunk index, real frames, (T, H, W, 3) uint8 frames) of each chunk. The frames are a tensor
         (a view of the array) so that from a device process they cross in shared memory."""
@@ -85,7 +106,7 @@ class _DecodeJob:
             yield record.index, record.frames, torch.from_numpy(video)
 
 
-def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRecord], job: _DecodeJob,
+def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWork], job: _DecodeJob,
                    progress: Progress | None) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
     blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order).
@@ -141,9 +162,13 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkRec
             yield record, assembler.frames
 
 
-def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord], seed: int
+def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork], seed: int
                   ) -> Iterator["_UnitBatch"]:
     """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work).
+
+    A tile of a chunk that depends on the one before is entropy-decoded once the same tile of that chunk
+    is (its restored planes are the temporal prior's context): tiles of one chunk decode side by side,
+    chunks one after another, ahead of the model.
 
     Noise is the largest CPU cost of decoding: it is drawn by a pool of threads (torch releases the
     GIL while it draws) while this thread unpacks the next batch's symbols, into page-locked memory
@@ -160,25 +185,55 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkRecord
             noise = torch.empty((len(units),) + shape, pin_memory=pin)
             jobs = [pool.submit(unit_noise, seed, record.index, t, shape, out)
                     for (record, t), out in zip(units, noise)]
-        symbol_jobs = []
-        with record_function("odva.unpack_latents"):
-            for record, t in units:
-                tile = record.tiles[t]
-                if tile.kept > n_max:
-                    raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
-                if tile.rate > max_rate:
-                    raise FormatError(f"a tile claims rate point {tile.rate:g}, the model's go up to {max_rate}")
-                symbol_jobs.append(engine.decode_tile(tile.data, engine.model.decode_count(tile.kept)))
+        symbol_jobs = [entropy_jobs[(record.index, t)] for record, t in units]
         kept = np.array([record.tiles[t].kept for record, t in units])
         rates = np.array([record.tiles[t].rate for record, t in units], dtype=np.float32)
         return _UnitBatch(list(units), symbol_jobs, kept, rates, noise, jobs)
 
+    entropy_jobs: dict[tuple[int, int], Future] = {}  # (chunk, tile) -> its latents being decoded
+    last: tuple[int, list[Future]] = (-1, [])  # the last chunk entropy-decoded and its tiles' jobs
+
+    def entropy_decode(record: ChunkRecord, previous: list[Future] | None) -> list[Future]:
+        jobs = []
+        with record_function("odva.unpack_latents"):
+            for t, tile in enumerate(record.tiles):
+                if tile.kept > n_max:
+                    raise FormatError(f"a tile claims {tile.kept} 1D tokens, the model has {n_max}")
+                if tile.rate > max_rate:
+                    raise FormatError(f"a tile claims rate point {tile.rate:g}, the model's go up to {max_rate}")
+                context = None
+                if previous is not None:
+                    context = previous[t].result()  # the same tile of the chunk before, restored
+                jobs.append(engine.decode_tile(tile.data, engine.model.decode_count(tile.kept), context))
+        return jobs
+
+    def after(work: ChunkWork) -> list[Future]:
+        """Entropy-decode a chunk, after the chunks it depends on (from its context if they were not)."""
+        nonlocal last
+        previous = None
+        if work.context:
+            if last[0] != work.record.index - 1:
+                last = (-1, [])
+                for record in work.context:
+                    last = (record.index, entropy_decode(record, last[1] or None))
+            previous = last[1]
+            rates = [tile.rate for tile in work.context[-1].tiles]
+            if [tile.rate for tile in work.record.tiles] != rates:
+                raise FormatError(f"chunk {work.record.index} depends on the chunk before but changes its rate point")
+        last = (work.record.index, entropy_decode(work.record, previous))
+        return last[1]
+
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        for record in chunks:
+        for work in chunks:
+            record = work.record
+            for t, job in enumerate(after(work)):
+                entropy_jobs[(record.index, t)] = job
             for t in range(len(record.tiles)):
                 units.append((record, t))
                 if len(units) == engine.batch_size:
                     yield batch()
+                    for done in units:
+                        del entropy_jobs[(done[0].index, done[1])]
                     units.clear()
         if units:
             yield batch()

@@ -21,7 +21,8 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from ..bitstream import ratecontrol
-from ..bitstream.container import ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size, container_overhead
+from ..bitstream.container import (MAX_KEY_INTERVAL, ChunkRecord, FileHeader, OdvaWriter, TileRecord, check_frame_size,
+                                   container_overhead)
 from ..bitstream.noise import unit_noise
 from ..bitstream.ratecontrol import RateOptions
 from ..errors import InputError
@@ -37,6 +38,7 @@ from ..video.scenes import mark_cuts
 from ..video.pixels import video_to_model
 from .search import search_latents, search_lengths
 
+KEY_SECONDS = 4.0  # a key chunk about this often by default (where the model's chunks can depend on earlier ones)
 CODER_FLUSH_BYTES = 4  # a v3 tile's range coder takes about its ideal length plus its last word
 Progress = Callable[[float], None]  # called with the frames just done (fractions of frames as a decode's model goes)
 
@@ -55,10 +57,15 @@ class EncodeRequest:
     audio: bytes | None = None
     audio_info: dict | None = None
     scene_cuts: bool = True  # end a chunk where a shot ends (video/scenes.py), so no chunk blends two shots
+    # chunks from one key chunk to the next, for a model with a temporal prior (1: every chunk a key chunk);
+    # None: about KEY_SECONDS of video
+    key_interval: int | None = None
 
     def __post_init__(self) -> None:
         if self.search_steps < 0:
             raise InputError("search steps must be 0 or more")
+        if self.key_interval is not None and not 1 <= self.key_interval <= MAX_KEY_INTERVAL:
+            raise InputError(f"the key interval must be 1 to {MAX_KEY_INTERVAL} chunks, not {self.key_interval}")
         check_frame_size(self.width, self.height)
 
 
@@ -124,7 +131,7 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
         duration = float(analysis.frames / request.fps)
         if cfg.rate_distortion:
             def estimate(rate_point: float, lengths: np.ndarray) -> int:
-                return overhead + _estimated_bytes(model, engine, analysis, rate_point, lengths)
+                return overhead + _estimated_bytes(model, engine, header, analysis, rate_point, lengths)
 
             _, lengths, written, note = ratecontrol.spend_ladder(
                 rate, analysis.motion, duration, cfg.rate_points - 1, cfg.max_1d_tokens,
@@ -252,22 +259,38 @@ def _spooled(model: LoadedModel, analysis: _Analysis) -> Iterator[np.ndarray]:
 
 
 def _to_send_batches(model: LoadedModel, engine: Engine, analysis: _Analysis, rate_point: float,
-                     lengths: np.ndarray) -> Iterator[tuple[Tensor, Tensor, Tensor, np.ndarray]]:
+                     lengths: np.ndarray, depends: np.ndarray | None = None, tiles_per_chunk: int = 1
+                     ) -> Iterator[tuple[Tensor, Tensor, Tensor, np.ndarray, Tensor | None]]:
     """A v3 model's units, engine.batch_size at a time, at one rate point, each keeping its length: (gained
-    latents, hyper-latents, kept planes) where the codec's own copy of the model is, and the lengths."""
+    latents, hyper-latents, kept planes) where the codec's own copy of the model is, the lengths, and the
+    gained latents of the units they depend on (zeros for a key chunk's; None where no unit of the batch
+    depends on another). `depends` (per unit): whether the unit's chunk depends on the one before, whose
+    same tile is `tiles_per_chunk` units earlier."""
     latents = _spooled(model, analysis)
     units = len(analysis.motion)
+    recent: dict[int, Tensor] = {}  # the gained latents of the last tiles_per_chunk units
     for first in range(0, units, engine.batch_size):
         batch = lengths[first:first + engine.batch_size]
-        yield (*_to_send(model, np.stack([next(latents) for _ in batch]), rate_point, batch), batch)
+        y, kept = _gained(model, np.stack([next(latents) for _ in batch]), rate_point, batch)
+        previous = None
+        if depends is not None and depends[first:first + len(batch)].any():
+            recent.update({first + i: row for i, row in enumerate(y)})
+            previous = torch.stack([recent[first + i - tiles_per_chunk] if depends[first + i] else torch.zeros_like(row)
+                                    for i, row in enumerate(y)])
+        if depends is not None:
+            recent.update({first + i: row for i, row in enumerate(y)})
+            recent = {u: row for u, row in recent.items() if u >= first + len(batch) - tiles_per_chunk}
+        yield y, model.model.hyperprior.hyper_latent(y, previous), kept, batch, previous
 
 
-def _estimated_bytes(model: LoadedModel, engine: Engine, analysis: _Analysis, rate_point: float,
+def _estimated_bytes(model: LoadedModel, engine: Engine, header: FileHeader, analysis: _Analysis, rate_point: float,
                      lengths: np.ndarray) -> int:
     """About the bytes of a v3 file's tile data at this rate point and these lengths, without coding it."""
     total = 0
-    for y, z, kept, _ in _to_send_batches(model, engine, analysis, rate_point, lengths):
-        bits = model.model.hyperprior.estimated_bits(y, z, kept)
+    depends, tiles = _dependent_units(header), header.tile_count
+    # a dependent unit's prediction is estimated from the chunk before as the encoder has it (unrounded)
+    for y, z, kept, _, previous in _to_send_batches(model, engine, analysis, rate_point, lengths, depends, tiles):
+        bits = model.model.hyperprior.estimated_bits(y, z, kept, previous)
         total += int(torch.ceil(bits / 8).sum().item()) + CODER_FLUSH_BYTES * len(bits)
     return total
 
@@ -278,15 +301,24 @@ def _write(engine: Engine, model: LoadedModel, out: BinaryIO, header: FileHeader
     start = out.tell()
     writer = OdvaWriter(out, header)
 
+    depends = _dependent_units(header)
+
     def tiles() -> Iterator[tuple]:
         if not cfg.rate_distortion:
             for unit, symbols in enumerate(_spooled(model, analysis)):
                 yield (symbols[: cfg.structural_tokens + lengths[unit]],)
             return
-        for y, z, _, batch in _to_send_batches(model, engine, analysis, rate_point, lengths):
+        for y, z, _, batch, _ in _to_send_batches(model, engine, analysis, rate_point, lengths, depends,
+                                                  tiles_per_chunk):
             yield from zip(z.cpu().numpy().astype(np.int64), y.cpu().numpy(), batch.tolist())
 
-    coded = engine.encode_tiles(tiles())
+    def chunks() -> Iterator[tuple[bool, list[tuple]]]:
+        """(whether it depends on the chunk before, its tiles) of each chunk."""
+        stream = tiles()
+        for unit in range(0, len(depends), tiles_per_chunk):
+            yield bool(depends[unit]), [next(stream) for _ in range(tiles_per_chunk)]
+
+    coded = engine.encode_tiles(tiles()) if depends is None else engine.encode_chunks(chunks())
     for chunk, real in enumerate(analysis.real_frames):
         records = []
         for unit in range(chunk * tiles_per_chunk, (chunk + 1) * tiles_per_chunk):
@@ -300,19 +332,27 @@ def _write(engine: Engine, model: LoadedModel, out: BinaryIO, header: FileHeader
     return out.tell() - start
 
 
-def _to_send(model: LoadedModel, latents: np.ndarray, rate_point: float, lengths: np.ndarray
-             ) -> tuple[Tensor, Tensor, Tensor]:
+def _gained(model: LoadedModel, latents: np.ndarray, rate_point: float, lengths: np.ndarray
+            ) -> tuple[Tensor, Tensor]:
     """A v3 model's units (B, S + N, C) at one rate point, each keeping its length of 1D tokens -> their
-    gained latents (B, planes, G, G), hyper-latents (B, h, g, g) and kept planes, computed where the
-    codec's own copy of the model is (its one device, or the CPU beside device processes)."""
+    gained latents (B, planes, G, G) and kept planes, computed where the codec's own copy of the model is
+    (its one device, or the CPU beside device processes)."""
     net, cfg = model.model, model.cfg
     device = next(net.parameters()).device
     values = torch.from_numpy(latents).to(device).float()
     kept = torch.from_numpy(np.stack([model.tile_coder.kept_planes(int(k)) for k in lengths])).to(device)
     rate = torch.full((len(latents),), rate_point, device=device)
-    y, z = net.hyperprior.to_send(values[:, :cfg.structural_tokens], values[:, cfg.structural_tokens:], rate, kept,
-                                  net.decoder.home_slot)
-    return y, z, kept
+    y = net.hyperprior.gained_planes(values[:, :cfg.structural_tokens], values[:, cfg.structural_tokens:], rate, kept,
+                                     net.decoder.home_slot)
+    return y, kept
+
+
+def _dependent_units(header: FileHeader) -> np.ndarray | None:
+    """Per unit, whether its chunk depends on the one before; None where every chunk is a key chunk."""
+    if not header.key_interval:
+        return None
+    keys = set(header.key_chunks)
+    return np.repeat([chunk not in keys for chunk in range(header.chunk_count)], header.tile_count)
 
 
 def _header(model: LoadedModel, request: EncodeRequest, analysis: _Analysis, grid: TileGrid) -> FileHeader:
@@ -327,4 +367,17 @@ def _header(model: LoadedModel, request: EncodeRequest, analysis: _Analysis, gri
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
         entropy_coder=model.entropy_coder, seed=request.seed, audio=request.audio_info,
         rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}", cuts=analysis.cuts,
+        key_interval=_key_interval(model, request),
     )
+
+
+def _key_interval(model: LoadedModel, request: EncodeRequest) -> int:
+    """The header's key_interval: 0 where every chunk is a key chunk."""
+    cfg = model.cfg
+    if not cfg.temporal_prior:
+        if request.key_interval not in (None, 1):
+            raise InputError(f"model {model.model_id} codes every chunk on its own: --keyint needs a model whose "
+                             "chunks can depend on the one before (a temporal prior)")
+        return 0
+    interval = request.key_interval or max(1, round(KEY_SECONDS * float(request.fps) / cfg.frames))
+    return 0 if interval == 1 else interval

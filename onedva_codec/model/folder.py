@@ -271,6 +271,8 @@ def check_decodable(header: FileHeader, loaded: LoadedModel) -> None:
             f"this file was coded under entropy prior {header.prior_sha256[:16]}, but the loaded model "
             f"{loaded.model_id} has prior {card.prior_sha256[:16]}; pass --weights with the model folder it was "
             "made with")
+    if header.key_interval and not cfg.temporal_prior:
+        raise FormatError(f"this file's chunks depend on the ones before, which model {loaded.model_id} cannot read")
     planned = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
     if (tuple(header.tile_ys), tuple(header.tile_xs)) != (planned.ys, planned.xs):
         raise FormatError("the file's tile layout differs from this odva's; it cannot be decoded")

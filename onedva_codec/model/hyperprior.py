@@ -182,18 +182,23 @@ class HyperPrior(nn.Module):
     # ------------------------------------------------------------------ what the codec asks
 
     @torch.no_grad()
-    def to_send(self, structural: Tensor, tokens_1d: Tensor, rate: Tensor, kept: Tensor, home_slot: Tensor,
-                previous_gained: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The encoder's side of a file: the gained latent laid out as planes (B, planes, G, G), the
-        values not sent (`kept` planes False) zeroed, and its hyper-latent, rounded (B, h, G/2, G/2)
-        (`previous_gained`: the previous chunk's gained planes, for a temporal prior)."""
+    def gained_planes(self, structural: Tensor, tokens_1d: Tensor, rate: Tensor, kept: Tensor, home_slot: Tensor
+                      ) -> Tensor:
+        """The encoder's side of a file: the gained latent laid out as planes (B, planes, G, G), the values
+        not sent (`kept` planes False) zeroed."""
         with torch.autocast(structural.device.type, enabled=False):
-            y = self._planes(structural.float(), tokens_1d.float(), self.gains(rate)[0], kept, home_slot)
-            return y, torch.round(self._hyper_latent(y, previous_gained)).clamp(-127, 127)
+            return self._planes(structural.float(), tokens_1d.float(), self.gains(rate)[0], kept, home_slot)
+
+    @torch.no_grad()
+    def hyper_latent(self, y: Tensor, previous_gained: Tensor | None = None) -> Tensor:
+        """The rounded hyper-latent (B, h, G/2, G/2) a file sends for `gained_planes` y (`previous_gained`:
+        the previous chunk's, for a temporal prior; zeros for a key chunk)."""
+        with torch.autocast(y.device.type, enabled=False):
+            return torch.round(self._hyper_latent(y, previous_gained)).clamp(-127, 127)
 
     @torch.no_grad()
     def estimated_bits(self, y: Tensor, z: Tensor, kept: Tensor, previous_restored: Tensor | None = None) -> Tensor:
-        """(B,) bits the units of `to_send` will take, from the float entropy model: the ideal code length
+        """(B,) bits units of `gained_planes` y and `hyper_latent` z will take, from the float entropy model: the ideal code length
         of the hyper-latent and of the kept values, each rounded about its predicted mean."""
         with torch.autocast(y.device.type, enabled=False):
             mean, log_scale = self.parameters_from(z, previous_restored)

@@ -36,12 +36,16 @@ def _start_worker(prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig) -> N
     _coder = tile_coder(prior, cfg)
 
 
-def _decode(data: bytes, count: int) -> np.ndarray:
-    return _coder.decode(data, count)
+def _decode(data: bytes, count: int, *previous: np.ndarray) -> np.ndarray:
+    return _coder.decode(data, count, *previous)
 
 
 def _encode(tile: tuple) -> bytes:
     return _coder.encode(*tile)
+
+
+def _encode_restoring(tile: tuple) -> tuple[bytes, np.ndarray]:
+    return _coder.encode_restoring(*tile)
 
 
 class TileCoderPool:
@@ -54,10 +58,15 @@ class TileCoderPool:
                                              initializer=_start_worker, initargs=(prior, cfg))
         self._executor.submit(int).result()  # forks every worker now, before the codec starts its threads
 
-    def decode(self, data: bytes, count: int) -> Future:
+    def decode(self, data: bytes, count: int, previous: np.ndarray | None = None) -> Future:
         """A future of the coder's decode(data, count) (count: tokens of a v1/v2 tile, kept 1D tokens of a
-        v3 one); a damaged tile's FormatError comes out of it."""
-        return self._executor.submit(_decode, data, count)
+        v3 one; `previous`: the restored planes of the chunk before, for a chunk that depends on it); a
+        damaged tile's FormatError comes out of it."""
+        return self._executor.submit(_decode, data, count, *(() if previous is None else (previous,)))
+
+    def encode_restoring(self, tile: tuple) -> Future:
+        """A future of a v3 coder's encode_restoring(*tile): the bytes and the planes a decoder restores."""
+        return self._executor.submit(_encode_restoring, tile)
 
     def encode_all(self, tiles: Iterable[tuple]) -> Iterator[bytes]:
         """The coder's encode(*tile) of each tile, in order, with a few tiles per worker in flight (so a

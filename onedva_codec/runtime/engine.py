@@ -9,6 +9,7 @@ import os
 from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 
 from ..errors import InputError, WeightsError
@@ -124,14 +125,16 @@ class Engine:
             raise InputError(f"--compile failed ({str(error).splitlines()[0][:200]}); run without it") from None
         return _map_rows(out, lambda x: x[:rows]) if rows < self.batch_size else out
 
-    def decode_tile(self, data: bytes, count: int) -> Future:
+    def decode_tile(self, data: bytes, count: int, previous: np.ndarray | None = None) -> Future:
         """A tile's latents decoded on a worker process (or here, done at once): a v1/v2 model's
-        (count tokens, C) int8 symbols, a v3 model's restored planes keeping `count` 1D tokens."""
+        (count tokens, C) int8 symbols, a v3 model's restored planes keeping `count` 1D tokens (after
+        `previous`, the same tile's restored planes in the chunk before, where the chunk depends on it)."""
+        extra = () if previous is None else (previous,)
         if self._coding_pool is None:
             done: Future = Future()
-            done.set_result(self.model.tile_coder.decode(data, count))
+            done.set_result(self.model.tile_coder.decode(data, count, *extra))
             return done
-        return self._coding_pool.decode(data, count)
+        return self._coding_pool.decode(data, count, *extra)
 
     def encode_tiles(self, tiles: Iterable[tuple]) -> Iterator[bytes]:
         """Each tile's bytes, in order, coded on the worker processes (or here): the tile coder's
@@ -139,6 +142,23 @@ class Engine:
         if self._coding_pool is None:
             return (self.model.tile_coder.encode(*tile) for tile in tiles)
         return self._coding_pool.encode_all(tiles)
+
+    def encode_chunks(self, chunks: Iterable[tuple[bool, list[tuple]]]) -> Iterator[bytes]:
+        """A v3 model's tiles chunk by chunk, each chunk (whether it depends on the one before, its tiles'
+        (z, y, kept 1D tokens)): every tile's bytes in order. A tile of a dependent chunk is coded knowing
+        what a decoder restores of the same tile in the chunk before, so a chunk waits for the one before;
+        its tiles are coded side by side on the worker processes."""
+        previous: list[np.ndarray] | None = None
+        for depends, tiles in chunks:
+            if depends and (previous is None or len(previous) != len(tiles)):
+                raise ValueError("a dependent chunk needs the chunk before it")
+            tasks = [(*tile, previous[t] if depends else None) for t, tile in enumerate(tiles)]
+            if self._coding_pool is None:
+                coded = [self.model.tile_coder.encode_restoring(*task) for task in tasks]
+            else:
+                coded = [job.result() for job in [self._coding_pool.encode_restoring(task) for task in tasks]]
+            previous = [restored for _, restored in coded]
+            yield from (data for data, _ in coded)
 
     def chunk_memory(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Uninitialised uint8 memory on the host for a chunk of pixels on its way to the model or back
