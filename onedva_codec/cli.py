@@ -265,6 +265,11 @@ def encode(
         "--scene-cuts/--no-scene-cuts", metavar="",
         help="End a chunk where a shot ends, so that no chunk blends two shots; without, a chunk every 17 "
              "frames. e.g. --no-scene-cuts")] = True,
+    keyint: Annotated[Optional[int], typer.Option(
+        "--keyint", min=1, max=1024, metavar="N",
+        help="For a model whose chunks can depend on the one before: a key chunk (one that depends on none, "
+             "where decoding can start) every N chunks; 1: every chunk; default about every 4 seconds. "
+             "e.g. --keyint 3")] = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch: BatchOption = None,
@@ -287,7 +292,7 @@ def encode(
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
     with _progress("encoding", expected_frames, quiet) as bar:
         result = codec.encode_file(source, output, rate, seed=seed, force=force, progress=bar.advance,
-                                   search_steps=search, scene_cuts=scene_cuts)
+                                   search_steps=search, scene_cuts=scene_cuts, key_interval=keyint)
     for note in result.notes:
         err.print(f"odva: note: {note}", style="yellow")
     if not quiet:
@@ -371,6 +376,8 @@ def info(
         "bitrate": f"{details.bitrate / 1000:.2f} kbit/s", "bpp": f"{details.bpp:.5f}",
         "chunks": f"{h.chunk_count} of up to {h.chunk_frames} frames, {h.tile_count} tile(s) each",
         "scene cuts": ", ".join(f"frame {c}" for c in h.cuts) if h.cuts else "none",
+        "key chunks": (f"{len(h.key_chunks)} of {h.chunk_count} (the others depend on the chunk before; "
+                       f"one at least every {h.key_interval})") if h.key_interval else "every chunk",
         "tile": f"{h.tile_size} px, overlap {h.tile_overlap}", "latent": f"{h.structural_tokens} structural + "
         f"up to {h.max_1d_tokens} 1D tokens x {h.latent_channels} channels",
         "quantization": ((f"rate point {rates[0]:g}" if min(rates) == max(rates)
@@ -386,13 +393,15 @@ def info(
     for key, value in summary.items():
         table.add_row(key, str(value))
     out.print(table)
-    chunks = Table("chunk", "first frame", "frames", "1D tokens kept", *(["rate point"] if hyperprior else []), "bytes", "motion",
+    chunks = Table("chunk", "first frame", "key", "frames", "1D tokens kept", *(["rate point"] if hyperprior else []), "bytes", "motion",
                    title="chunks")
+    keys = set(h.key_chunks)
     for c in details.chunks:
         kept = str(c.kept[0]) if len(c.kept) == 1 else f"{sum(c.kept) / len(c.kept):.1f} (mean of {len(c.kept)})"
         motion = sum(c.motion) / len(c.motion)
         rate = [f"{sum(c.rate) / len(c.rate):.3f}"] if hyperprior else []
-        chunks.add_row(str(c.index), str(h.chunk_starts[c.index]), str(c.frames), kept, *rate, str(c.bytes), f"{motion:.3f}")
+        key = "yes" if c.index in keys else ""
+        chunks.add_row(str(c.index), str(h.chunk_starts[c.index]), key, str(c.frames), kept, *rate, str(c.bytes), f"{motion:.3f}")
     out.print(chunks)
 
 

@@ -71,11 +71,14 @@ class Codec:
 
     def encode_file(self, source: str | Path, destination: str | Path, rate: RateOptions = RateOptions(),
                     seed: int = 0, force: bool = False, progress: Progress | None = None,
-                    search_steps: int = 0, scene_cuts: bool = True) -> EncodeResult:
+                    search_steps: int = 0, scene_cuts: bool = True, key_interval: int | None = None
+                    ) -> EncodeResult:
         """Encode a video file (or "-": YUV4MPEG2 on standard input) to .odva. `search_steps` > 0 refines
         every tile's latent by that many gradient steps through the decoder (coding/search.py): a slower
         encode, a better picture from the same decoder. `scene_cuts`: end a chunk where a shot ends
-        (video/scenes.py), so that no chunk blends two shots; off, chunks are every 17 frames."""
+        (video/scenes.py), so that no chunk blends two shots; off, chunks are every 17 frames.
+        `key_interval`: for a model whose chunks can depend on the one before (a temporal prior), a key
+        chunk, which depends on none, every this many chunks (1: all; None: about every 4 seconds)."""
         source, destination = Path(source), Path(destination)
         with atomic_output(destination, force, source) as tmp, VideoReader(source) as reader:
             audio = io.BytesIO()
@@ -83,7 +86,7 @@ class Codec:
             info = reader.info
             request = EncodeRequest(info.width, info.height, info.fps, rate, seed, search_steps,
                                     audio.getvalue() if audio_info else None, vars(audio_info) if audio_info else None,
-                                    scene_cuts)
+                                    scene_cuts, key_interval)
             with open(tmp, "wb") as out:
                 result = encode_frames(self.model, self.engine, reader.frames(), request, out, progress)
             result.notes += [note for note in (reader.timing_note, reader.cut_note) if note]
@@ -91,15 +94,15 @@ class Codec:
 
     def encode_array(self, frames: np.ndarray, fps: Fraction | float,
                      rate: RateOptions = RateOptions(), seed: int = 0, search_steps: int = 0,
-                     scene_cuts: bool = True) -> bytes:
-        """Encode (T, H, W, 3) uint8 RGB frames; returns the .odva file's bytes (`search_steps`, `scene_cuts`:
-        as encode_file)."""
+                     scene_cuts: bool = True, key_interval: int | None = None) -> bytes:
+        """Encode (T, H, W, 3) uint8 RGB frames; returns the .odva file's bytes (`search_steps`, `scene_cuts`,
+        `key_interval`: as encode_file)."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
         out = io.BytesIO()
         request = EncodeRequest(frames.shape[2], frames.shape[1], Fraction(fps).limit_denominator(1001000), rate, seed,
-                                search_steps, scene_cuts=scene_cuts)
+                                search_steps, scene_cuts=scene_cuts, key_interval=key_interval)
         encode_frames(self.model, self.engine, iter(frames), request, out)
         return out.getvalue()
 

@@ -526,7 +526,7 @@ class FileInfo:
             "fps": {"numerator": h.fps.numerator, "denominator": h.fps.denominator, "value": float(h.fps)},
             "frames": h.frames, "duration_s": h.duration, "bitrate_bps": self.bitrate, "bpp": self.bpp,
             "chunk_frames": h.chunk_frames, "chunk_count": h.chunk_count, "tiles_per_chunk": h.tile_count,
-            "scene_cuts": list(h.cuts),
+            "scene_cuts": list(h.cuts), "key_interval": h.key_interval, "key_chunks": list(h.key_chunks),
             "tile": {"size": h.tile_size, "overlap": h.tile_overlap, "ys": list(h.tile_ys), "xs": list(h.tile_xs)},
             "latent": {"structural_tokens": h.structural_tokens, "max_1d_tokens": h.max_1d_tokens,
                        "channels": h.latent_channels, "quant_step": h.quant_step},

@@ -1,0 +1,100 @@
+"""Chunks that depend on the one before (a model with a temporal prior): key chunks, random access, several
+devices, damage that stops at the next key chunk."""
+
+import numpy as np
+import pytest
+from helpers import TINY_MODEL, assert_damage_reported_alike, make_tiny_model, synthetic_clip
+
+from onedva_codec import Codec, FormatError, InputError, RateOptions, read_info
+from onedva_codec.bitstream.container import FLAG_DEPENDENT, OdvaReader
+
+
+@pytest.fixture(scope="module")
+def codec(tmp_path_factory) -> Codec:
+    folder = tmp_path_factory.mktemp("models") / "tiny_v3t"
+    make_tiny_model(folder, config="tiny-v3t")
+    return Codec(folder, device="cpu", batch_size=2)  # a chunk a batch: frames do not depend on which are decoded
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return synthetic_clip(120, 40, 48, seed=5, speed=0.3)  # 8 chunks of 2 tiles, a slow scene
+
+
+def test_chunks_between_key_chunks_depend_on_the_one_before(codec, clip):
+    data = codec.encode_array(clip, 25, RateOptions(quality=0.6))  # 25 fps: a key chunk every 6 chunks (4 s)
+    with OdvaReader(data) as reader:
+        header = reader.header
+        assert header.key_interval == 6 and header.key_chunks == [0, 6]
+        assert int.from_bytes(data[6:8], "little") & FLAG_DEPENDENT
+    decoded = codec.decode_array(data, steps=1)
+    assert decoded.shape == clip.shape
+    alone = codec.encode_array(clip, 25, RateOptions(quality=0.6), key_interval=1)
+    assert read_info(alone).header.key_interval == 0 and read_info(alone).header.key_chunks == list(range(8))
+    assert alone[6:8] == b"\0\0"  # every chunk a key chunk: a file as a model without a temporal prior writes
+    every_third = codec.encode_array(clip, 25, RateOptions(quality=0.6), key_interval=3)
+    assert read_info(every_third).header.key_chunks == [0, 3, 6]
+
+
+def test_any_frames_decode_as_in_the_whole_video(codec, clip):
+    data = codec.encode_array(clip, 25, RateOptions(quality=0.6))
+    whole = codec.decode_array(data, steps=1)
+    for first, stop in ((40, 45), (17, 18), (100, 120), (0, 3)):  # inside dependent chunks, and from a key chunk
+        assert np.array_equal(codec.decode_array(data, steps=1, frame_range=(first, stop)), whole[first:stop])
+
+
+def test_the_same_file_and_frames_with_any_batch_workers_or_devices(codec, clip):
+    data = codec.encode_array(clip, 25, RateOptions(quality=0.6))
+    folder = codec.model.path
+    inline = Codec(folder, device="cpu", batch_size=5, coding_workers=0)
+    two = Codec(folder, device="cpu,cpu", batch_size=2, coding_workers=1)
+    try:
+        assert inline.encode_array(clip, 25, RateOptions(quality=0.6)) == data
+        assert two.encode_array(clip, 25, RateOptions(quality=0.6)) == data
+        whole = codec.decode_array(data, steps=1)
+        assert np.array_equal(two.decode_array(data, steps=1), whole)
+        assert np.array_equal(two.decode_array(data, steps=1, frame_range=(60, 90)), whole[60:90])
+        assert_damage_reported_alike(codec, two, data)
+    finally:
+        two.close()
+
+
+def test_damage_stops_at_the_next_key_chunk(codec, clip):
+    data = codec.encode_array(clip, 25, RateOptions(quality=0.6), key_interval=3)
+    with OdvaReader(data) as reader:
+        header = reader.header
+        record = list(reader.chunks(1, 2))[0]
+    whole = codec.decode_array(data, steps=1)
+    # a damaged tile in chunk 1 (its data altered and its CRC made whole again): the chunks that depend on it
+    # fail or decode otherwise, the ones from the next key chunk (3) on decode as before
+    damaged = bytearray(data)
+    offset = data.index(record.tiles[0].data)
+    damaged[offset + 2] ^= 0x5A
+    fixed = _with_chunk_crc(bytes(damaged), 1)
+    try:
+        broken = codec.decode_array(fixed, steps=1, frame_range=(17, 34))
+        assert not np.array_equal(broken, whole[17:34])
+    except FormatError:
+        pass
+    start = header.chunk_starts[3]
+    assert np.array_equal(codec.decode_array(fixed, steps=1, frame_range=(start, 120)), whole[start:])
+
+
+def _with_chunk_crc(data: bytes, index: int) -> bytes:
+    """The file with chunk `index`'s record CRC recomputed, so that only the decoder can tell the damage."""
+    import struct
+    import zlib
+    with OdvaReader(data) as reader:
+        offset = reader._chunk_offsets[index]
+    out = bytearray(data)
+    length = struct.unpack_from("<I", out, offset + 1)[0]
+    head = bytes(out[offset:offset + 5])
+    payload = bytes(out[offset + 5:offset + 5 + length])
+    struct.pack_into("<I", out, offset + 5 + length, zlib.crc32(payload, zlib.crc32(head)))
+    return bytes(out)
+
+
+def test_a_model_without_a_temporal_prior_refuses_a_key_interval():
+    with pytest.raises(InputError, match="--keyint needs a model"):
+        Codec(TINY_MODEL, device="cpu").encode_array(synthetic_clip(20, 40, 48), 25, RateOptions(quality=0.5),
+                                                     key_interval=4)
