@@ -24,10 +24,19 @@ from multi_gpu_speed import clip_frames
 
 
 def symbols(codec: Codec, data: bytes) -> list[np.ndarray]:
-    """Every tile's decoded latents: a v1/v2 model's symbols, a v3 model's restored planes."""
+    """Every tile's decoded latents: a v1/v2 model's symbols, a v3 model's restored planes (a chunk that
+    depends on the one before decoded after it)."""
+    out: list[np.ndarray] = []
     with OdvaReader(data) as reader:
-        return [codec.model.tile_coder.decode(t.data, codec.model.decode_count(t.kept))
-                for c in reader.chunks() for t in c.tiles]
+        keys = set(reader.header.key_chunks)
+        previous: list[np.ndarray] = []
+        for chunk in reader.chunks():
+            context = [None] * len(chunk.tiles) if chunk.index in keys else previous
+            previous = [codec.model.tile_coder.decode(t.data, codec.model.decode_count(t.kept),
+                                                      *(() if c is None else (c,)))
+                        for t, c in zip(chunk.tiles, context)]
+            out += previous
+    return out
 
 
 def main() -> None:
