@@ -13,17 +13,24 @@ from onedva_codec.model.folder import tile_coder
 from onedva_codec.model.network import OneDVA
 
 
-@pytest.fixture(scope="module")
-def trained_like():
-    """The tiny v3 model's hyperprior with a last layer that predicts something, and its export."""
-    torch.manual_seed(0)
-    hp = OneDVA(CONFIGS["tiny-v3"]).hyperprior
+def _predicting(config: str, seed: int):
+    """A tiny v3 model's hyperprior whose last layers (and temporal convolution) predict something, and its
+    export."""
+    torch.manual_seed(seed)
+    hp = OneDVA(CONFIGS[config]).hyperprior
     with torch.no_grad():
         torch.nn.init.normal_(hp.hyper_decoder[-1].weight, std=0.05)
         torch.nn.init.normal_(hp.hyper_decoder[-1].bias, std=0.5)
+        if hp.temporal is not None:
+            torch.nn.init.normal_(hp.temporal.weight, std=0.05)
         hp.hyper_log_scale.fill_(1.0)
-    decoder = IntegerHyperDecoder.from_float(hp.hyper_decoder[0], hp.hyper_decoder[-1], activation_exponent=8)
+    decoder = IntegerHyperDecoder.from_float(hp.hyper_decoder[0], hp.hyper_decoder[-1], 8, hp.temporal)
     return hp, HyperpriorTables.build(decoder, hp.hyper_log_scale.exp().detach().numpy())
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    return _predicting("tiny-v3", seed=0)
 
 
 def _z(batch: int, seed: int = 0) -> torch.Tensor:
@@ -167,16 +174,7 @@ def test_the_integer_hyper_decoder_gives_the_same_numbers_whatever_sums_them(tra
 
 @pytest.fixture(scope="module")
 def temporal_like():
-    """The tiny temporal prior (v3t) with a hyper decoder and temporal convolution that predict something."""
-    torch.manual_seed(1)
-    hp = OneDVA(CONFIGS["tiny-v3t"]).hyperprior
-    with torch.no_grad():
-        torch.nn.init.normal_(hp.hyper_decoder[-1].weight, std=0.05)
-        torch.nn.init.normal_(hp.hyper_decoder[-1].bias, std=0.5)
-        torch.nn.init.normal_(hp.temporal.weight, std=0.05)
-        hp.hyper_log_scale.fill_(1.0)
-    decoder = IntegerHyperDecoder.from_float(hp.hyper_decoder[0], hp.hyper_decoder[-1], 8, hp.temporal)
-    return hp, HyperpriorTables.build(decoder, hp.hyper_log_scale.exp().detach().numpy())
+    return _predicting("tiny-v3t", seed=1)
 
 
 def test_the_temporal_prior_in_integers_follows_the_float_one_and_round_trips(temporal_like, tmp_path):
