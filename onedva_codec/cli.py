@@ -494,6 +494,10 @@ def bench(
     adaptive_sweep: Annotated[bool, typer.Option(
         "--adaptive-sweep/--no-adaptive-sweep", metavar="",
         help="Also code at constant length, to compare with motion-adaptive. e.g. --no-adaptive-sweep")] = True,
+    key_sweep: Annotated[bool, typer.Option(
+        "--key-sweep/--no-key-sweep", metavar="",
+        help="For a model whose chunks can depend on the one before: also code every chunk as a key chunk, "
+             "to compare. e.g. --no-key-sweep")] = True,
     anchors: Annotated[str, typer.Option(
         metavar="LIST", help="Classical codecs: x264, x265, av1. e.g. --anchors x264,av1")
                        ] = "x264,x265,av1",
@@ -532,6 +536,7 @@ def bench(
         qualities=_numbers(qualities, float, "--qualities"),
         bitrates=tuple(RateOptions.from_text(bitrate=b).bitrate for b in bitrates.split(",") if b.strip()),
         steps=steps, step_sweep=_numbers(step_sweep, int, "--step-sweep"), adaptive_sweep=adaptive_sweep,
+        key_sweep=key_sweep,
         anchors=tuple(a.strip() for a in anchors.split(",") if a.strip()), frames=frames, search_steps=search)
     codec = _codec(weights, device=device, batch_size=batch, compile=compile_model)
     with _progress("benchmarking", None, quiet, unit="points") as bar:  # a point: one setting of one clip

@@ -98,3 +98,18 @@ def test_a_model_without_a_temporal_prior_refuses_a_key_interval():
     with pytest.raises(InputError, match="--keyint needs a model"):
         Codec(TINY_MODEL, device="cpu").encode_array(synthetic_clip(20, 40, 48), 25, RateOptions(quality=0.5),
                                                      key_interval=4)
+
+
+def test_the_bench_compares_dependent_chunks_with_key_chunks_only(codec, tmp_path):
+    from fractions import Fraction
+
+    from helpers import write_video
+
+    from onedva_codec.evaluation.bench import BenchSettings, run_bench
+    clip = write_video(tmp_path / "slow.mp4", synthetic_clip(40, 40, 48, seed=5, speed=0.3), Fraction(10))
+    settings = BenchSettings(qualities=(0.0, 1.0), step_sweep=(), adaptive_sweep=False, anchors=())
+    result = run_bench([clip], codec, settings, features=lambda video: np.zeros((1, 1)))
+    assert set(result.curves) == {"odva", "odva key chunks"}
+    keys_only = [p for p in result.points if p.curve == "odva key chunks"]
+    assert len(keys_only) == 2 and all(p.bytes > 0 for p in keys_only)
+    assert [(row["test"], row["anchor"]) for row in result.bd_rates] == [("odva", "odva key chunks")]

@@ -45,11 +45,15 @@ def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float | None:
     return float((math.exp(gap) - 1) * 100)
 
 
-def bd_rate_table(curves: dict[str, list[dict]], anchors: tuple[str, ...], adaptive_sweep: bool) -> list[dict]:
-    """odva against each anchor, and (with the adaptive sweep) motion-adaptive against constant length."""
+def bd_rate_table(curves: dict[str, list[dict]], anchors: tuple[str, ...], adaptive_sweep: bool,
+                  key_sweep: bool = False) -> list[dict]:
+    """odva against each anchor, (with the adaptive sweep) motion-adaptive against constant length, and (with
+    the key sweep, for a model whose chunks can depend on the one before) against every chunk a key chunk."""
     pairs = [("odva", name) for name in anchors]
     if adaptive_sweep:
         pairs.append(("odva", "odva constant"))
+    if key_sweep:
+        pairs.append(("odva", "odva key chunks"))
     table = []
     for test, anchor in pairs:
         if test in curves and anchor in curves:

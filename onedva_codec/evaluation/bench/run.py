@@ -36,6 +36,7 @@ class BenchSettings:
     step_sweep: tuple[int, ...] = (1, 4, 8, 25)
     step_sweep_quality: float = 1.0
     adaptive_sweep: bool = True
+    key_sweep: bool = True  # a model whose chunks can depend on the one before: also every chunk a key chunk
     anchors: tuple[str, ...] = ("x264", "x265", "av1")
     frames: int | None = None  # per clip; None: all
     search_steps: int = 0  # odva's encoder-side search (odva encode --search)
@@ -96,6 +97,7 @@ def read_clip(path: Path, frames: int | None) -> tuple[np.ndarray, Fraction]:
 class OdvaJob:
     rate: RateOptions
     steps: int
+    key_interval: int | None = None  # None: the codec's default
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,17 @@ class AnchorJob:
     crf: int
 
 
-def _jobs(settings: BenchSettings, steps: int) -> list[tuple[str, str, OdvaJob | AnchorJob]]:
+def _jobs(settings: BenchSettings, steps: int, temporal: bool) -> list[tuple[str, str, OdvaJob | AnchorJob]]:
     """(curve, setting, what to code) for every point of the benchmark. Jobs may repeat across
-    curves (the step sweep's default step count is a point of the main sweep); each is coded once."""
+    curves (the step sweep's default step count is a point of the main sweep); each is coded once.
+    `temporal`: the model's chunks can depend on the one before."""
     jobs: list[tuple[str, str, OdvaJob | AnchorJob]] = []
     for q in settings.qualities:
         jobs.append(("odva", f"quality {q:g}", OdvaJob(RateOptions(q), steps)))
         if settings.adaptive_sweep:
             jobs.append(("odva constant", f"quality {q:g}", OdvaJob(RateOptions(q, adaptive=False), steps)))
+        if settings.key_sweep and temporal:
+            jobs.append(("odva key chunks", f"quality {q:g}", OdvaJob(RateOptions(q), steps, key_interval=1)))
     for b in settings.bitrates:
         jobs.append(("odva bitrate", f"{b / 1000:g}k", OdvaJob(RateOptions(bitrate=b), steps)))
     q = settings.step_sweep_quality
@@ -124,7 +129,7 @@ def _jobs(settings: BenchSettings, steps: int) -> list[tuple[str, str, OdvaJob |
 
 
 def _code(codec: Codec, clip: np.ndarray, fps: Fraction, job: OdvaJob | AnchorJob,
-          encoded: dict[RateOptions, tuple[bytes, float]], search_steps: int
+          encoded: dict[tuple[RateOptions, int | None], tuple[bytes, float]], search_steps: int
           ) -> tuple[bytes, np.ndarray, float, float]:
     """Encode and decode one clip: (bytes, decoded frames, encode seconds, decode seconds).
     odva encodes are kept in `encoded`, so decoding the same file with other step counts re-uses one."""
@@ -133,11 +138,12 @@ def _code(codec: Codec, clip: np.ndarray, fps: Fraction, job: OdvaJob | AnchorJo
         data = encode_anchor(clip, fps, job.name, job.crf)
         encode_s = time.perf_counter() - started
     else:
-        if job.rate not in encoded:
+        key = (job.rate, job.key_interval)
+        if key not in encoded:
             started = time.perf_counter()
-            data = codec.encode_array(clip, fps, job.rate, search_steps=search_steps)
-            encoded[job.rate] = (data, time.perf_counter() - started)
-        data, encode_s = encoded[job.rate]
+            data = codec.encode_array(clip, fps, job.rate, search_steps=search_steps, key_interval=job.key_interval)
+            encoded[key] = (data, time.perf_counter() - started)
+        data, encode_s = encoded[key]
     started = time.perf_counter()
     decoded = decode_anchor(data) if isinstance(job, AnchorJob) else codec.decode_array(data, steps=job.steps)
     return data, decoded, encode_s, time.perf_counter() - started
@@ -160,7 +166,7 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
         if name not in ANCHORS:
             raise InputError(f"unknown anchor {name!r}; use {', '.join(ANCHORS)}")
     steps = codec.model.card.schedule(settings.steps).steps
-    jobs = _jobs(settings, steps)
+    jobs = _jobs(settings, steps, codec.model.cfg.temporal_prior)
     frame_metrics = FrameMetrics(codec.devices[0])
     extract_features = features or VideoFeatures(codec.devices[0])
     ffmpeg = find_vmaf_ffmpeg()
@@ -188,7 +194,7 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
         reference_features.append(extract_features(frames_to_model(clip)))
         cuts = [i for i, (_, cut) in enumerate(mark_cuts(iter(clip))) if cut]  # where odva's chunks start early
         t, h, w, _ = clip.shape
-        encoded: dict[RateOptions, tuple[bytes, float]] = {}
+        encoded: dict[tuple[RateOptions, int | None], tuple[bytes, float]] = {}
         outcomes: dict[OdvaJob | AnchorJob, tuple] = {}
         for curve, setting, job in jobs:
             if job not in outcomes:
@@ -217,8 +223,8 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
               "model": codec.model.model_id,
               "anchors": {n: {"encoder": ANCHORS[n][0], **ANCHORS[n][1], "crf": list(ANCHORS[n][2]),
                               "pix_fmt": "yuv420p"} for n in settings.anchors}}
-    return BenchResult(points, curves, bd_rate_table(curves, settings.anchors, settings.adaptive_sweep), notes,
-                       record)
+    bd_rates = bd_rate_table(curves, settings.anchors, settings.adaptive_sweep, settings.key_sweep)
+    return BenchResult(points, curves, bd_rates, notes, record)
 
 
 def describe_device(device: torch.device) -> str:
