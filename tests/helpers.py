@@ -20,6 +20,7 @@ from onedva_codec.video.pixels import video_to_model
 DATA = Path(__file__).parent / "data"
 TINY_MODEL = DATA / "tiny_model"
 TINY_V3_MODEL = DATA / "tiny_v3_model"  # rate points and a hyperprior
+TINY_V3T_MODEL = DATA / "tiny_v3t_model"  # and a temporal prior: chunks that depend on the one before
 TINY_RESIDUAL_MODEL = DATA / "tiny_residual_model"  # the shipped model's path: residual tokens, its prior kind
 
 
