@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import DATA, TINY_MODEL, TINY_V3_MODEL
+from helpers import DATA, TINY_MODEL, TINY_V3_MODEL, TINY_V3T_MODEL
 from odva_fuzz import build, parse
 
 from onedva_codec import FormatError, read_info
@@ -64,9 +64,9 @@ def test_the_cli_refuses_a_crafted_file_with_exit_1(cli, tmp_path):
     assert result.exit_code == 1 and not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))
 
 
-@pytest.mark.parametrize("weights,count", [(TINY_MODEL, 1000), (TINY_V3_MODEL, 400)])
+@pytest.mark.parametrize("weights,count", [(TINY_MODEL, 1000), (TINY_V3_MODEL, 400), (TINY_V3T_MODEL, 400)])
 def test_mutated_files_end_in_odva_errors_within_bounds(weights, count):
-    """A seeded run of scripts/fuzz.py: CRC-valid mutants of a model's files (v2 and v3 kinds), only
+    """A seeded run of scripts/fuzz.py: CRC-valid mutants of a model's files (v2, v3 and dependent chunks), only
     OdvaErrors, none slow."""
     command = [sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--count", str(count), "--seed", "7",
                "--max-seconds", "2", "--json", "--weights", str(weights)]
