@@ -124,3 +124,12 @@ def test_the_bench_compares_dependent_chunks_with_key_chunks_only(codec, tmp_pat
     keys_only = [p for p in result.points if p.curve == "odva key chunks"]
     assert len(keys_only) == 2 and all(p.bytes > 0 for p in keys_only)
     assert [(row["test"], row["anchor"]) for row in result.bd_rates] == [("odva", "odva key chunks")]
+
+
+def test_a_scene_cut_starts_a_key_chunk(codec):
+    clip = np.concatenate([synthetic_clip(25, 40, 48, seed=1), 255 - synthetic_clip(35, 40, 48, seed=2)])
+    data = codec.encode_array(clip, 25, RateOptions(quality=0.6))
+    header = read_info(data).header
+    assert header.cuts == [25] and header.chunk_starts == [0, 17, 25, 42, 59]
+    assert header.key_chunks == [0, 2]  # the new shot depends on nothing of the old one
+    assert codec.decode_array(data, steps=1).shape == clip.shape
