@@ -273,12 +273,11 @@ def _to_send_batches(model: LoadedModel, engine: Engine, analysis: _Analysis, ra
         batch = lengths[first:first + engine.batch_size]
         y, kept = _gained(model, np.stack([next(latents) for _ in batch]), rate_point, batch)
         previous = None
-        if depends is not None and depends[first:first + len(batch)].any():
-            recent.update({first + i: row for i, row in enumerate(y)})
-            previous = torch.stack([recent[first + i - tiles_per_chunk] if depends[first + i] else torch.zeros_like(row)
-                                    for i, row in enumerate(y)])
         if depends is not None:
             recent.update({first + i: row for i, row in enumerate(y)})
+            if depends[first:first + len(batch)].any():
+                previous = torch.stack([recent[first + i - tiles_per_chunk] if depends[first + i]
+                                        else torch.zeros_like(row) for i, row in enumerate(y)])
             recent = {u: row for u, row in recent.items() if u >= first + len(batch) - tiles_per_chunk}
         yield y, model.model.hyperprior.hyper_latent(y, previous), kept, batch, previous
 
