@@ -7,7 +7,7 @@ import time
 
 import av
 import pytest
-from helpers import DATA, TINY_MODEL, TINY_V3_MODEL, make_tiny_model, synthetic_clip, write_video
+from helpers import DATA, TINY_MODEL, TINY_V3_MODEL, TINY_V3T_MODEL, make_tiny_model, synthetic_clip, write_video
 
 SAMPLE = DATA.parent.parent / "docs" / "sample.mp4"
 
@@ -303,24 +303,26 @@ def test_ctrl_c_while_starting_up_is_one_line(tmp_path):
     assert "Traceback" not in stderr and stderr.strip().count("\n") == 0, stderr
 
 
-@pytest.mark.parametrize("weights,reference", [(TINY_MODEL, "reference.odva"), (TINY_V3_MODEL, "reference_v3.odva")])
-def test_pipes_carry_yuv4mpeg2_both_ways(tmp_path, weights, reference):
+@pytest.mark.parametrize("weights,reference,frames", [(TINY_MODEL, "reference.odva", 20),
+                                                      (TINY_V3_MODEL, "reference_v3.odva", 20),
+                                                      (TINY_V3T_MODEL, "reference_v3t.odva", 60)])
+def test_pipes_carry_yuv4mpeg2_both_ways(tmp_path, weights, reference, frames):
     """odva decode -o - | odva encode -: the pipe carries the very bytes of a .y4m file, and nothing else
-    (with a v1/v2 model and a v3 one, the second pipe at a bitrate)."""
+    (with a v1/v2 model, a v3 one and one whose chunks depend on the one before, the v3 pipes at a bitrate)."""
     reference = DATA / reference
     env = {"ODVA_WEIGHTS": str(weights), "PATH": "/usr/bin:/bin"}
     assert _odva("decode", reference, "-o", tmp_path / "file.y4m", env=env).wait(timeout=60) == 0
     odva = f"{sys.executable} -m onedva_codec"
-    rate = "--bitrate 16k" if weights == TINY_V3_MODEL else ""
+    rate = "--bitrate 16k" if weights in (TINY_V3_MODEL, TINY_V3T_MODEL) else ""
     pipeline = (f"{odva} decode {reference} -o - 2>{tmp_path}/decode.log | tee {tmp_path}/piped.y4m | "
                 f"{odva} encode - -o {tmp_path}/p.odva {rate}")
     done = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, timeout=120,
                           env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "piped.y4m").read_bytes() == (tmp_path / "file.y4m").read_bytes()
-    assert "wrote standard output: 20 frames" in (tmp_path / "decode.log").read_text()
+    assert f"wrote standard output: {frames} frames" in (tmp_path / "decode.log").read_text()
     from onedva_codec import read_info
-    assert read_info(tmp_path / "p.odva").header.frames == 20
+    assert read_info(tmp_path / "p.odva").header.frames == frames
 
 
 def test_a_yuv4mpeg2_stream_cut_inside_a_frame_is_told(tmp_path):
