@@ -499,7 +499,8 @@ def bench(
         help="For a model whose chunks can depend on the one before: also code every chunk as a key chunk, "
              "to compare. e.g. --no-key-sweep")] = True,
     anchors: Annotated[str, typer.Option(
-        metavar="LIST", help="Classical codecs: x264, x265, av1. e.g. --anchors x264,av1")
+        metavar="LIST", help="Classical codecs: x264, x265, av1, and x264-keyint17 (a key frame every 17 "
+                             "frames, as odva's chunks). e.g. --anchors x264,av1")
                        ] = "x264,x265,av1",
     frames: Annotated[Optional[int], typer.Option(
         min=1, metavar="N", help="Frames per clip (default all). e.g. --frames 68")

@@ -117,3 +117,16 @@ def test_cli_prints_tables_and_writes_files(cli, tmp_path, monkeypatch):
     again = cli("bench", clip, "-o", tmp_path / "out")
     assert again.exit_code == 1 and "--force" in again.stderr
     assert math.isfinite(json.loads((tmp_path / "out" / "results.json").read_text())["curves"]["odva"][0]["psnr"])
+
+
+def test_the_keyint_17_anchor_starts_afresh_every_17_frames():
+    """x264 as odva codes chunks when each is a key chunk: a key frame every 17 frames, none in between."""
+    import io
+
+    import av
+
+    from onedva_codec.evaluation.bench.anchors import encode_anchor
+    data = encode_anchor(synthetic_clip(60, 64, 64, seed=1), Fraction(25), "x264-keyint17", 33)
+    with av.open(io.BytesIO(data)) as container:
+        keys = [i for i, packet in enumerate(p for p in container.demux(video=0) if p.size) if packet.is_keyframe]
+    assert keys == [0, 17, 34, 51]

@@ -13,6 +13,9 @@ os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only, not its banner on
 
 ANCHORS = {  # name: (PyAV encoder, options besides crf, CRF sweep)
     "x264": ("libx264", {"preset": "medium"}, (23, 28, 33, 38, 43, 48, 51)),
+    # x264 starting afresh every 17 frames, as odva's chunks do when each is a key chunk
+    "x264-keyint17": ("libx264", {"preset": "medium", "x264-params": "keyint=17:min-keyint=17:scenecut=0"},
+                      (23, 28, 33, 38, 43, 48, 51)),
     "x265": ("libx265", {"preset": "medium", "x265-params": "log-level=error"}, (25, 30, 35, 40, 45, 51)),
     "av1": ("libsvtav1", {"preset": "8"}, (30, 38, 45, 52, 58, 63)),
 }
