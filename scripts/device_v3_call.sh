@@ -3,7 +3,7 @@
 # the measured --quality ladder, then GPU<->CPU bit-exactness and 1080p speed of the new model and v2.
 # Usage (on the device machine, the pack in /root/data/pack, wheels in .whl/):
 #   ROUND_S=360 LADDER_S=60 CROSS_S=100 SPEED_S=50 BASELINE=1 bash scripts/device_v3_call.sh MINUTES [STAGE1 OPTIONS]
-#   e.g. bash scripts/device_v3_call.sh 4 --set grow_into=v3t --batch 16
+#   e.g. bash scripts/device_v3_call.sh 4 --set grow_into=v3t --batch 16   (train/configs/v3t-grow-stage1.toml's)
 # Products: $OUT/small.tar (card, prior, metrics, validation, ladder, logs) and $OUT/model.safetensors.part-*.
 # PyAV is not on that machine: an empty `av` module stands in for it, which the array paths never use.
 MIN=$1; shift  # the rest: odva-train stage1 options, e.g. --set grow_into=v3t --batch 16
