@@ -2,16 +2,17 @@
 # One device call: a v3 round (train MIN minutes on the pack in /root/data/pack, export, validate),
 # the measured --quality ladder, then GPU<->CPU bit-exactness and 1080p speed of the new model and v2.
 # Usage (on the device machine, the pack in /root/data/pack, wheels in .whl/):
-#   ROUND_S=360 LADDER_S=60 CROSS_S=100 SPEED_S=50 BASELINE=1 bash scripts/device_v3_call.sh MINUTES [STAGE1 OPTIONS]
-#   e.g. bash scripts/device_v3_call.sh 4 --set grow_into=v3t --batch 16   (train/configs/v3t-grow-stage1.toml's)
+#   CONFIG=train/configs/v3t-grow-stage1.toml ROUND_S=360 LADDER_S=60 CROSS_S=100 SPEED_S=50 BASELINE=1 \
+#       bash scripts/device_v3_call.sh MINUTES [STAGE1 OPTIONS]
+#   e.g. bash scripts/device_v3_call.sh 4
 # Products: $OUT/small.tar (card, prior, metrics, validation, ladder, logs) and $OUT/model.safetensors.part-*.
 # PyAV is not on that machine: an empty `av` module stands in for it, which the array paths never use.
-MIN=$1; shift  # the rest: odva-train stage1 options, e.g. --set grow_into=v3t --batch 16
+MIN=$1; shift  # the rest: odva-train stage1 options, e.g. --set lr=1e-4
 mkdir -p /root/v3
 export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl
 nvidia-smi --query-gpu=name --format=csv,noheader
-timeout ${ROUND_S:-360} bash scripts/v3_round.sh train/configs/v3-grow-stage1.toml weights /root/data/pack /root/v3 $MIN "$@" > /root/v3/round.log 2>&1
+timeout ${ROUND_S:-360} bash scripts/v3_round.sh ${CONFIG:-train/configs/v3t-grow-stage1.toml} weights /root/data/pack /root/v3 $MIN "$@" > /root/v3/round.log 2>&1
 echo round rc=$?; grep -v "^  " /root/v3/round.log | tail -30
 timeout ${LADDER_S:-60} python3 -m train.cli ladder /root/v3/model --data /root/data/pack --device cuda > /root/v3/ladder.md 2>&1; tail -62 /root/v3/ladder.md
 tar -cf $OUT/small.tar -C /root/v3 --exclude model/model.safetensors --exclude run/checkpoint.pt model run validate.json validate.md round.log ladder.md

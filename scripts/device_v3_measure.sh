@@ -8,8 +8,8 @@ export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl
 nvidia-smi --query-gpu=name --format=csv,noheader
 mkdir -p /root/v3
-timeout ${TRAIN_S:-120} python3 -m train.cli stage1 --config train/configs/v3-grow-stage1.toml --init weights --data /root/data/pack \
-    --out /root/v3/run --steps ${STEPS:-20} --batch 16 --set grow_into=v3t --set val_every=100000 --set val_clips=2 > /root/v3/run.log 2>&1
+timeout ${TRAIN_S:-120} python3 -m train.cli stage1 --config train/configs/v3t-grow-stage1.toml --init weights --data /root/data/pack \
+    --out /root/v3/run --steps ${STEPS:-20} --set val_every=100000 --set val_clips=2 > /root/v3/run.log 2>&1
 echo train rc=$?; grep -v "^  " /root/v3/run.log | tail -6
 timeout ${EXPORT_S:-50} python3 -m train.cli export /root/v3/run -o /root/v3/model --data /root/data/pack --default-steps 1 --force 2>&1 | tail -2
 python3 -c "
