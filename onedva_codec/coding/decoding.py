@@ -98,6 +98,7 @@ class _DecodeJob:
     request: DecodeRequest
     seed: int
     starts: list[int]  # each chunk's first frame
+
     def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWork], progress: Progress | None = None
             ) -> Iterator[tuple[int, int, Tensor]]:
         """(chunk index, real frames, (T, H, W, 3) uint8 frames) of each chunk. The frames are a tensor
