@@ -184,7 +184,7 @@ class FileHeader:
         need(isinstance(self.cuts, list) and all(_is_int(c, 1, self.frames - 1) for c in self.cuts)
              and all(a < b for a, b in zip(self.cuts, self.cuts[1:])) if _is_int(self.frames, 1, MAX_FRAMES) else True,
              "cuts are not increasing frames inside the video")
-        need(self.key_interval == 0 or _is_int(self.key_interval, 2, MAX_KEY_INTERVAL),
+        need(_is_int(self.key_interval, 0, 0) or _is_int(self.key_interval, 2, MAX_KEY_INTERVAL),
              f"key_interval is not 2 to {MAX_KEY_INTERVAL}")
         audio = self.audio
         need(audio is None or (isinstance(audio, dict) and isinstance(audio.get("codec"), str)
