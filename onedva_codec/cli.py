@@ -393,7 +393,8 @@ def info(
     for key, value in summary.items():
         table.add_row(key, str(value))
     out.print(table)
-    chunks = Table("chunk", "first frame", "key", "frames", "1D tokens kept", *(["rate point"] if hyperprior else []), "bytes", "motion",
+    chunks = Table("chunk", "first frame", "key", "frames", "1D tokens kept", *(["rate point"] if hyperprior else []),
+                   "bytes", "motion",
                    title="chunks")
     keys = set(h.key_chunks)
     for c in details.chunks:
@@ -401,7 +402,8 @@ def info(
         motion = sum(c.motion) / len(c.motion)
         rate = [f"{sum(c.rate) / len(c.rate):.3f}"] if hyperprior else []
         key = "yes" if c.index in keys else ""
-        chunks.add_row(str(c.index), str(h.chunk_starts[c.index]), key, str(c.frames), kept, *rate, str(c.bytes), f"{motion:.3f}")
+        chunks.add_row(str(c.index), str(h.chunk_starts[c.index]), key, str(c.frames), kept, *rate, str(c.bytes),
+                       f"{motion:.3f}")
     out.print(chunks)
 
 

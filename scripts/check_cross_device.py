@@ -1,9 +1,10 @@
 """A file encoded on the GPU decodes on the CPU, and the reverse, to the same symbols.
 
 The bit stream depends on no floating point (integer tables, integer contexts; a v3
-model's hyperprior in exact integer arithmetic), but the encoder's quantization runs on the device: this checks end to end that
-what one device writes the other reads, tile by tile, and that the frames agree
-within the float differences of the two devices' decoders.
+model's hyperprior in exact integer arithmetic), but the encoder's quantization runs on
+the device: this checks end to end that what one device writes the other reads, tile by
+tile (a chunk that depends on the one before decoded after it), and that the frames
+agree within the float differences of the two devices' decoders.
 
     python scripts/check_cross_device.py [CLIP] [--weights DIR] [--frames N]
 

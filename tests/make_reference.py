@@ -12,7 +12,8 @@ import shutil
 from fractions import Fraction
 
 import numpy as np
-from helpers import DATA, TINY_MODEL, TINY_RESIDUAL_MODEL, TINY_V3_MODEL, TINY_V3T_MODEL, make_tiny_model, synthetic_clip
+from helpers import (DATA, TINY_MODEL, TINY_RESIDUAL_MODEL, TINY_V3_MODEL, TINY_V3T_MODEL, make_tiny_model,
+                     synthetic_clip)
 
 from onedva_codec import Codec, RateOptions
 from onedva_codec.bitstream.prior import PriorLayout
@@ -20,7 +21,7 @@ from onedva_codec.bitstream.prior import PriorLayout
 REFERENCE_CLIP = dict(frames=20, height=40, width=48, seed=1)
 REFERENCE_RATE = RateOptions(quality=0.5)
 REFERENCE_STEPS = 2
-TEMPORAL_CLIP = dict(frames=60, height=40, width=48, seed=1)  # four chunks: a key chunk and three after it
+TEMPORAL_CLIP = dict(frames=40, height=40, width=48, seed=1)  # three chunks: a key chunk and two after it
 # the shipped model's path: residual 1D tokens, its prior's layout (weights/card.json, "entropy_prior")
 SHIPPED_PATH_LAYOUT = PriorLayout(banded=False, lattice=True, referenced=True)
 

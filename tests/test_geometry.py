@@ -27,7 +27,8 @@ def test_chunks_cover_every_frame_once(length):
         given.append(torch.zeros(shape, dtype=torch.uint8))
         return given[-1]
 
-    stacked = [chunk for chunk, _ in chunk_frames(((f, False) for f in frames), 17, allocate)]  # into the memory the caller gives
+    # into the memory the caller gives
+    stacked = [chunk for chunk, _ in chunk_frames(((f, False) for f in frames), 17, allocate)]
     assert len(stacked) == len(given) and all(chunk is mine for chunk, mine in zip(stacked, given))
     assert all(torch.equal(chunk, mine) for (chunk, _), mine in zip(chunks, given))
 

@@ -16,9 +16,9 @@ is its reference implementation.
 
 from __future__ import annotations
 
-import io
 import bisect
 import functools
+import io
 import math
 import re
 import struct
@@ -444,7 +444,8 @@ class OdvaReader:
 
     def read_chunk(self, index: int) -> ChunkRecord:
         chunk = ChunkRecord.from_bytes(self._read_record(self._chunk_offsets[index], KIND_CHUNK), self.version[0])
-        if chunk.index != index or chunk.frames != self.header.chunk_frames_of(index) or len(chunk.tiles) != self.header.tile_count:
+        if (chunk.index != index or chunk.frames != self.header.chunk_frames_of(index)
+                or len(chunk.tiles) != self.header.tile_count):
             raise FormatError(f"{self.path} is damaged: chunk {index} does not match the header")
         if any(t.kept > self.header.max_1d_tokens or not math.isfinite(t.motion) for t in chunk.tiles):
             raise FormatError(f"{self.path} is damaged: a tile of chunk {index} keeps more 1D tokens than the "
@@ -536,7 +537,8 @@ class FileInfo:
             "rate": dict(h.rate), "seed": h.seed,
             "audio": None if h.audio is None else {**h.audio, "bytes": self.audio_bytes},
             "encoder": h.encoder,
-            "chunks": [{"index": c.index, "first_frame": h.chunk_starts[c.index], "frames": c.frames, "bytes": c.bytes, "latent_bytes": c.latent_bytes,
+            "chunks": [{"index": c.index, "first_frame": h.chunk_starts[c.index], "frames": c.frames, "bytes": c.bytes,
+                        "latent_bytes": c.latent_bytes,
                         "kept_1d_tokens": list(c.kept), "motion": list(c.motion), "rate_point": list(c.rate)}
                        for c in self.chunks],
         }

@@ -34,8 +34,8 @@ from ..runtime.prefetch import prefetch
 from ..version import __version__
 from ..video.geometry import TileGrid, chunk_frames
 from ..video.motion import motion_scores, normalise_motion
-from ..video.scenes import mark_cuts
 from ..video.pixels import video_to_model
+from ..video.scenes import mark_cuts
 from .search import search_latents, search_lengths
 
 KEY_SECONDS = 4.0  # a key chunk about this often by default (where the model's chunks can depend on earlier ones)

@@ -198,8 +198,9 @@ class HyperPrior(nn.Module):
 
     @torch.no_grad()
     def estimated_bits(self, y: Tensor, z: Tensor, kept: Tensor, previous_restored: Tensor | None = None) -> Tensor:
-        """(B,) bits units of `gained_planes` y and `hyper_latent` z will take, from the float entropy model: the ideal code length
-        of the hyper-latent and of the kept values, each rounded about its predicted mean."""
+        """(B,) bits that units of `gained_planes` y and `hyper_latent` z will take, from the float entropy model:
+        the ideal code length of the hyper-latent and of the kept values, each rounded about its predicted
+        mean (`previous_restored`: the chunk before's restored planes, for a temporal prior)."""
         with torch.autocast(y.device.type, enabled=False):
             mean, log_scale = self.parameters_from(z, previous_restored)
             return self._bits(z, torch.round(y - mean).clamp(-127, 127) + mean, mean, log_scale, kept)

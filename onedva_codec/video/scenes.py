@@ -18,7 +18,8 @@ lightning strike or a camera flash is no cut). Differences are measured on a sma
 The thresholds were set on the training pack's 34 videos: they find the five cuts of the held-out street
 clip (one after a fast shot, where d is only 2.6 times the shot's), the cuts of the two face clips and
 the title cards of the three physics clips, and nothing in the 28 clips without cuts (moving cameras,
-crowds, synthetic noise); the same five in the street clip cut to 256 x 256 (`odva-train heldout`). `tests/test_scenes.py` holds synthetic cases of each kind.
+crowds, synthetic noise); the same five in the street clip cut to 256 x 256 (`odva-train heldout`).
+`tests/test_scenes.py` holds synthetic cases of each kind.
 """
 
 from __future__ import annotations
