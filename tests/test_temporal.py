@@ -133,3 +133,17 @@ def test_a_scene_cut_starts_a_key_chunk(codec):
     assert header.cuts == [25] and header.chunk_starts == [0, 17, 25, 42, 59]
     assert header.key_chunks == [0, 2]  # the new shot depends on nothing of the old one
     assert codec.decode_array(data, steps=1).shape == clip.shape
+
+
+def test_keyint_on_the_command_line(cli, tmp_path):
+    """--keyint sets the key chunks of a model with a temporal prior; another model refuses it in one line,
+    writing nothing."""
+    from helpers import write_video
+    source = write_video(tmp_path / "slow.mp4", synthetic_clip(60, 40, 48, seed=5, speed=0.3), Fraction(25))
+    result = cli("encode", source, "-o", tmp_path / "k.odva", "--keyint", "2", "--weights", TINY_V3T_MODEL)
+    assert result.exit_code == 0, result.output
+    assert read_info(tmp_path / "k.odva").header.key_chunks == [0, 2]
+    assert "key chunks" in cli("info", tmp_path / "k.odva").stdout
+    refused = cli("encode", source, "-o", tmp_path / "v2.odva", "--keyint", "2", "--weights", TINY_MODEL)
+    assert refused.exit_code == 1 and refused.stderr.strip().count("\n") == 0 and "--keyint" in refused.stderr
+    assert not (tmp_path / "v2.odva").exists()

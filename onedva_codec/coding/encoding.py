@@ -114,12 +114,13 @@ def encode_frames(model: LoadedModel, engine: Engine, frames: Iterator[np.ndarra
     if cfg.rate_distortion and request.search_steps:
         raise InputError("--search refines the latents of v1 and v2 models; this model's (v3) are chosen for "
                          "their rate already: encode without it")
+    key_interval = _key_interval(model, request)  # a --keyint the model cannot take is refused before any work
     grid = TileGrid.plan(request.height, request.width, cfg.tile, cfg.tile_overlap)
     with tempfile.TemporaryFile() as spool:
         job = _EncodeJob(grid, request.seed, request.search_steps)
         with_sizes = rate.bitrate is not None and not cfg.rate_distortion  # v3 estimates sizes when it needs them
         analysis = _analyse(model, engine, frames, job, spool, with_sizes, request.scene_cuts, progress)
-        header = _header(model, request, analysis, grid)
+        header = _header(model, request, analysis, grid, key_interval)
         overhead = container_overhead(header, len(request.audio or b""))
         start = out.tell()
 
@@ -354,7 +355,8 @@ def _dependent_units(header: FileHeader) -> np.ndarray | None:
     return np.repeat([chunk not in keys for chunk in range(header.chunk_count)], header.tile_count)
 
 
-def _header(model: LoadedModel, request: EncodeRequest, analysis: _Analysis, grid: TileGrid) -> FileHeader:
+def _header(model: LoadedModel, request: EncodeRequest, analysis: _Analysis, grid: TileGrid, key_interval: int
+            ) -> FileHeader:
     cfg, card = model.cfg, model.card
     search = {"search": request.search_steps} if request.search_steps else {}
     return FileHeader(
@@ -366,7 +368,7 @@ def _header(model: LoadedModel, request: EncodeRequest, analysis: _Analysis, gri
         quant_mean=list(card.latent_mean), quant_std=list(card.latent_std),
         entropy_coder=model.entropy_coder, seed=request.seed, audio=request.audio_info,
         rate={**request.rate.describe(), **search}, encoder=f"odva {__version__}", cuts=analysis.cuts,
-        key_interval=_key_interval(model, request),
+        key_interval=key_interval,
     )
 
 
