@@ -11,11 +11,7 @@ from helpers import synthetic_clip
 from onedva_codec import FormatError, RateOptions, read_info
 from onedva_codec.bitstream.container import OdvaReader, chunk_layout
 from onedva_codec.video.geometry import chunk_frames
-from onedva_codec.video.scenes import mark_cuts
-
-
-def cuts_in(frames) -> list[int]:
-    return [i for i, (_, cut) in enumerate(mark_cuts(iter(frames))) if cut]
+from onedva_codec.video.scenes import shot_starts
 
 
 def textured(height: int, width: int, seed: int) -> np.ndarray:
@@ -30,23 +26,23 @@ def two_shots(first: int, second: int) -> np.ndarray:
 
 
 def test_a_new_shot_is_found_where_it_starts():
-    assert cuts_in(two_shots(12, 20)) == [12]
-    assert cuts_in(two_shots(30, 1)) == [30]  # a shot of one frame at the end counts too
+    assert shot_starts(two_shots(12, 20)) == [12]
+    assert shot_starts(two_shots(30, 1)) == [30]  # a shot of one frame at the end counts too
     fast = synthetic_clip(40, 48, 64, seed=3, speed=4.0)
-    assert cuts_in(fast) == []  # fast motion is no cut
-    assert cuts_in(np.concatenate([fast, 255 - synthetic_clip(10, 48, 64, seed=2)])) == [40]  # a cut after it is
+    assert shot_starts(fast) == []  # fast motion is no cut
+    assert shot_starts(np.concatenate([fast, 255 - synthetic_clip(10, 48, 64, seed=2)])) == [40]  # a cut after it is
 
 
 def test_a_fast_pan_a_flash_and_a_quick_transition_are_not_cuts():
     picture = textured(64, 400, seed=5)
     pan = np.stack([picture[:, 12 * t: 12 * t + 64] for t in range(25)])  # 12 pixels a frame over detail
-    assert cuts_in(pan) == []
+    assert shot_starts(pan) == []
     flash = synthetic_clip(30, 48, 64, seed=1)
     flash[14] = 255  # one white frame, then the same shot
-    assert cuts_in(flash) == []
+    assert shot_starts(flash) == []
     clip = two_shots(12, 20)
     clip[12] = clip[11] // 2 + clip[13] // 2  # one frame of cross-fade: one cut, not two
-    assert len(cuts_in(clip)) == 1
+    assert len(shot_starts(clip)) == 1
 
 
 @pytest.mark.parametrize("frames,cuts", [(40, []), (40, [10]), (40, [17]), (40, [1, 2, 3, 39]), (17, [16]), (1, [])])

@@ -259,14 +259,14 @@ def _spooled(model: LoadedModel, analysis: _Analysis) -> Iterator[np.ndarray]:
         yield np.frombuffer(analysis.spool.read(unit_bytes), dtype=dtype).reshape(-1, cfg.latent_channels)
 
 
-def _to_send_batches(model: LoadedModel, engine: Engine, analysis: _Analysis, rate_point: float,
-                     lengths: np.ndarray, depends: np.ndarray | None = None, tiles_per_chunk: int = 1
-                     ) -> Iterator[tuple[Tensor, Tensor, Tensor, np.ndarray, Tensor | None]]:
+def _to_send_batches(model: LoadedModel, engine: Engine, header: FileHeader, analysis: _Analysis, rate_point: float,
+                     lengths: np.ndarray) -> Iterator[tuple[Tensor, Tensor, Tensor, np.ndarray, Tensor | None]]:
     """A v3 model's units, engine.batch_size at a time, at one rate point, each keeping its length: (gained
     latents, hyper-latents, kept planes) where the codec's own copy of the model is, the lengths, and the
     gained latents of the units they depend on (zeros for a key chunk's; None where no unit of the batch
-    depends on another). `depends` (per unit): whether the unit's chunk depends on the one before, whose
-    same tile is `tiles_per_chunk` units earlier."""
+    depends on another): a unit of a chunk that depends on the one before depends on the same tile there,
+    a chunk's tiles earlier."""
+    depends, tiles_per_chunk = _dependent_units(header), header.tile_count
     latents = _spooled(model, analysis)
     units = len(analysis.motion)
     recent: dict[int, Tensor] = {}  # the gained latents of the last tiles_per_chunk units
@@ -287,9 +287,8 @@ def _estimated_bytes(model: LoadedModel, engine: Engine, header: FileHeader, ana
                      lengths: np.ndarray) -> int:
     """About the bytes of a v3 file's tile data at this rate point and these lengths, without coding it."""
     total = 0
-    depends, tiles = _dependent_units(header), header.tile_count
     # a dependent unit's prediction is estimated from the chunk before as the encoder has it (unrounded)
-    for y, z, kept, _, previous in _to_send_batches(model, engine, analysis, rate_point, lengths, depends, tiles):
+    for y, z, kept, _, previous in _to_send_batches(model, engine, header, analysis, rate_point, lengths):
         bits = model.model.hyperprior.estimated_bits(y, z, kept, previous)
         total += int(torch.ceil(bits / 8).sum().item()) + CODER_FLUSH_BYTES * len(bits)
     return total
@@ -308,8 +307,7 @@ def _write(engine: Engine, model: LoadedModel, out: BinaryIO, header: FileHeader
             for unit, symbols in enumerate(_spooled(model, analysis)):
                 yield (symbols[: cfg.structural_tokens + lengths[unit]],)
             return
-        for y, z, _, batch, _ in _to_send_batches(model, engine, analysis, rate_point, lengths, depends,
-                                                  tiles_per_chunk):
+        for y, z, _, batch, _ in _to_send_batches(model, engine, header, analysis, rate_point, lengths):
             yield from zip(z.cpu().numpy().astype(np.int64), y.cpu().numpy(), batch.tolist())
 
     def chunks() -> Iterator[tuple[bool, list[tuple]]]:

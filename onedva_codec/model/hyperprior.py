@@ -205,7 +205,7 @@ class HyperPrior(nn.Module):
             mean, log_scale = self.parameters_from(z, previous_restored)
             return self._bits(z, torch.round(y - mean).clamp(-127, 127) + mean, mean, log_scale, kept)
 
-    def _planes(self, structural: Tensor, tokens_1d: Tensor, gain: Tensor, kept: Tensor, home_slot: Tensor
+    def _planes(self, structural: Tensor, tokens_1d: Tensor, gain: Tensor, kept: Tensor | float, home_slot: Tensor
                 ) -> Tensor:
         """The gained latents laid out as planes, the values not sent (`kept` 0) zeroed."""
         return self.to_grid(structural * gain[:, None, 0], tokens_1d * gain[:, None, 1], home_slot) * kept
@@ -238,7 +238,7 @@ class HyperPrior(nn.Module):
         peak = 0.0
         for rate in range(self.cfg.rate_points):
             gain, _ = self.gains(torch.full((structural.shape[0],), float(rate), device=structural.device))
-            y = self.to_grid(structural.float() * gain[:, None, 0], tokens_1d.float() * gain[:, None, 1], home_slot)
+            y = self._planes(structural.float(), tokens_1d.float(), gain, 1.0, home_slot)  # every value kept
             hidden = self.hyper_decoder[:3](torch.round(self._hyper_latent(y, None)))
             peak = max(peak, hidden.max().item())
         return peak

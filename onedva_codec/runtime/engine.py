@@ -129,12 +129,12 @@ class Engine:
         """A tile's latents decoded on a worker process (or here, done at once): a v1/v2 model's
         (count tokens, C) int8 symbols, a v3 model's restored planes keeping `count` 1D tokens (after
         `previous`, the same tile's restored planes in the chunk before, where the chunk depends on it)."""
-        extra = () if previous is None else (previous,)
         if self._coding_pool is None:
             done: Future = Future()
-            done.set_result(self.model.tile_coder.decode(data, count, *extra))
+            # a v1/v2 tile coder takes no previous planes: its chunks never depend on another
+            done.set_result(self.model.tile_coder.decode(data, count, *(() if previous is None else (previous,))))
             return done
-        return self._coding_pool.decode(data, count, *extra)
+        return self._coding_pool.decode(data, count, previous)
 
     def encode_tiles(self, tiles: Iterable[tuple]) -> Iterator[bytes]:
         """Each tile's bytes, in order, coded on the worker processes (or here): the tile coder's

@@ -9,7 +9,7 @@ it differed from each other, and the frame after it does not return to the old s
 lightning strike or a camera flash is no cut). Differences are measured on a small luma thumbnail
 (about 64 pixels on the short side), so finding cuts costs little next to the model:
 - the mean absolute luma difference d (0..255) must reach MIN_DIFFERENCE and RATIO times the mean of
-  the last RECENT differences within the shot (motion raises both, so a fast pan is no cut), or
+  the last RECENT differences that were no candidate cut (motion raises both, so a fast pan is no cut), or
   STRONG_RATIO times where the histograms differ by STRONG_HISTOGRAM (a fast shot cut to another);
 - the luma histograms (16 bins) must differ by HISTOGRAM_DISTANCE in L1 (a moving object does not
   change them much);
@@ -53,10 +53,13 @@ def _difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
 
 
-def _starts_shot(difference: float, usual: float, histogram_distance: float) -> bool:
-    """Whether a frame's difference from the one before (and their histograms' distance) says that a new
-    shot starts, given the shot's usual difference."""
-    if difference < MIN_DIFFERENCE or histogram_distance < HISTOGRAM_DISTANCE:
+def _starts_shot(thumbnail: np.ndarray, reference: np.ndarray, difference: float, usual: float) -> bool:
+    """Whether a frame (its thumbnail, and its difference from the reference frame before) starts a new shot,
+    given the usual difference; the histograms are compared only for a difference large enough to count."""
+    if difference < MIN_DIFFERENCE:
+        return False
+    histogram_distance = float(np.abs(_histogram(thumbnail) - _histogram(reference)).sum())
+    if histogram_distance < HISTOGRAM_DISTANCE:
         return False
     return difference >= (STRONG_RATIO if histogram_distance >= STRONG_HISTOGRAM else RATIO) * usual
 
@@ -79,9 +82,9 @@ def mark_cuts(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]
                 reference = pending_thumbnail
         if reference is not None:
             difference = _difference(thumbnail, reference)
+            usual = sum(recent) / len(recent) if recent else 0.0
             candidate = difference if since_cut >= MIN_SHOT - 1 and _starts_shot(
-                difference, sum(recent) / len(recent) if recent else 0.0,
-                float(np.abs(_histogram(thumbnail) - _histogram(reference)).sum())) else 0.0
+                thumbnail, reference, difference, usual) else 0.0
             if not candidate:
                 recent.append(difference)
         else:
@@ -89,3 +92,8 @@ def mark_cuts(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]
         pending, pending_thumbnail = frame, thumbnail
     if pending is not None:
         yield pending, candidate > 0  # the last frame: nothing after it to test for a flash
+
+
+def shot_starts(frames: Iterable[np.ndarray]) -> list[int]:
+    """The frames of a whole video that start a new shot (mark_cuts), where odva's chunks begin early."""
+    return [index for index, (_, cut) in enumerate(mark_cuts(frames)) if cut]

@@ -17,7 +17,7 @@ from ...codec import Codec
 from ...errors import InputError
 from ...video.io import VideoReader
 from ...video.pixels import frames_to_model
-from ...video.scenes import mark_cuts
+from ...video.scenes import shot_starts
 from ..artefacts import patch_edge_ratio, temporal_ratios
 from ..metrics import FrameMetrics, VideoFeatures, frechet_distance
 from .anchors import ANCHORS, decode_anchor, encode_anchor
@@ -192,7 +192,7 @@ def run_bench(inputs: list[Path], codec: Codec, settings: BenchSettings = BenchS
         if index == 0:
             _warm_up(codec, clip, fps)
         reference_features.append(extract_features(frames_to_model(clip)))
-        cuts = [i for i, (_, cut) in enumerate(mark_cuts(iter(clip))) if cut]  # where odva's chunks start early
+        cuts = shot_starts(iter(clip))  # where odva's chunks start early
         t, h, w, _ = clip.shape
         encoded: dict[tuple[RateOptions, int | None], tuple[bytes, float]] = {}
         outcomes: dict[OdvaJob | AnchorJob, tuple] = {}
