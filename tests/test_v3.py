@@ -265,3 +265,36 @@ def test_training_on_pairs_teaches_the_temporal_prior_to_spend_less_on_what_repe
     result = evaluate_temporal(model.eval(), _pairs(4, seed=4), torch.device("cpu"))  # other scenes
     for r in range(model.cfg.rate_points):  # the second chunk repeats the first: far fewer bits after it
         assert result[f"rate{r}-next-bpp"] < 0.9 * result[f"rate{r}-key-bpp"], result
+
+
+@torch.no_grad()
+def test_an_untrained_decoder_of_previous_frames_draws_a_chunk_as_if_alone():
+    """Its new layer starts at zero: the second chunk decodes the same with or without the first's frames."""
+    torch.manual_seed(0)
+    model = OneDVA(CONFIGS["tiny-v3tp"]).eval()
+    from odva_train.trainer import evaluate_temporal
+    result = evaluate_temporal(model, _pairs(2, seed=1), torch.device("cpu"))
+    for r in range(model.cfg.rate_points):
+        assert result[f"rate{r}-previous-psnr"] == pytest.approx(result[f"rate{r}-alone-psnr"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_training_on_pairs_teaches_the_decoder_to_continue_the_previous_frames(pack):
+    """Closed loop: the second chunk sees the last frames of the decoder's own decode of the first. On scenes
+    it never saw, it is drawn closer to the source after them than alone, where the latent holds little."""
+    from odva_train.trainer import evaluate_temporal
+    torch.manual_seed(0)
+    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2",
+                                                  "t_mode": "one"})  # the one-step decoder, as evaluated
+    model = OneDVA(CONFIGS["tiny-v3tp"])
+    objective = Objective(cfg, model, None, None, Frozen(), None)
+    pairs = _pairs(4, seed=3)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
+    for step in range(150):
+        loss, _ = objective(pairs, torch.full((4,), 0.5), torch.Generator().manual_seed(step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    result = evaluate_temporal(model.eval(), _pairs(4, seed=4), torch.device("cpu"))
+    print(result)
+    assert result["rate0-previous-psnr"] > result["rate0-alone-psnr"] + 1.0, result

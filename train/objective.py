@@ -7,6 +7,7 @@ neither synchronised nor checkpointed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -120,6 +121,8 @@ class Objective(nn.Module):
             if pairs:  # a pair at one rate point, as in a file; its second chunk coded knowing the first
                 rate = rate.repeat(2)
                 latents, bits = model.code_chunk_pairs(posterior, keep, rate, "train")
+                if mcfg.previous_frames:
+                    latents = self._with_previous_frames(latents, x0.dtype, gen)
                 parts["rate_key"] = (bits[: b // 2] / pixels).mean().detach()  # logged only
                 parts["rate_next"] = (bits[b // 2:] / pixels).mean().detach()
             else:
@@ -180,12 +183,27 @@ class Objective(nn.Module):
         index = chosen.nonzero().squeeze(1)
         if index.numel() == 0:
             return x_t
-        some = Latents(latents.structural[index], latents.tokens_1d[index], latents.keep[index])
+        some = latents.select(index)
         with torch.no_grad():
             estimate = self.model.decoder(eps[index], torch.ones_like(t[index]), some).to(x_t.dtype)
         x_t = x_t.clone()
         x_t[index] = mix(estimate, eps[index], t[index])
         return x_t
+
+    def _with_previous_frames(self, latents: Latents, dtype: torch.dtype, gen: torch.Generator) -> Latents:
+        """Pairs' latents (first chunks, then second) with what a decoder of previous frames sees: nothing for
+        the first chunk of a pair, a key chunk; for the second, the last frames of the decoder's own one-step
+        decode of the first (no gradient). Closed loop, as the codec decodes: not the source's frames."""
+        cfg = self.model.cfg
+        pairs = latents.keep.shape[0] // 2
+        device = latents.keep.device
+        noise = torch.randn((pairs, 3, cfg.frames, cfg.tile, cfg.tile), generator=gen, device=device, dtype=dtype)
+        with torch.no_grad():
+            first = self.model.decoder(noise, torch.ones(pairs, device=device), latents.select(slice(0, pairs)))
+        last = first[:, :, -cfg.previous_frames:].clamp(-1, 1).to(dtype)
+        has_previous = torch.arange(2 * pairs, device=device) >= pairs
+        return dataclasses.replace(latents, previous=torch.cat([torch.zeros_like(last), last]),
+                                   has_previous=has_previous)
 
     def _conditioning(self, posterior, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """The latents the decoder sees: posterior samples or noisy means (see `latents`), or, in

@@ -17,6 +17,7 @@ line per log interval and per validation) and samples/ (reconstruction grids).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -562,24 +563,72 @@ def evaluate_temporal(model: OneDVA, pairs: Tensor, device: torch.device, autoca
                       batch: int = 4) -> dict[str, float]:
     """What a temporal prior saves, on held-out clips of two consecutive chunks with every 1D token kept: at
     each rate point the bits per pixel of the second chunks coded after the first ("next") and alone, as
-    key chunks ("key"); their pictures differ only by where values round."""
+    key chunks ("key"); their pictures differ only by where values round.
+
+    A model with previous frames also decodes (one step, the same noise for both) the second chunks alone
+    ("alone") and seeing the last frames of its decode of the first ("previous"): their PSNR, and their pop,
+    the change from the first chunk's last decoded frame to the second's first over the source's, divided by
+    the same ratio inside the second chunk (1: no pop)."""
     cfg = model.cfg
-    totals = {f"rate{r}-{kind}-bpp": 0.0 for r in range(cfg.rate_points) for kind in ("key", "next")}
+    totals: dict[str, float] = {}
+    generator = torch.Generator().manual_seed(0)
     for start in range(0, pairs.shape[0], batch):
         x = pairs[start:start + batch].to(device)
         p = x.shape[0]
         chunks = torch.cat(x.split(cfg.frames, dim=2))  # the first chunks, then the second
+        noise = torch.randn(chunks.shape, generator=generator).to(device)
         with autocast():
             posterior = model.encode(chunks, full_tile_geometry(cfg, 2 * p, device))
         keep = Latents.keep_mask(torch.full((2 * p,), cfg.max_1d_tokens, device=device), cfg.max_1d_tokens)
         for r in range(cfg.rate_points):
             rate = torch.full((2 * p,), float(r), device=device)
-            _, bits = model.code_chunk_pairs(posterior, keep, rate)
+            latents, bits = model.code_chunk_pairs(posterior, keep, rate)
             _, alone, _ = model.code_latents(posterior.select(slice(p, 2 * p)), keep[p:], rate[p:])
-            totals[f"rate{r}-next-bpp"] += bits[p:].sum().item()
-            totals[f"rate{r}-key-bpp"] += alone.sum().item()
+            scores = {"next-bpp": bits[p:].sum().item(), "key-bpp": alone.sum().item()}
+            if cfg.previous_frames:
+                scores.update(_previous_frame_scores(model, latents, noise, chunks, autocast))
+            for name, value in scores.items():
+                totals[f"rate{r}-{name}"] = totals.get(f"rate{r}-{name}", 0.0) + value
     pixels = pairs.shape[0] * cfg.frames * cfg.tile * cfg.tile
-    return {name: value / pixels for name, value in totals.items()}
+    results = {name: value / pixels for name, value in totals.items() if name.endswith("-bpp")}
+    for name in [n for n in totals if n.endswith("-psnr")]:
+        results[name] = totals[name] / pairs.shape[0]
+    for name in [n for n in totals if n.endswith("-boundary") and "-source-" not in n]:
+        point, kind = name.split("-")[:2]  # the change across the boundary and inside, over the source's
+        results[f"{point}-{kind}-pop"] = ((totals[name] / totals[f"{point}-source-boundary"])
+                                          / (totals[f"{point}-{kind}-inside"] / totals[f"{point}-source-inside"]))
+    return results
+
+
+def _previous_frame_scores(model: OneDVA, latents: Latents, noise: Tensor, chunks: Tensor, autocast
+                           ) -> dict[str, float]:
+    """evaluate_temporal's sums over the pairs for the second chunks (the batch's second half) decoded alone
+    and after the first: PSNR, and the mean change across the boundary (from the first chunk's last decoded
+    frame) and inside the second chunk, of the decodes and of the source."""
+    cfg, p = model.cfg, chunks.shape[0] // 2
+    one_step = DecodingSchedule(1)
+
+    def decode(rows: slice, previous: Tensor | None) -> Tensor:
+        some = latents.select(rows)
+        if previous is not None:
+            some = dataclasses.replace(some, previous=previous,
+                                       has_previous=torch.ones(p, dtype=torch.bool, device=noise.device))
+        with autocast():
+            return sample(lambda x, t: model.velocity(x, t, some), noise[rows], one_step).float().clamp(-1, 1)
+
+    def changes(first: Tensor, second: Tensor) -> tuple[float, float]:
+        boundary = (second[:, :, 0] - first[:, :, -1]).abs().mean().item()
+        return boundary * p, (second[:, :, 1:] - second[:, :, :-1]).abs().mean().item() * p
+
+    source = chunks.float()
+    first = decode(slice(0, p), None)
+    scores = dict(zip(("source-boundary", "source-inside"), changes(source[:p], source[p:])))
+    for kind, previous in (("alone", None), ("previous", first[:, :, -cfg.previous_frames:])):
+        second = decode(slice(p, 2 * p), previous)
+        mse = (second - source[p:]).pow(2).flatten(1).mean(1)
+        scores[f"{kind}-psnr"] = (10 * torch.log10(4 / mse.clamp(min=1e-10))).sum().item()  # range 2: [-1, 1]
+        scores[f"{kind}-boundary"], scores[f"{kind}-inside"] = changes(first, second)
+    return scores
 
 
 def decode_held_out(model: OneDVA, clips: Tensor, schedule: DecodingSchedule, device: torch.device, metrics,

@@ -125,6 +125,11 @@ def format_rows(rows: list[dict]) -> str:
                           "|---|---|---|---|"]
                 lines += [f"| {p[4:]} | {t[f'{p}-key-bpp']:.4f} | {t[f'{p}-next-bpp']:.4f} | "
                           f"{1 - t[f'{p}-next-bpp'] / t[f'{p}-key-bpp']:.1%} |" for p in points]
+                if f"{points[0]}-previous-psnr" in t:  # previous frames: the second chunk drawn alone and after
+                    lines += ["", "| rate point | PSNR alone | PSNR after the previous frames | pop alone | "
+                              "pop after |", "|---|---|---|---|---|"]
+                    lines += [f"| {p[4:]} | {t[f'{p}-alone-psnr']:.2f} | {t[f'{p}-previous-psnr']:.2f} | "
+                              f"{t[f'{p}-alone-pop']:.2f} | {t[f'{p}-previous-pop']:.2f} |" for p in points]
         return "\n".join(lines)
     sweep = "quant_step" in rows[0]
     lines = [("| quantizer step | entropy bpp " if sweep else "")

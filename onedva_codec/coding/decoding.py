@@ -8,6 +8,7 @@ pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,10 +73,13 @@ def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, reques
 @dataclass(frozen=True)
 class ChunkWork:
     """A chunk to decode, and the chunks from its key chunk up to it where it depends on them (none for a
-    key chunk): whoever decodes it without having decoded the one before starts from these."""
+    key chunk): whoever decodes it without having decoded the one before starts from these. `wanted` is
+    False for a chunk decoded only because the next one depends on its frames (a model with previous
+    frames): its frames are not given out."""
 
     record: ChunkRecord
     context: tuple[ChunkRecord, ...] = ()
+    wanted: bool = True
 
 
 def _chunk_work(reader: OdvaReader, wanted: range) -> Iterator[ChunkWork]:
@@ -107,14 +111,46 @@ class _DecodeJob:
             yield record.index, record.frames, torch.from_numpy(video)
 
 
+def _with_chunks_before(chunks: Iterable[ChunkWork]) -> Iterator[ChunkWork]:
+    """For a model whose decoder sees the frames of the chunk before: every chunk that depends on the one
+    before comes after it, the chunks from its key chunk decoded first (not wanted) where they were not
+    (random access, or a device process that starts inside a run)."""
+    last = -1
+    for work in chunks:
+        if work.context and last != work.record.index - 1:
+            for j, record in enumerate(work.context):
+                yield ChunkWork(record, work.context[:j], wanted=False)
+        yield work
+        last = work.record.index
+
+
 def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWork], job: _DecodeJob,
                    progress: Progress | None) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
     blended into its chunk's frames as soon as it is decoded (units come in chunk and tile order).
-    `progress` hears after every model call of the share of the wanted frames it did."""
+    `progress` hears after every model call of the share of the wanted frames it did.
+
+    A model with previous frames draws a tile of a dependent chunk seeing the last frames it drew of the
+    same tile in the chunk before: chunks are decoded one after another, a batch never holding two (so
+    that it holds the same tiles whichever chunks a process is given)."""
     cfg, seed, device, schedule = model.cfg, job.seed, engine.device, job.request.schedule
     n_max, s, c = cfg.max_1d_tokens, cfg.structural_tokens, cfg.latent_channels
     noise_shape = (3, cfg.frames, cfg.tile, cfg.tile)
+    if cfg.previous_frames:
+        chunks = _with_chunks_before(chunks)
+    drawn: dict[tuple[int, int], Tensor] = {}  # (chunk, tile) -> the last frames drawn of it, on the device
+
+    def previous_frames(batch: _UnitBatch, latents: Latents) -> Latents:
+        """The latents with the frames each unit's tile sees from the chunk before (none for a key chunk)."""
+        depends = [bool(batch.works[record.index].context) for record, _ in batch.units]
+        if not any(depends):
+            return latents
+        index = batch.units[0][0].index  # one chunk a batch
+        for old in [key for key in drawn if key[0] < index - 1]:
+            del drawn[old]
+        previous = torch.stack([drawn[(index - 1, t)] for _, t in batch.units])
+        return dataclasses.replace(latents, previous=previous,
+                                   has_previous=torch.tensor(depends, device=device))
 
     def decode(batch: _UnitBatch) -> Tensor:
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
@@ -127,6 +163,8 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWor
         else:
             values = job.quantizer.dequantize(torch.from_numpy(batch.symbols(s + n_max, c)).to(device))
             latents = Latents(values[:, :s], values[:, s:], keep)
+        if cfg.previous_frames:
+            latents = previous_frames(batch, latents)
         if engine.device_noise:
             noise = torch.empty((len(batch.units),) + noise_shape, device=device)
             for (record, t), out in zip(batch.units, noise):
@@ -152,9 +190,14 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWor
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
     for batch in prefetch(_unit_batches(cfg, engine, chunks, seed), depth=2):
         decoded = decode(batch)
+        if cfg.previous_frames:
+            for (record, t), tile in zip(batch.units, decoded):
+                drawn[(record.index, t)] = tile[:, -cfg.previous_frames:].float().clamp(-1, 1)
         with record_function("odva.blend"):
             for (record, _), tile in zip(batch.units, decoded):
-                open_chunks.setdefault(record.index, (record, job.grid.assembler(engine.chunk_memory)))[1].add(tile)
+                if batch.works[record.index].wanted:
+                    open_chunks.setdefault(record.index,
+                                           (record, job.grid.assembler(engine.chunk_memory)))[1].add(tile)
         for index in sorted(open_chunks):
             record, assembler = open_chunks[index]
             if not assembler.done:
@@ -179,6 +222,7 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
     shape = (3, cfg.frames, cfg.tile, cfg.tile)
     pin = engine.device.type == "cuda"
     units: list[tuple[ChunkRecord, int]] = []
+    works: dict[int, ChunkWork] = {}  # the chunks of the units, by index
 
     def batch() -> _UnitBatch:
         noise, jobs = None, []
@@ -189,7 +233,8 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
         symbol_jobs = [entropy_jobs[(record.index, t)] for record, t in units]
         kept = np.array([record.tiles[t].kept for record, t in units])
         rates = np.array([record.tiles[t].rate for record, t in units], dtype=np.float32)
-        return _UnitBatch(list(units), symbol_jobs, kept, rates, noise, jobs)
+        return _UnitBatch(list(units), {record.index: works[record.index] for record, _ in units}, symbol_jobs,
+                          kept, rates, noise, jobs)
 
     entropy_jobs: dict[tuple[int, int], Future] = {}  # (chunk, tile) -> its latents being decoded
     last: tuple[int, list[Future]] = (-1, [])  # the last chunk entropy-decoded and its tiles' jobs
@@ -224,18 +269,26 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
         last = (work.record.index, entropy_decode(work.record, previous))
         return last[1]
 
+    def flush() -> Iterator[_UnitBatch]:
+        yield batch()
+        for record, t in units:
+            del entropy_jobs[(record.index, t)]
+        units.clear()
+        works.clear()
+
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         for work in chunks:
             record = work.record
+            if units and cfg.previous_frames:  # one chunk a batch: its tiles may need the last one's frames
+                yield from flush()
+            works[record.index] = work
             for t, job in enumerate(after(work)):
                 entropy_jobs[(record.index, t)] = job
             for t in range(len(record.tiles)):
                 units.append((record, t))
                 if len(units) == engine.batch_size:
-                    yield batch()
-                    for done in units:
-                        del entropy_jobs[(done[0].index, done[1])]
-                    units.clear()
+                    yield from flush()
+                    works[record.index] = work
         if units:
             yield batch()
 
@@ -243,6 +296,7 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
 @dataclass
 class _UnitBatch:
     units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
+    works: dict[int, ChunkWork]  # the units' chunks, by index
     symbol_jobs: list[Future]  # each unit's (S + kept, C) int8 symbols (v3: its planes), decoded on a worker
     kept: np.ndarray  # (B,)
     rates: np.ndarray  # (B,) rate points (v3)

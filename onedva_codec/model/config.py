@@ -52,6 +52,10 @@ class ModelConfig:
     # v3 with a temporal prior: the hyperprior of a chunk also sees the previous chunk's restored latent
     # (the same tile, at the same rate point), so that what did not change costs few bits; key chunks have none
     temporal_prior: bool = False
+    # The decoder also sees the last `previous_frames` frames it decoded of the same tile in the chunk before
+    # (docs/model.md, "Previous frames"), so that a chunk continues the one before instead of starting afresh;
+    # decoding then runs chunk after chunk from a key chunk. 0: every chunk is drawn alone.
+    previous_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.tile % self.patch:
@@ -73,6 +77,10 @@ class ModelConfig:
             raise ValueError("a v3 model's 1D tokens need homes (tokens_1d homes or residual)")
         if self.temporal_prior and not self.rate_points:
             raise ValueError("a temporal prior extends a v3 model's hyperprior: it needs rate_points")
+        if self.previous_frames and not self.temporal_prior:
+            raise ValueError("previous frames need the key chunks of a temporal prior: set temporal_prior")
+        if not 0 <= self.previous_frames < self.frames:
+            raise ValueError(f"previous_frames must be in [0, {self.frames})")
         if self.rate_points and self.grid % 2:
             raise ValueError(f"a v3 model needs an even patch grid, not {self.grid}")
         if self.enc_temporal_patch % self.dec_temporal_patch:
@@ -143,6 +151,13 @@ CONFIGS: dict[str, ModelConfig] = {
         head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
         rate_points=3, hyper_channels=8, temporal_prior=True,
     ),
+    "tiny-v3tp": ModelConfig(
+        name="tiny-v3tp", tile=32, patch=8, latent_channels=8,
+        enc_width=32, enc_depth=1, enc_heads=2,
+        dec_width=32, dec_depth=1, dec_heads=2,
+        head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
+        rate_points=3, hyper_channels=8, temporal_prior=True, previous_frames=2,
+    ),
     # The first shipped size: 14.6M parameters, 27.9 MiB in bf16 (limit 30 MiB).
     "s": ModelConfig(name="s"),
     # v2 (model.md): wider and deeper, a thicker head, 1D tokens with homes; ships with 8-bit weights.
@@ -160,6 +175,11 @@ CONFIGS: dict[str, ModelConfig] = {
     "v3t": ModelConfig(name="v3t", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8, dec_heads=5,
                        head_channels=16, tokens_1d="residual", tokens_1d_in_sequence=False, latent_channels=64,
                        rate_points=6, hyper_channels=96, temporal_prior=True),
+    # v3t whose decoder also sees the last two frames it decoded of the chunk before (model.md, "Previous
+    # frames"): no restart at every chunk; grown from v3t, its new layer starts at zero
+    "v3tp": ModelConfig(name="v3tp", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8,
+                        dec_heads=5, head_channels=16, tokens_1d="residual", tokens_1d_in_sequence=False,
+                        latent_channels=64, rate_points=6, hyper_channels=96, temporal_prior=True, previous_frames=2),
 }
 
 

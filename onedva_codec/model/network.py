@@ -288,6 +288,18 @@ class Latents:
     structural: Tensor  # (B, S, C)
     tokens_1d: Tensor  # (B, N, C); entries where `keep` is False are ignored
     keep: Tensor  # (B, N) bool, a prefix of True per row
+    # A model with previous frames: the last frames decoded of the same tile in the chunk before, (B, 3,
+    # previous_frames, tile, tile) in [-1, 1], and which rows have them (B,) bool (a key chunk has none: its
+    # row of `previous` is ignored). None: no row has any.
+    previous: Tensor | None = None
+    has_previous: Tensor | None = None
+
+    def select(self, index: Tensor | slice) -> "Latents":
+        """The latents of some of the batch's rows."""
+        def part(value: Tensor | None) -> Tensor | None:
+            return None if value is None else value[index]
+        return Latents(self.structural[index], self.tokens_1d[index], self.keep[index], part(self.previous),
+                       part(self.has_previous))
 
     @staticmethod
     def keep_mask(lengths: Tensor, n_max: int) -> Tensor:
@@ -388,6 +400,8 @@ class Decoder(nn.Module):
                                  persistent=False)
             self.tokens_1d_to_patches = nn.Linear(c, d)
             self.absent_at_home = nn.Parameter(torch.randn(d) * 0.02)
+        if cfg.previous_frames:  # the frames before the chunk, patch by patch, added to every group's patches
+            self.previous_embed = nn.Linear(3 * cfg.previous_frames * p * p, d)
         self.t_embed = ScalarEmbedder(d)
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.final = FinalLayer(d, tp * p * p * cfg.head_channels)
@@ -412,6 +426,9 @@ class Decoder(nn.Module):
             at_home = at_home[:, self.home_slot].reshape(b, -1, cfg.structural_tokens, at_home.shape[-1])
             at_home = at_home.repeat_interleave(cfg.enc_temporal_patch // tp, dim=1)
             patches = torch.cat([patches[:, :1], patches[:, 1:] + at_home], dim=1)
+        if latents.has_previous is not None:
+            before = self.previous_embed(patchify(latents.previous.to(patches.dtype), cfg.previous_frames, p))
+            patches = patches + torch.where(latents.has_previous[:, None, None, None], before[:, None], 0)
         patches = patches.flatten(1, 2)
         sequence = [patches, self.structural_embed(latents.structural) + self.structural_pos]
         if cfg.tokens_1d_in_sequence:
@@ -442,6 +459,9 @@ class OneDVA(nn.Module):
         self.decoder = Decoder(cfg)
         self.apply(_init_weights)
         zero_init_adaln(self.decoder.blocks, self.decoder.final)
+        if cfg.previous_frames:  # starts unseen: grown from a model without it, the decoder starts as that model
+            nn.init.zeros_(self.decoder.previous_embed.weight)
+            nn.init.zeros_(self.decoder.previous_embed.bias)
         # made after the initialisation above, which would overwrite its zero-initialised last layer
         self.hyperprior = HyperPrior(cfg) if cfg.rate_distortion else None
 
