@@ -400,8 +400,11 @@ class Decoder(nn.Module):
                                  persistent=False)
             self.tokens_1d_to_patches = nn.Linear(c, d)
             self.absent_at_home = nn.Parameter(torch.randn(d) * 0.02)
-        if cfg.previous_frames:  # the frames before the chunk, patch by patch, added to every group's patches
+        if cfg.previous_frames:
+            # the frames before the chunk, patch by patch, added to every group's patches; and the last of
+            # them, pixel by pixel, to every frame drawn: what did not change can pass through untouched
             self.previous_embed = nn.Linear(3 * cfg.previous_frames * p * p, d)
+            self.previous_to_pixels = nn.Conv2d(3, 3, kernel_size=3, padding=1)
         self.t_embed = ScalarEmbedder(d)
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.final = FinalLayer(d, tp * p * p * cfg.head_channels)
@@ -448,6 +451,9 @@ class Decoder(nn.Module):
         feats = unpatchify(out, tp, p, x.shape[2], h, w)  # pixel shuffle: (B, hc, T', H, W)
         feats = feats.transpose(1, 2).reshape(-1, cfg.head_channels, h, w)
         frames_out = self.out_conv(feats).reshape(b, -1, 3, h, w).transpose(1, 2)[:, :, tp - 1:]
+        if latents.has_previous is not None:
+            last = self.previous_to_pixels(latents.previous[:, :, -1].to(frames_out.dtype))
+            frames_out = frames_out + torch.where(latents.has_previous[:, None, None, None], last, 0)[:, :, None]
         return frames_out if tap_block is None else (frames_out, tapped)
 
 
@@ -460,8 +466,9 @@ class OneDVA(nn.Module):
         self.apply(_init_weights)
         zero_init_adaln(self.decoder.blocks, self.decoder.final)
         if cfg.previous_frames:  # starts unseen: grown from a model without it, the decoder starts as that model
-            nn.init.zeros_(self.decoder.previous_embed.weight)
-            nn.init.zeros_(self.decoder.previous_embed.bias)
+            for layer in (self.decoder.previous_embed, self.decoder.previous_to_pixels):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         # made after the initialisation above, which would overwrite its zero-initialised last layer
         self.hyperprior = HyperPrior(cfg) if cfg.rate_distortion else None
 
