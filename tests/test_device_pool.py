@@ -30,6 +30,11 @@ def test_items_go_out_in_runs_and_come_back_in_order_and_errors_cross_as_they_we
         # while the first is still on its first, not after the first has worked through most of its run
         timed = list(pool.map(DoublingJob(seconds=0.15), range(16), segment=8, batch_items=2))
         assert timed[8][2] < timed[1][2] and timed[0][1] != timed[8][1]
+        # runs that the items say begin where they do (chunks from a key chunk), whatever their length
+        runs = list(pool.map(DoublingJob(), range(10), segment=4, batch_items=2, starts_segment=lambda i: i in (4, 5)))
+        assert [value for value, _, _ in runs] == [2 * i for i in range(10)]
+        pids = [pid for _, pid, _ in runs]
+        assert pids[0:4] == [pids[0]] * 4 and pids[4] != pids[0] and pids[5:] == [pids[0]] * 5
         with pytest.raises(ValueError, match="item 4 is bad"):
             list(pool.map(DoublingJob(fail_at=4), range(10), segment=3, batch_items=2))
         assert pool.closed  # mid-job processes are not reused

@@ -60,7 +60,12 @@ def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, reques
     holding = header.chunks_holding(request.first, request.stop)
     chunks = _chunk_work(reader, holding)
     one_device = len(engine.devices) == 1
-    decoded = job.run(model, engine, chunks, progress) if one_device else engine.spread(job, chunks, grid.count)
+    if one_device:
+        decoded = job.run(model, engine, chunks, progress)
+    elif model.cfg.previous_frames:  # a run of dependent chunks to one process: none draws a chunk twice
+        decoded = engine.spread(job, chunks, grid.count, lambda work: not work.context, header.key_interval)
+    else:
+        decoded = engine.spread(job, chunks, grid.count)
     for index, real, video in decoded:
         frames = request.wanted(job.starts[index], real)
         if progress and not one_device:

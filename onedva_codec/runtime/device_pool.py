@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from .prefetch import check_cancelled
 from .workers import become_worker
@@ -170,10 +170,13 @@ class DevicePool:
         to a process without a copy."""
         return self._items.take(shape)
 
-    def map(self, job: Job, items: Iterable[Any], segment: int, batch_items: int) -> Iterator[Any]:
+    def map(self, job: Job, items: Iterable[Any], segment: int, batch_items: int,
+            starts_segment: Callable[[Any], bool] | None = None) -> Iterator[Any]:
         """job.run over the items, spread in segments of `segment` items; results in item order.
         `batch_items`: the most items one batch of the job can span (sent whatever their bytes, or a
         process would wait for the rest of its batch while the parent waits for its result).
+        `starts_segment`: where the items themselves say where a segment begins (a run of chunks that
+        depend on each other, from its key chunk), segments of any length, each to the next process.
 
         A caller that stops early (or an error) leaves the processes mid-job: they are stopped, and
         the Engine starts new ones for its next video."""
@@ -186,8 +189,13 @@ class DevicePool:
 
         def feed() -> None:
             try:
+                k = -1
                 for i, item in enumerate(items):
-                    k, size = (i // segment) % len(self._workers), _size(item)
+                    if starts_segment is None:
+                        k = (i // segment) % len(self._workers)
+                    elif i == 0 or starts_segment(item):
+                        k = (k + 1) % len(self._workers)
+                    size = _size(item)
                     with back:
                         back.wait_for(lambda: stop.is_set() or sent[k][0] < batch_items or (
                             sent[k][0] < segment + _IN_FLIGHT_SPARE and sent[k][1] + size <= _IN_FLIGHT_BYTES))

@@ -172,11 +172,16 @@ class Engine:
             return self._pool().take(shape)
         return torch.empty(shape, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
 
-    def spread(self, job: Job, items: Iterable[Any], tiles_per_chunk: int) -> Iterator[Any]:
+    def spread(self, job: Job, items: Iterable[Any], tiles_per_chunk: int,
+               starts_run: Callable[[Any], bool] | None = None, run_length: int = 1) -> Iterator[Any]:
         """`job.run` over chunks (items) on the process of each device (DevicePool.map), the processes
-        started on first use; results in chunk order, the same as one device's."""
-        return self._pool().map(job, items, segment_length(self.batch_size, tiles_per_chunk),
-                                batch_items=-(-self.batch_size // tiles_per_chunk) + 1)
+        started on first use; results in chunk order, the same as one device's. `starts_run`: chunks that
+        must stay with the one before in the same process unless it says they start a run (of about
+        `run_length` chunks): each run goes whole to one process."""
+        batch_items = -(-self.batch_size // tiles_per_chunk) + 1
+        if starts_run is not None:
+            return self._pool().map(job, items, max(run_length, batch_items), batch_items, starts_run)
+        return self._pool().map(job, items, segment_length(self.batch_size, tiles_per_chunk), batch_items)
 
     def _pool(self) -> DevicePool:
         if self._device_pool is None or self._device_pool.closed:
