@@ -4,13 +4,14 @@
 # Usage (on the device machine, the pack in /root/data/pack, wheels in .whl/):
 #   CONFIG=train/configs/v3t-grow-stage1.toml INIT=weights RUN=/root/v3 ROUND_S=360 LADDER_S=60 CROSS_S=100 \
 #       SPEED_S=50 BASELINE=1 bash scripts/device_v3_call.sh MINUTES [STAGE1 OPTIONS]
-#   e.g. bash scripts/device_v3_call.sh 4; then, on the same machine, growing that model into v3tp:
-#   CONFIG=train/configs/v3tp-grow-stage1.toml INIT=$R/model RUN=/root/v3p bash scripts/device_v3_call.sh 6
+#   e.g. CONFIG=train/configs/v3tp-grow-stage1.toml bash scripts/device_v3_call.sh 4 --set steps=5000; then, on the
+#   same machine with more of the pack, the same RUN again resumes that run (its schedule of 5000 steps) for 6 more.
 # Products: $OUT/small.tar (card, prior, metrics, validation, ladder, logs) and $OUT/model.safetensors.part-*.
 # PyAV is not on that machine: an empty `av` module stands in for it, which the array paths never use.
 MIN=$1; shift  # the rest: odva-train stage1 options, e.g. --set lr=1e-4
 R=${RUN:-/root/v3}
 mkdir -p $R
+rm -f $R/model.safetensors.part-* $R/done  # a resumed round's parts are its own
 export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl
 nvidia-smi --query-gpu=name --format=csv,noheader

@@ -154,11 +154,11 @@ def test_spreading_over_several_devices_gives_the_same_file_and_frames():
         assert two.encode_array(clip, 25, RateOptions(quality=0.7)) == data
         searched = one.encode_array(clip[:40], 25, RateOptions(quality=0.7), search_steps=2)
         assert two.encode_array(clip[:40], 25, RateOptions(quality=0.7), search_steps=2) == searched
-        assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
-        assert np.array_equal(two.decode_array(data, steps=2, frame_range=(45, 90)),
-                              one.decode_array(data, steps=2, frame_range=(45, 90)))
+        whole = one.decode_array(data, steps=1)
+        assert np.array_equal(two.decode_array(data, steps=1), whole)
+        assert np.array_equal(two.decode_array(data, steps=1, frame_range=(45, 90)), whole[45:90])
         assert_damage_reported_alike(one, two, data)
-        assert np.array_equal(two.decode_array(data, steps=2), one.decode_array(data, steps=2))
+        assert np.array_equal(two.decode_array(data, steps=1), whole)
     finally:
         two.close()
 
