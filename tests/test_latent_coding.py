@@ -105,8 +105,15 @@ def test_worker_processes_code_exactly_as_the_calling_thread_and_pass_errors_bac
         assert all(np.array_equal(job.result(), tile) for job, tile in zip(jobs, tiles))
         with pytest.raises(FormatError, match="32-bit words"):
             pool.decode(data[0][:-1], len(tiles[0])).result()
+        # each worker runs its matrix products on one BLAS thread, however many cores the parent's BLAS uses
+        assert pool._executor.submit(_blas_threads).result() == 1
     finally:
         pool.close()
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+    return max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
 
 
 def test_damaged_tile_data_is_a_format_error_or_wrong_values_never_a_hang(prior):

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Iterable, Iterator
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..bitstream.hyperprior_coding import HyperpriorCoder, HyperpriorTables
 from ..bitstream.latent_coding import TileCoder
@@ -32,6 +33,10 @@ _coder: TileCoder | HyperpriorCoder | None = None  # a worker's own coder, built
 
 def _start_worker(prior: EntropyPrior | HyperpriorTables, cfg: ModelConfig) -> None:
     become_worker()
+    # One BLAS thread a worker: a v3 coder's integer hyper decoder is small matrix products, and a worker
+    # forked with the parent's thread count per worker (16 on a 16-core GPU machine, times 8 workers) spends
+    # its time contending for the cores (46 against 10 ms a tile with 8 workers on 2 cores).
+    threadpool_limits(1)
     global _coder
     _coder = tile_coder(prior, cfg)
 
