@@ -237,45 +237,26 @@ def _pairs(batch: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_an_untrained_temporal_prior_codes_a_chunk_after_another_as_a_key_chunk():
-    """Its new weights start at zero: the second chunk costs the same bits with or without the first."""
+@pytest.mark.parametrize("config, after, alone", [("tiny-v3t", "next-bpp", "key-bpp"),
+                                                  ("tiny-v3tp", "previous-psnr", "alone-psnr")])
+def test_what_sees_the_chunk_before_starts_at_zero(config, after, alone):
+    """Untrained, a temporal prior codes the second chunk in the same bits with or without the first, and a
+    decoder of previous frames draws it the same with or without the first's frames."""
     torch.manual_seed(0)
-    model = OneDVA(CONFIGS["tiny-v3t"]).eval()
+    model = OneDVA(CONFIGS[config]).eval()
     from odva_train.trainer import evaluate_temporal
     result = evaluate_temporal(model, _pairs(2, seed=1), torch.device("cpu"))
     for r in range(model.cfg.rate_points):
-        assert result[f"rate{r}-next-bpp"] == pytest.approx(result[f"rate{r}-key-bpp"], rel=1e-6)
+        assert result[f"rate{r}-{after}"] == pytest.approx(result[f"rate{r}-{alone}"], rel=1e-6)
 
 
 @pytest.mark.slow
 def test_training_on_pairs_teaches_the_temporal_prior_to_spend_less_on_what_repeats(pack):
     from odva_train.trainer import evaluate_temporal
-    torch.manual_seed(0)
-    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2"})
-    model = OneDVA(CONFIGS["tiny-v3t"])
-    objective = Objective(cfg, model, None, None, Frozen(), None)
-    pairs = _pairs(4, seed=3)
-    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
-    for step in range(150):
-        loss, parts = objective(pairs, torch.full((4,), 0.5), torch.Generator().manual_seed(step))
-        assert set(parts) >= {"diff", "rate", "rate_key", "rate_next"}
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    model = _trained_on_pairs(pack, "tiny-v3t", lambda step: _pairs(4, seed=3), steps=150)
     result = evaluate_temporal(model.eval(), _pairs(4, seed=4), torch.device("cpu"))  # other scenes
     for r in range(model.cfg.rate_points):  # the second chunk repeats the first: far fewer bits after it
         assert result[f"rate{r}-next-bpp"] < 0.9 * result[f"rate{r}-key-bpp"], result
-
-
-@torch.no_grad()
-def test_an_untrained_decoder_of_previous_frames_draws_a_chunk_as_if_alone():
-    """Its new layer starts at zero: the second chunk decodes the same with or without the first's frames."""
-    torch.manual_seed(0)
-    model = OneDVA(CONFIGS["tiny-v3tp"]).eval()
-    from odva_train.trainer import evaluate_temporal
-    result = evaluate_temporal(model, _pairs(2, seed=1), torch.device("cpu"))
-    for r in range(model.cfg.rate_points):
-        assert result[f"rate{r}-previous-psnr"] == pytest.approx(result[f"rate{r}-alone-psnr"], abs=1e-5)
 
 
 @pytest.mark.slow
@@ -283,18 +264,7 @@ def test_training_on_pairs_teaches_the_decoder_to_continue_the_previous_frames(p
     """Closed loop: the second chunk sees the last frames of the decoder's own decode of the first. On scenes
     it never saw, it is drawn closer to the source after them than alone, and pops less at the boundary."""
     from odva_train.trainer import evaluate_temporal
-    torch.manual_seed(0)
-    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2",
-                                                  "t_mode": "one"})  # the one-step decoder, as evaluated
-    model = OneDVA(CONFIGS["tiny-v3tp"])
-    objective = Objective(cfg, model, None, None, Frozen(), None)
-    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
-    for step in range(300):
-        loss, _ = objective(_moving_pairs(4, seed=1000 + step), torch.full((4,), 0.5),
-                            torch.Generator().manual_seed(step))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    model = _trained_on_pairs(pack, "tiny-v3tp", lambda step: _moving_pairs(4, seed=1000 + step), steps=300)
     result = evaluate_temporal(model.eval(), _moving_pairs(8, seed=7), torch.device("cpu"))
     for r in range(model.cfg.rate_points):
         assert result[f"rate{r}-previous-psnr"] > result[f"rate{r}-alone-psnr"] + 0.05, result
@@ -310,3 +280,20 @@ def _moving_pairs(batch: int, seed: int) -> torch.Tensor:
     frames = [torch.stack([scene[b, :, y + t // 2:y + t // 2 + 32, x + t:x + t + 32] for b, (y, x) in enumerate(start)])
               for t in range(34)]
     return torch.stack(frames, dim=2).clamp(0, 1) * 2 - 1
+
+
+def _trained_on_pairs(pack, config: str, pairs, steps: int) -> OneDVA:
+    """A tiny model of `config` after `steps` steps of stage 1 (the one-step decoder, t = 1, as evaluated)
+    on `pairs(step)` (4 pairs a step)."""
+    torch.manual_seed(0)
+    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2"})
+    model = OneDVA(CONFIGS[config])
+    objective = Objective(cfg, model, None, None, Frozen(), None)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
+    for step in range(steps):
+        loss, parts = objective(pairs(step), torch.full((4,), 0.5), torch.Generator().manual_seed(step))
+        assert set(parts) >= {"diff", "rate", "rate_key", "rate_next"}
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
