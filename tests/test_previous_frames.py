@@ -58,3 +58,24 @@ def test_the_same_frames_with_any_batch_size_or_devices(codec, folder, encoded):
         assert np.array_equal(two.decode_array(encoded, steps=1, frame_range=(30, 45)), whole[30:45])
     finally:
         two.close()
+
+
+def test_damage_stops_at_the_next_key_chunk(codec, encoded):
+    """A damaged tile in chunk 1: it and the chunk after it (drawn after its frames) fail or decode otherwise,
+    the chunks from the next key chunk (3) on decode as before."""
+    from test_temporal import _with_chunk_crc
+
+    from onedva_codec import FormatError
+    from onedva_codec.bitstream.container import OdvaReader
+    whole = codec.decode_array(encoded, steps=1)
+    with OdvaReader(encoded) as reader:
+        record = list(reader.chunks(1, 2))[0]
+        start = reader.header.chunk_starts[3]
+    damaged = bytearray(encoded)
+    damaged[encoded.index(record.tiles[0].data) + 2] ^= 0x5A
+    fixed = _with_chunk_crc(bytes(damaged), 1)
+    try:
+        assert not np.array_equal(codec.decode_array(fixed, steps=1, frame_range=(17, start)), whole[17:start])
+    except FormatError:
+        pass
+    assert np.array_equal(codec.decode_array(fixed, steps=1, frame_range=(start, len(whole))), whole[start:])
