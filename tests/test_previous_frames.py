@@ -48,14 +48,19 @@ def test_any_frames_decode_as_in_the_whole_video(codec, encoded):
         assert np.array_equal(codec.decode_array(encoded, steps=2, frame_range=(first, stop)), whole[first:stop])
 
 
-def test_the_same_frames_with_any_batch_size_or_devices(codec, folder, encoded):
-    whole = codec.decode_array(encoded, steps=1)
-    one = Codec(folder, device="cpu", batch_size=5, coding_workers=0)
-    assert np.array_equal(one.decode_array(encoded, steps=1), whole)
-    two = Codec(folder, device="cpu,cpu", batch_size=2, coding_workers=1)
+def test_the_same_frames_with_any_batch_size_or_devices(codec, folder):
+    """Runs of dependent chunks are decoded side by side as a batch holds them (batch 4: two runs of chunks
+    of 2 tiles), in blocks that go whole to a device process: the frames do not depend on either."""
+    clip = synthetic_clip(120, 32, 48, seed=6, speed=0.3)  # 8 chunks of 2 tiles, runs of 2: 4 runs
+    data = codec.encode_array(clip, 25, RateOptions(quality=0.6), key_interval=2)
+    whole = codec.decode_array(data, steps=1)  # batch 2: one run at a time
+    side_by_side = Codec(folder, device="cpu", batch_size=4, coding_workers=0)
+    assert np.array_equal(side_by_side.decode_array(data, steps=1), whole)
+    assert np.array_equal(side_by_side.decode_array(data, steps=1, frame_range=(40, 100)), whole[40:100])
+    two = Codec(folder, device="cpu,cpu", batch_size=4, coding_workers=1)
     try:
-        assert np.array_equal(two.decode_array(encoded, steps=1), whole)
-        assert np.array_equal(two.decode_array(encoded, steps=1, frame_range=(30, 45)), whole[30:45])
+        assert np.array_equal(two.decode_array(data, steps=1), whole)
+        assert np.array_equal(two.decode_array(data, steps=1, frame_range=(20, 120)), whole[20:])
     finally:
         two.close()
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -62,8 +63,9 @@ def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, reques
     one_device = len(engine.devices) == 1
     if one_device:
         decoded = job.run(model, engine, chunks, progress)
-    elif model.cfg.previous_frames:  # a run of dependent chunks to one process: none draws a chunk twice
-        decoded = engine.spread(job, chunks, grid.count, lambda work: not work.context, header.key_interval)
+    elif model.cfg.previous_frames:  # blocks of runs, as one device decodes them side by side, to a process
+        runs = lanes(engine.batch_size, grid.count)
+        decoded = engine.spread(job, chunks, grid.count, _block_starts(runs), max(header.key_interval, 1) * runs)
     else:
         decoded = engine.spread(job, chunks, grid.count)
     for index, real, video in decoded:
@@ -129,6 +131,54 @@ def _with_chunks_before(chunks: Iterable[ChunkWork]) -> Iterator[ChunkWork]:
         last = work.record.index
 
 
+def lanes(batch_size: int, tiles_per_chunk: int) -> int:
+    """How many runs of dependent chunks a model with previous frames decodes side by side: as many as one
+    batch holds a chunk of (a chunk at a time where its tiles fill a batch)."""
+    return max(1, batch_size // tiles_per_chunk)
+
+
+def _block_starts(runs: int) -> Callable[[ChunkWork], bool]:
+    """Whether a chunk (of a stream that begins with a run, from a key chunk or inside one) begins a block
+    of `runs` runs, as `_in_rows` forms them."""
+    seen = 0
+
+    def starts(work: ChunkWork) -> bool:
+        nonlocal seen
+        if seen and work.context:
+            return False
+        seen += 1
+        return (seen - 1) % runs == 0
+    return starts
+
+
+def _in_rows(chunks: Iterable[ChunkWork], runs: int, order: deque[int]) -> Iterator[list[ChunkWork]]:
+    """Chunks of a model with previous frames in rows: the runs (a key chunk and the chunks after it that
+    depend on it) are taken `runs` at a time, a block, and row j holds the j-th chunk of each run of the
+    block. No chunk of a row depends on another of it, and each depends on one of the row before. Before
+    a block's rows, the indices of its wanted chunks join `order`, the order they are given out in."""
+    def rows_of(block: list[list[ChunkWork]]) -> Iterator[list[ChunkWork]]:
+        order.extend(work.record.index for run in block for work in run if work.wanted)
+        for j in range(max((len(run) for run in block), default=0)):
+            yield [run[j] for run in block if j < len(run)]
+
+    block: list[list[ChunkWork]] = []
+    for work in _with_chunks_before(chunks):
+        if not work.context:  # a key chunk starts a run
+            if len(block) == runs:
+                yield from rows_of(block)
+                block = []
+            block.append([])
+        block[-1].append(work)
+    yield from rows_of(block)
+
+
+def _one_a_row(chunks: Iterable[ChunkWork], order: deque[int]) -> Iterator[list[ChunkWork]]:
+    """Chunks a row each, in their order (a model whose chunks are drawn alone)."""
+    for work in chunks:
+        order.append(work.record.index)
+        yield [work]
+
+
 def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWork], job: _DecodeJob,
                    progress: Progress | None) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
     """Decode chunk records into (T, H, W, 3) uint8 videos, batching tiles across chunks; each tile is
@@ -136,26 +186,33 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWor
     `progress` hears after every model call of the share of the wanted frames it did.
 
     A model with previous frames draws a tile of a dependent chunk seeing the last frames it drew of the
-    same tile in the chunk before: chunks are decoded one after another, a batch never holding two (so
-    that it holds the same tiles whichever chunks a process is given)."""
+    same tile in the chunk before: chunks come in rows (`_in_rows`), runs of dependent chunks side by
+    side, and a batch holds tiles of one row only (so that it holds the same tiles whichever blocks of
+    runs a process is given); finished chunks wait for the earlier ones, to come out in order."""
     cfg, seed, device, schedule = model.cfg, job.seed, engine.device, job.request.schedule
     n_max, s, c = cfg.max_1d_tokens, cfg.structural_tokens, cfg.latent_channels
     noise_shape = (3, cfg.frames, cfg.tile, cfg.tile)
-    if cfg.previous_frames:
-        chunks = _with_chunks_before(chunks)
-    drawn: dict[tuple[int, int], Tensor] = {}  # (chunk, tile) -> the last frames drawn of it, on the device
+    order: deque[int] = deque()  # the wanted chunks' indices, in the order they are given out
+    rows = (_in_rows(chunks, lanes(engine.batch_size, job.grid.count), order) if cfg.previous_frames
+            else _one_a_row(chunks, order))
+    # (chunk, tile) -> the row it was drawn in and its last frames, on the device, until the next chunk's
+    # tile takes them or the row after next begins
+    drawn: dict[tuple[int, int], tuple[int, Tensor]] = {}
 
     def previous_frames(batch: _UnitBatch, latents: Latents) -> Latents:
         """The latents with the frames each unit's tile sees from the chunk before (none for a key chunk)."""
+        for old in [key for key, (row, _) in drawn.items() if row < batch.row - 1]:
+            del drawn[old]
         depends = [bool(batch.works[record.index].context) for record, _ in batch.units]
         if not any(depends):
             return latents
-        index = batch.units[0][0].index  # one chunk a batch
-        for old in [key for key in drawn if key[0] < index - 1]:
-            del drawn[old]
-        previous = torch.stack([drawn[(index - 1, t)] for _, t in batch.units])
+        previous = torch.stack([drawn.pop((record.index - 1, t))[1] if dep else drawn_shape_zeros()
+                                for (record, t), dep in zip(batch.units, depends)])
         return dataclasses.replace(latents, previous=previous,
                                    has_previous=torch.tensor(depends, device=device))
+
+    def drawn_shape_zeros() -> Tensor:
+        return torch.zeros((3, cfg.previous_frames, cfg.tile, cfg.tile), device=device)
 
     def decode(batch: _UnitBatch) -> Tensor:
         keep = Latents.keep_mask(torch.from_numpy(batch.kept).to(device), n_max)
@@ -193,27 +250,25 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWor
             return sample(velocity, noise, schedule)
 
     open_chunks: dict[int, tuple[ChunkRecord, ChunkAssembler]] = {}
-    for batch in prefetch(_unit_batches(cfg, engine, chunks, seed), depth=2):
+    for batch in prefetch(_unit_batches(cfg, engine, rows, seed), depth=2):
         decoded = decode(batch)
         if cfg.previous_frames:
             for (record, t), tile in zip(batch.units, decoded):
-                drawn[(record.index, t)] = tile[:, -cfg.previous_frames:].float().clamp(-1, 1)
+                drawn[(record.index, t)] = (batch.row, tile[:, -cfg.previous_frames:].float().clamp(-1, 1))
         with record_function("odva.blend"):
             for (record, _), tile in zip(batch.units, decoded):
                 if batch.works[record.index].wanted:
                     open_chunks.setdefault(record.index,
                                            (record, job.grid.assembler(engine.chunk_memory)))[1].add(tile)
-        for index in sorted(open_chunks):
-            record, assembler = open_chunks[index]
-            if not assembler.done:
-                break
-            del open_chunks[index]
+        while order and order[0] in open_chunks and open_chunks[order[0]][1].done:
+            record, assembler = open_chunks.pop(order.popleft())
             yield record, assembler.frames
 
 
-def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork], seed: int
+def _unit_batches(cfg: ModelConfig, engine: Engine, rows: Iterable[list[ChunkWork]], seed: int
                   ) -> Iterator["_UnitBatch"]:
-    """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work).
+    """Group the tiles of consecutive chunks into batches, with their symbols and noise (CPU work). Chunks
+    come in rows; for a model with previous frames a batch holds tiles of one row only.
 
     A tile of a chunk that depends on the one before is entropy-decoded once the same tile of that chunk
     is (its restored planes are the temporal prior's context): tiles of one chunk decode side by side,
@@ -238,11 +293,12 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
         symbol_jobs = [entropy_jobs[(record.index, t)] for record, t in units]
         kept = np.array([record.tiles[t].kept for record, t in units])
         rates = np.array([record.tiles[t].rate for record, t in units], dtype=np.float32)
-        return _UnitBatch(list(units), {record.index: works[record.index] for record, _ in units}, symbol_jobs,
-                          kept, rates, noise, jobs)
+        return _UnitBatch(list(units), {record.index: works[record.index] for record, _ in units}, row,
+                          symbol_jobs, kept, rates, noise, jobs)
 
     entropy_jobs: dict[tuple[int, int], Future] = {}  # (chunk, tile) -> its latents being decoded
-    last: tuple[int, list[Future]] = (-1, [])  # the last chunk entropy-decoded and its tiles' jobs
+    # chunks entropy-decoded in the last row, whose next chunk may depend on them: index -> tiles' jobs
+    restored: dict[int, list[Future]] = {}
 
     def entropy_decode(record: ChunkRecord, previous: list[Future] | None) -> list[Future]:
         jobs = []
@@ -258,21 +314,19 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
                 jobs.append(engine.decode_tile(tile.data, engine.model.decode_count(tile.kept), context))
         return jobs
 
-    def after(work: ChunkWork) -> list[Future]:
+    def after(work: ChunkWork, last_row: dict[int, list[Future]]) -> list[Future]:
         """Entropy-decode a chunk, after the chunks it depends on (from its context if they were not)."""
-        nonlocal last
         previous = None
         if work.context:
-            if last[0] != work.record.index - 1:
-                last = (-1, [])
+            previous = last_row.get(work.record.index - 1)
+            if previous is None:
                 for record in work.context:
-                    last = (record.index, entropy_decode(record, last[1] or None))
-            previous = last[1]
+                    previous = entropy_decode(record, previous)
             rates = [tile.rate for tile in work.context[-1].tiles]
             if [tile.rate for tile in work.record.tiles] != rates:
                 raise FormatError(f"chunk {work.record.index} depends on the chunk before but changes its rate point")
-        last = (work.record.index, entropy_decode(work.record, previous))
-        return last[1]
+        restored[work.record.index] = entropy_decode(work.record, previous)
+        return restored[work.record.index]
 
     def flush() -> Iterator[_UnitBatch]:
         yield batch()
@@ -281,19 +335,22 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
         units.clear()
         works.clear()
 
+    row = 0
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        for work in chunks:
-            record = work.record
-            if units and cfg.previous_frames:  # one chunk a batch: its tiles may need the last one's frames
+        for next_row, chunks in enumerate(rows):
+            if units and cfg.previous_frames:  # one row a batch: its tiles may need the last row's frames
                 yield from flush()
-            works[record.index] = work
-            for t, job in enumerate(after(work)):
-                entropy_jobs[(record.index, t)] = job
-            for t in range(len(record.tiles)):
-                units.append((record, t))
-                if len(units) == engine.batch_size:
-                    yield from flush()
-                    works[record.index] = work
+            row, last_row, restored = next_row, restored, {}
+            for work in chunks:
+                record = work.record
+                works[record.index] = work
+                for t, job in enumerate(after(work, last_row)):
+                    entropy_jobs[(record.index, t)] = job
+                for t in range(len(record.tiles)):
+                    units.append((record, t))
+                    if len(units) == engine.batch_size:
+                        yield from flush()
+                        works[record.index] = work
         if units:
             yield batch()
 
@@ -302,6 +359,7 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, chunks: Iterable[ChunkWork],
 class _UnitBatch:
     units: list[tuple[ChunkRecord, int]]  # (chunk, tile index)
     works: dict[int, ChunkWork]  # the units' chunks, by index
+    row: int  # the row of chunks its units belong to (the last one's, where a batch spans rows)
     symbol_jobs: list[Future]  # each unit's (S + kept, C) int8 symbols (v3: its planes), decoded on a worker
     kept: np.ndarray  # (B,)
     rates: np.ndarray  # (B,) rate points (v3)

@@ -193,7 +193,7 @@ class DevicePool:
                 for i, item in enumerate(items):
                     if starts_segment is None:
                         k = (i // segment) % len(self._workers)
-                    elif i == 0 or starts_segment(item):
+                    elif starts_segment(item) or i == 0:  # it sees every item, the first too
                         k = (k + 1) % len(self._workers)
                     size = _size(item)
                     with back:
