@@ -57,15 +57,15 @@ def decode_frames(model: LoadedModel, engine: Engine, reader: OdvaReader, reques
     check_decodable(header, model)
     grid = TileGrid.plan(header.height, header.width, header.tile_size, header.tile_overlap)
     quantizer = Quantizer(header.quant_step, tuple(header.quant_mean), tuple(header.quant_std))
-    job = _DecodeJob(grid, quantizer, request, header.seed, header.chunk_starts)
+    job = _DecodeJob(grid, quantizer, request, header.seed, header.chunk_starts, max(header.key_interval, 1))
     holding = header.chunks_holding(request.first, request.stop)
     chunks = _chunk_work(reader, holding)
     one_device = len(engine.devices) == 1
     if one_device:
         decoded = job.run(model, engine, chunks, progress)
     elif model.cfg.previous_frames:  # blocks of runs, as one device decodes them side by side, to a process
-        runs = lanes(engine.batch_size, grid.count)
-        decoded = engine.spread(job, chunks, grid.count, _block_starts(runs), max(header.key_interval, 1) * runs)
+        runs = _lanes(engine.batch_size, grid, model.cfg.frames, job.run_chunks)
+        decoded = engine.spread(job, chunks, grid.count, _block_starts(runs), job.run_chunks * runs)
     else:
         decoded = engine.spread(job, chunks, grid.count)
     for index, real, video in decoded:
@@ -109,6 +109,7 @@ class _DecodeJob:
     request: DecodeRequest
     seed: int
     starts: list[int]  # each chunk's first frame
+    run_chunks: int  # the most chunks from a key chunk to the next
 
     def run(self, model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWork], progress: Progress | None = None
             ) -> Iterator[tuple[int, int, Tensor]]:
@@ -131,10 +132,16 @@ def _with_chunks_before(chunks: Iterable[ChunkWork]) -> Iterator[ChunkWork]:
         last = work.record.index
 
 
-def lanes(batch_size: int, tiles_per_chunk: int) -> int:
-    """How many runs of dependent chunks a model with previous frames decodes side by side: as many as one
-    batch holds a chunk of (a chunk at a time where its tiles fill a batch)."""
-    return max(1, batch_size // tiles_per_chunk)
+# Decoded chunks of the runs after the first of a block wait for the first run's: at most this many bytes
+_LANE_BYTES = 1 << 30
+
+
+def _lanes(batch_size: int, grid: TileGrid, frames: int, run_chunks: int) -> int:
+    """How many runs of dependent chunks (of up to `run_chunks` chunks of `frames` frames on `grid`) a model
+    with previous frames decodes side by side: as many as one batch holds a chunk of (one where a chunk's
+    tiles fill a batch), and no more than the chunks waiting to come out in order keep in _LANE_BYTES."""
+    run_bytes = run_chunks * frames * grid.height * grid.width * 3
+    return max(1, min(batch_size // grid.count, _LANE_BYTES // run_bytes))
 
 
 def _block_starts(runs: int) -> Callable[[ChunkWork], bool]:
@@ -193,8 +200,8 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWor
     n_max, s, c = cfg.max_1d_tokens, cfg.structural_tokens, cfg.latent_channels
     noise_shape = (3, cfg.frames, cfg.tile, cfg.tile)
     order: deque[int] = deque()  # the wanted chunks' indices, in the order they are given out
-    rows = (_in_rows(chunks, lanes(engine.batch_size, job.grid.count), order) if cfg.previous_frames
-            else _one_a_row(chunks, order))
+    rows = (_in_rows(chunks, _lanes(engine.batch_size, job.grid, cfg.frames, job.run_chunks), order)
+            if cfg.previous_frames else _one_a_row(chunks, order))
     # (chunk, tile) -> the row it was drawn in and its last frames, on the device, until the next chunk's
     # tile takes them or the row after next begins
     drawn: dict[tuple[int, int], tuple[int, Tensor]] = {}
