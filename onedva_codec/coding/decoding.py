@@ -213,12 +213,12 @@ def _decode_chunks(model: LoadedModel, engine: Engine, chunks: Iterable[ChunkWor
         depends = [bool(batch.works[record.index].context) for record, _ in batch.units]
         if not any(depends):
             return latents
-        previous = torch.stack([drawn.pop((record.index - 1, t))[1] if dep else drawn_shape_zeros()
+        previous = torch.stack([drawn.pop((record.index - 1, t))[1] if dep else no_frames()
                                 for (record, t), dep in zip(batch.units, depends)])
         return dataclasses.replace(latents, previous=previous,
                                    has_previous=torch.tensor(depends, device=device))
 
-    def drawn_shape_zeros() -> Tensor:
+    def no_frames() -> Tensor:  # a key chunk's row of `previous`, which the decoder ignores
         return torch.zeros((3, cfg.previous_frames, cfg.tile, cfg.tile), device=device)
 
     def decode(batch: _UnitBatch) -> Tensor:
