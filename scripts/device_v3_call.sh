@@ -7,12 +7,15 @@
 #   e.g. CONFIG=train/configs/v3tp-grow-stage1.toml bash scripts/device_v3_call.sh 4 --set steps=5000; then, on the
 #   same machine with more of the pack, the same RUN again resumes that run (its schedule of 5000 steps) for 6 more.
 # Products: $OUT/small.tar (card, prior, metrics, validation, ladder, logs) and $OUT/model.safetensors.part-*.
-# PyAV is not on that machine: an empty `av` module stands in for it, which the array paths never use.
+# PyAV is not on that machine: an empty `av` module stands in for it, which the array paths never use. Nor are
+# LPIPS's weights, which validation needs: carry nets/ (`odva-train nets -o nets`, alexnet.safetensors alone) once;
+# it is kept in /root/nets for the machine's later calls.
 MIN=$1; shift  # the rest: odva-train stage1 options, e.g. --set lr=1e-4
 R=${RUN:-/root/v3}
 mkdir -p $R
 rm -f $R/model.safetensors.part-* $R/done  # a resumed round's parts are its own
-export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 ODVA_NETS=/root/nets
+[ -d nets ] && mkdir -p /root/nets && cp nets/* /root/nets/
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl
 nvidia-smi --query-gpu=name --format=csv,noheader
 timeout ${ROUND_S:-360} bash scripts/v3_round.sh ${CONFIG:-train/configs/v3t-grow-stage1.toml} ${INIT:-weights} /root/data/pack $R $MIN "$@" > $R/round.log 2>&1
@@ -20,7 +23,9 @@ echo round rc=$?; grep -v "^  " $R/round.log | tail -30
 # a round cut short after its export still brings the weights back
 [ -e $R/model.safetensors.part-aa ] || split -b 15M $R/model/model.safetensors $R/model.safetensors.part-
 timeout ${LADDER_S:-60} python3 -m train.cli ladder $R/model --data /root/data/pack --device cuda > $R/ladder.md 2>&1; tail -62 $R/ladder.md
-tar -cf $OUT/small.tar -C $R --exclude model/model.safetensors --exclude run/checkpoint.pt model run validate.json validate.md round.log ladder.md
+# without the sample grids, so that the tar and the weights' parts come back together (64 MiB at most)
+tar -cf $OUT/small.tar -C $R --exclude model/model.safetensors --exclude run/checkpoint.pt --exclude run/samples \
+    model run validate.json validate.md round.log ladder.md
 cp $R/model.safetensors.part-* $OUT/
 python3 -c "
 import numpy as np; from PIL import Image
