@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One short device call: a v3t model grown from the shipped v2 weights and trained a few steps (its weights
+# One short device call: a v3tp model grown from the shipped v2 weights and trained a few steps (its weights
 # barely moved: what this measures does not need a trained model), then GPU<->CPU bit-exactness of files
-# with dependent chunks and in-process 1080p speed.
-# Usage (on the device machine, the pack in /root/data/pack, wheels in .whl/):
+# with dependent chunks and in-process 1080p speed (v3tp, then v2 on the same machine).
+# Usage (on the device machine, the pack in /root/data/pack, wheels in .whl/, LPIPS's weights in nets/ as
+# scripts/device_v3_call.sh says):
 #   STEPS=20 TRAIN_S=120 EXPORT_S=50 CROSS_S=70 SPEED_S=60 bash scripts/device_v3_measure.sh
-export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 ODVA_NETS=/root/nets
+[ -d nets ] && mkdir -p /root/nets && cp nets/* /root/nets/
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl
 nvidia-smi --query-gpu=name --format=csv,noheader
 mkdir -p /root/v3
-timeout ${TRAIN_S:-120} python3 -m train.cli stage1 --config train/configs/v3t-grow-stage1.toml --init weights --data /root/data/pack \
+timeout ${TRAIN_S:-120} python3 -m train.cli stage1 --config train/configs/v3tp-grow-stage1.toml --init weights --data /root/data/pack \
     --out /root/v3/run --steps ${STEPS:-20} --set val_every=100000 --set val_clips=2 > /root/v3/run.log 2>&1
 echo train rc=$?; grep -v "^  " /root/v3/run.log | tail -6
 timeout ${EXPORT_S:-50} python3 -m train.cli export /root/v3/run -o /root/v3/model --data /root/data/pack --default-steps 1 --force 2>&1 | tail -2
@@ -19,3 +21,4 @@ mkdir -p /root/stub/av && touch /root/stub/av/__init__.py  # no PyAV here: the a
 export PYTHONPATH=/root/stub:$PYTHONPATH
 timeout ${CROSS_S:-70} python3 scripts/check_cross_device.py /root/clip.npy --weights /root/v3/model --frames 34 2>&1 | tail -4
 timeout ${SPEED_S:-60} python3 scripts/multi_gpu_speed.py /root/clip.npy --weights /root/v3/model --devices cuda:0 --frames 272 --runs 2 2>&1 | tail -4
+timeout 40 python3 scripts/multi_gpu_speed.py /root/clip.npy --devices cuda:0 --frames 272 --runs 2 2>&1 | tail -3
