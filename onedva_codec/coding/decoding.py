@@ -288,19 +288,18 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, rows: Iterable[list[ChunkWor
     max_rate = max(cfg.rate_points - 1, 0)
     shape = (3, cfg.frames, cfg.tile, cfg.tile)
     pin = engine.device.type == "cuda"
-    units: list[tuple[ChunkRecord, int]] = []
-    works: dict[int, ChunkWork] = {}  # the chunks of the units, by index
+    units: list[tuple[ChunkWork, int]] = []  # (chunk, tile index) of the next batch
 
     def batch() -> _UnitBatch:
         noise, jobs = None, []
         if not engine.device_noise:
             noise = torch.empty((len(units),) + shape, pin_memory=pin)
-            jobs = [pool.submit(unit_noise, seed, record.index, t, shape, out)
-                    for (record, t), out in zip(units, noise)]
-        symbol_jobs = [entropy_jobs[(record.index, t)] for record, t in units]
-        kept = np.array([record.tiles[t].kept for record, t in units])
-        rates = np.array([record.tiles[t].rate for record, t in units], dtype=np.float32)
-        return _UnitBatch(list(units), {record.index: works[record.index] for record, _ in units}, row,
+            jobs = [pool.submit(unit_noise, seed, work.record.index, t, shape, out)
+                    for (work, t), out in zip(units, noise)]
+        symbol_jobs = [entropy_jobs[(work.record.index, t)] for work, t in units]
+        kept = np.array([work.record.tiles[t].kept for work, t in units])
+        rates = np.array([work.record.tiles[t].rate for work, t in units], dtype=np.float32)
+        return _UnitBatch([(work.record, t) for work, t in units], {work.record.index: work for work, _ in units}, row,
                           symbol_jobs, kept, rates, noise, jobs)
 
     entropy_jobs: dict[tuple[int, int], Future] = {}  # (chunk, tile) -> its latents being decoded
@@ -337,10 +336,9 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, rows: Iterable[list[ChunkWor
 
     def flush() -> Iterator[_UnitBatch]:
         yield batch()
-        for record, t in units:
-            del entropy_jobs[(record.index, t)]
+        for work, t in units:
+            del entropy_jobs[(work.record.index, t)]
         units.clear()
-        works.clear()
 
     row = 0
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
@@ -349,15 +347,12 @@ def _unit_batches(cfg: ModelConfig, engine: Engine, rows: Iterable[list[ChunkWor
                 yield from flush()
             row, last_row, restored = next_row, restored, {}
             for work in chunks:
-                record = work.record
-                works[record.index] = work
                 for t, job in enumerate(after(work, last_row)):
-                    entropy_jobs[(record.index, t)] = job
-                for t in range(len(record.tiles)):
-                    units.append((record, t))
+                    entropy_jobs[(work.record.index, t)] = job
+                for t in range(len(work.record.tiles)):
+                    units.append((work, t))
                     if len(units) == engine.batch_size:
                         yield from flush()
-                        works[record.index] = work
         if units:
             yield batch()
 
