@@ -71,7 +71,7 @@ def codec_from(args: argparse.Namespace, device: str) -> Codec:
                  coding_workers=args.coding_workers, device_noise=args.gpu_noise)
 
 
-def timed(codec: Codec, work, runs: int):
+def timed(codec: Codec, work, runs: int, label: str):
     def once():
         synchronize(codec)
         start = time.perf_counter()
@@ -79,8 +79,10 @@ def timed(codec: Codec, work, runs: int):
         synchronize(codec)
         return result, time.perf_counter() - start
 
-    result, _ = once()  # warm-up: kernels, allocator, the model copies' first batches
+    result, warm_s = once()  # warm-up: kernels, allocator, the model copies' first batches
+    print(f"  {label}: warm-up {warm_s:.2f} s", flush=True)  # so that a run cut short still says how far it got
     seconds = [once()[1] for _ in range(runs)]
+    print(f"  {label}: " + ", ".join(f"{s:.2f}" for s in seconds) + " s", flush=True)
     return result, statistics.median(seconds), seconds
 
 
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1])
     parser.add_argument("--quality", type=float, default=0.5)
     parser.add_argument("--search", type=int, default=0, help="encoder-side search steps (odva encode --search)")
+    parser.add_argument("--keyint", type=int, default=None,
+                        help="a key chunk every N chunks (odva encode --keyint; 1: every chunk decodes alone)")
     add_codec_options(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the rows here")
@@ -109,15 +113,17 @@ def main() -> None:
         if one_gpu:
             torch.cuda.reset_peak_memory_stats(codec.devices[0])
         rate = RateOptions(args.quality)
-        data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, rate, search_steps=args.search),
-                                      args.runs)
-        row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.engine.batch_size,
+        data, enc_s, enc_runs = timed(codec, lambda: codec.encode_array(video, fps, rate, search_steps=args.search,
+                                                                            key_interval=args.keyint),
+                                      args.runs, f"{devices} encode")
+        row = dict(devices=devices, frames=len(video), size=args.size, batch=codec.engine.batch_size, keyint=args.keyint,
                    compiled=args.compile, search=args.search, coding_workers=codec.engine.coding_workers,
                    gpu_noise=args.gpu_noise, bytes=len(data), file_md5=hashlib.md5(data).hexdigest(),
                    encode_fps=len(video) / enc_s, encode_runs_s=enc_runs)
         decoded = {}
         for steps in args.steps:
-            decoded[steps], dec_s, dec_runs = timed(codec, lambda: codec.decode_array(data, steps=steps), args.runs)
+            decoded[steps], dec_s, dec_runs = timed(codec, lambda: codec.decode_array(data, steps=steps), args.runs,
+                                                   f"{devices} decode {steps} step(s)")
             row[f"decode_{steps}_fps"] = len(video) / dec_s
             row[f"decode_{steps}_runs_s"] = dec_runs
             row[f"decode_{steps}_md5"] = hashlib.md5(decoded[steps].tobytes()).hexdigest()  # to compare versions
