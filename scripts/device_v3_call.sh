@@ -33,5 +33,9 @@ np.save('/root/clip.npy', np.stack([np.asarray(Image.open(f'/root/data/pack/vide
 mkdir -p /root/stub/av && touch /root/stub/av/__init__.py  # no PyAV here: the array paths never open a container
 export PYTHONPATH=/root/stub:$PYTHONPATH
 timeout ${CROSS_S:-100} python3 scripts/check_cross_device.py /root/clip.npy --weights $R/model --frames 34 2>&1 | tail -4
-timeout ${SPEED_S:-50} python3 scripts/multi_gpu_speed.py /root/clip.npy --weights $R/model --devices cuda:0 --frames 272 --runs 2 2>&1 | tail -4
+# 1080p speed with every chunk a key chunk, then with dependent chunks (a traceback of every thread if one hangs)
+for keyint in 1 ""; do
+    PYTHONFAULTHANDLER=1 timeout -s ABRT ${SPEED_S:-50} python3 scripts/multi_gpu_speed.py /root/clip.npy --weights $R/model \
+        --devices cuda:0 --frames ${SPEED_FRAMES:-272} --runs 2 ${keyint:+--keyint $keyint} 2>&1 | grep -v '^    ' | tail -12
+done
 [ "${BASELINE:-1}" = 1 ] && timeout 35 python3 scripts/multi_gpu_speed.py /root/clip.npy --devices cuda:0 --frames 272 --runs 2 2>&1 | tail -3

@@ -56,6 +56,11 @@ class ModelConfig:
     # (docs/model.md, "Previous frames"), so that a chunk continues the one before instead of starting afresh;
     # decoding then runs chunk after chunk from a key chunk. 0: every chunk is drawn alone.
     previous_frames: int = 0
+    # A residual filter over the frames drawn: a 3 x 3 x 3 convolution (frames x height x width) of the head's
+    # feature maps into `pixel_filter` channels, then one into RGB, added to the frames. The transformer draws
+    # each patch from its own token and each pair of frames from one group, so it leaves steps at patch edges
+    # and between groups; the filter draws across both. 0: none.
+    pixel_filter: int = 0
 
     def __post_init__(self) -> None:
         if self.tile % self.patch:
@@ -81,6 +86,8 @@ class ModelConfig:
             raise ValueError("previous frames need the key chunks of a temporal prior: set temporal_prior")
         if not 0 <= self.previous_frames < self.frames:
             raise ValueError(f"previous_frames must be in [0, {self.frames})")
+        if self.pixel_filter < 0:
+            raise ValueError("pixel_filter is a number of channels, 0 for none")
         if self.rate_points and self.grid % 2:
             raise ValueError(f"a v3 model needs an even patch grid, not {self.grid}")
         if self.enc_temporal_patch % self.dec_temporal_patch:
@@ -158,6 +165,13 @@ CONFIGS: dict[str, ModelConfig] = {
         head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
         rate_points=3, hyper_channels=8, temporal_prior=True, previous_frames=2,
     ),
+    "tiny-v3tpf": ModelConfig(
+        name="tiny-v3tpf", tile=32, patch=8, latent_channels=8,
+        enc_width=32, enc_depth=1, enc_heads=2,
+        dec_width=32, dec_depth=1, dec_heads=2,
+        head_channels=4, tile_overlap=8, tokens_1d="residual", tokens_1d_in_sequence=False,
+        rate_points=3, hyper_channels=8, temporal_prior=True, previous_frames=2, pixel_filter=8,
+    ),
     # The first shipped size: 14.6M parameters, 27.9 MiB in bf16 (limit 30 MiB).
     "s": ModelConfig(name="s"),
     # v2 (model.md): wider and deeper, a thicker head, 1D tokens with homes; ships with 8-bit weights.
@@ -180,6 +194,12 @@ CONFIGS: dict[str, ModelConfig] = {
     "v3tp": ModelConfig(name="v3tp", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8,
                         dec_heads=5, head_channels=16, tokens_1d="residual", tokens_1d_in_sequence=False,
                         latent_channels=64, rate_points=6, hyper_channels=96, temporal_prior=True, previous_frames=2),
+    # v3tp with a pixel filter over the frames drawn (model.md, "Pixel filter"): it draws across the patch edges
+    # and the temporal groups; grown from v3tp, its last layer starts at zero
+    "v3tpf": ModelConfig(name="v3tpf", enc_width=320, enc_depth=6, enc_heads=5, dec_width=320, dec_depth=8,
+                         dec_heads=5, head_channels=16, tokens_1d="residual", tokens_1d_in_sequence=False,
+                         latent_channels=64, rate_points=6, hyper_channels=96, temporal_prior=True, previous_frames=2,
+                         pixel_filter=32),
 }
 
 

@@ -409,6 +409,9 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.final = FinalLayer(d, tp * p * p * cfg.head_channels)
         self.out_conv = nn.Conv2d(cfg.head_channels, 3, kernel_size=3, padding=1)
+        if cfg.pixel_filter:
+            self.pixel_filter = nn.Sequential(nn.Conv3d(cfg.head_channels, cfg.pixel_filter, 3, padding=1), nn.SiLU(),
+                                              nn.Conv3d(cfg.pixel_filter, 3, 3, padding=1))
 
     def forward(self, x_t: Tensor, t: Tensor, latents: Latents, tap_block: int | None = None
                 ) -> Tensor | tuple[Tensor, Tensor]:
@@ -449,8 +452,10 @@ class Decoder(nn.Module):
 
         out = self.final(tokens[:, : patches.shape[1]] + patches, c)  # long skip
         feats = unpatchify(out, tp, p, x.shape[2], h, w)  # pixel shuffle: (B, hc, T', H, W)
-        feats = feats.transpose(1, 2).reshape(-1, cfg.head_channels, h, w)
-        frames_out = self.out_conv(feats).reshape(b, -1, 3, h, w).transpose(1, 2)[:, :, tp - 1:]
+        frames_out = self.out_conv(feats.transpose(1, 2).reshape(-1, cfg.head_channels, h, w))
+        frames_out = frames_out.reshape(b, -1, 3, h, w).transpose(1, 2)[:, :, tp - 1:]
+        if cfg.pixel_filter:
+            frames_out = frames_out + self.pixel_filter(feats[:, :, tp - 1:])
         if latents.has_previous is not None:
             last = self.previous_to_pixels(latents.previous[:, :, -1].to(frames_out.dtype))
             frames_out = frames_out + torch.where(latents.has_previous[:, None, None, None], last, 0)[:, :, None]
@@ -469,6 +474,9 @@ class OneDVA(nn.Module):
             for layer in (self.decoder.previous_embed, self.decoder.previous_to_pixels):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        if cfg.pixel_filter:  # starts silent, as the layers above
+            nn.init.zeros_(self.decoder.pixel_filter[-1].weight)
+            nn.init.zeros_(self.decoder.pixel_filter[-1].bias)
         # made after the initialisation above, which would overwrite its zero-initialised last layer
         self.hyperprior = HyperPrior(cfg) if cfg.rate_distortion else None
 
