@@ -85,6 +85,24 @@ def test_a_grown_v2_model_decodes_as_the_v2_model_did_before_any_training():
     assert torch.allclose(old_out, new_out, atol=1e-5)
 
 
+@torch.no_grad()
+def test_a_v3tp_model_grown_into_v3tpf_draws_as_before_its_pixel_filter_learns():
+    """The pixel filter starts silent: grown from a trained v3tp model, the frames stay the same, and the
+    filter's first layer already sees the head's features, so its last layer gets a gradient at once."""
+    torch.manual_seed(0)
+    old = OneDVA(CONFIGS["tiny-v3tp"]).eval()
+    new = grown(old, CONFIGS["tiny-v3tpf"]).eval()
+    clips = _clips()
+    posterior = old.encode(clips, full_tile_geometry(old.cfg, 2, "cpu"))
+    keep = Latents.keep_mask(torch.full((2,), old.cfg.max_1d_tokens), old.cfg.max_1d_tokens)
+    latents = Latents(posterior.structural_mean, posterior.tokens_1d_mean, keep)
+    noise = torch.randn(clips.shape, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(old.predict_clean(noise, torch.ones(2), latents), new.predict_clean(noise, torch.ones(2), latents))
+    with torch.enable_grad():
+        new.predict_clean(noise, torch.ones(2), latents).pow(2).mean().backward()
+    assert new.decoder.pixel_filter[-1].weight.grad.abs().sum() > 0
+
+
 def test_growing_refuses_a_model_that_is_not_a_smaller_version():
     with pytest.raises(ValueError, match="only the latent's width may grow"):
         grown(OneDVA(CONFIGS["tiny-residual"]), CONFIGS["v3"])
