@@ -1,6 +1,7 @@
 """v3's rate-distortion latent (model/hyperprior.py) and its training: rate points, the hyperprior's bits,
 growing a v2 model into v3, and a v3 run of odva-train."""
 
+import dataclasses
 import json
 
 import pytest
@@ -289,6 +290,43 @@ def test_training_on_pairs_teaches_the_decoder_to_continue_the_previous_frames(p
         assert result[f"rate{r}-previous-pop"] < result[f"rate{r}-alone-pop"] - 0.03, result
 
 
+@pytest.mark.slow
+def test_the_temporal_loss_makes_the_decoders_errors_last_from_frame_to_frame(pack):
+    """w_temporal: the decode's frame-to-frame change is pulled towards the source's, also from the previous
+    chunk's last decoded frame into a dependent chunk, so its errors change less between frames (what a viewer
+    sees as motion in steps and pops) on scenes it never saw."""
+    changes = {}
+    for weight in (0.0, 1.0):
+        model = _trained_on_pairs(pack, "tiny-v3tp", lambda step: _moving_pairs(4, seed=1000 + step), steps=300,
+                                  w_temporal=weight)
+        changes[weight] = _error_changes(model.eval(), _moving_pairs(8, seed=7))
+    for r in range(3):
+        (boundary_without, inside_without), (boundary_with, inside_with) = changes[0.0][r], changes[1.0][r]
+        assert boundary_with < 0.95 * boundary_without and inside_with < 0.95 * inside_without, changes
+
+
+@torch.no_grad()
+def _error_changes(model: OneDVA, pairs: torch.Tensor) -> list[tuple[float, float]]:
+    """Per rate point, the mean |change| of the decode's error (against the source) from the first chunk's last
+    decoded frame to the second chunk's first (drawn after it), and between frames inside the second chunk."""
+    cfg, p = model.cfg, pairs.shape[0]
+    chunks = torch.cat(pairs.split(cfg.frames, dim=2))
+    posterior = model.encode(chunks, full_tile_geometry(cfg, 2 * p, "cpu"))
+    keep = Latents.keep_mask(torch.full((2 * p,), cfg.max_1d_tokens), cfg.max_1d_tokens)
+    noise = torch.randn(chunks.shape, generator=torch.Generator().manual_seed(0))
+    rows = []
+    for r in range(cfg.rate_points):
+        latents, _ = model.code_chunk_pairs(posterior, keep, torch.full((2 * p,), float(r)))
+        first = model.predict_clean(noise[:p], torch.ones(p), latents.select(slice(0, p))).clamp(-1, 1)
+        after = dataclasses.replace(latents.select(slice(p, 2 * p)), previous=first[:, :, -cfg.previous_frames:],
+                                    has_previous=torch.ones(p, dtype=torch.bool))
+        second = model.predict_clean(noise[p:], torch.ones(p), after).clamp(-1, 1)
+        error_first, error_second = first - chunks[:p], second - chunks[p:]
+        rows.append(((error_second[:, :, 0] - error_first[:, :, -1]).abs().mean().item(),
+                     (error_second[:, :, 1:] - error_second[:, :, :-1]).abs().mean().item()))
+    return rows
+
+
 def _moving_pairs(batch: int, seed: int) -> torch.Tensor:
     """Clips of two consecutive chunks (34 frames) of smooth scenes panning a pixel a frame."""
     generator = torch.Generator().manual_seed(seed)
@@ -300,11 +338,11 @@ def _moving_pairs(batch: int, seed: int) -> torch.Tensor:
     return torch.stack(frames, dim=2).clamp(0, 1) * 2 - 1
 
 
-def _trained_on_pairs(pack, config: str, pairs, steps: int) -> OneDVA:
+def _trained_on_pairs(pack, config: str, pairs, steps: int, **settings) -> OneDVA:
     """A tiny model of `config` after `steps` steps of stage 1 (the one-step decoder, t = 1, as evaluated)
-    on `pairs(step)` (4 pairs a step)."""
+    on `pairs(step)` (4 pairs a step), with the training `settings` given."""
     torch.manual_seed(0)
-    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2"})
+    cfg = _config("stage1", pack, None, settings={"w_perc": 0, "w_repa": 0, "rd_lambdas": "1e-4,1e-3,1e-2", **settings})
     model = OneDVA(CONFIGS[config])
     objective = Objective(cfg, model, None, None, Frozen(), None)
     optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)

@@ -45,12 +45,17 @@ class TrainConfig:
     photo_share: float = 0.5  # share of pseudo-video samples
 
     # Losses: total = w_diff L_diff + w_perc L_perc + w_kl L_KL + w_repa L_REPA + w_align L_align + w_rate R
+    #   + w_temporal L_temporal
     w_diff: float = 10.0
     w_perc: float = 0.1
     w_kl: float = 1e-4
     w_repa: float = 0.1
     w_align: float = 0.0
     w_rate: float = 0.0  # R: bits per pixel of the kept latents under a learned density (latents = "quantized")
+    # L_temporal (losses.temporal_loss): the decode's frame-to-frame change against the source's, also from the
+    # frame before the chunk where the decoder saw it; weighted as L_diff (per rate point for v3 models). Errors
+    # that jump from frame to frame are what a viewer sees as motion in steps and a pop at every chunk.
+    w_temporal: float = 0.0
     # v3 models (rate_points > 0): one lambda per rate point, the weight of MSE in 0..255 units against
     # bits per pixel; the loss of a sample at rate point r is lambda_r MSE + bpp (+ w_perc LPIPS ...),
     # w_diff and w_rate do not apply

@@ -36,6 +36,21 @@ def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float 
     return loss.flatten(1).mean(1) if per_sample else loss.mean()
 
 
+def temporal_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float, error_before: Tensor | None = None,
+                  seen_before: Tensor | None = None, per_sample: bool = False) -> Tensor:
+    """|(x0^ - x0)[f] - (x0^ - x0)[f - 1]|^2 over a chunk's consecutive frames, weighted as flow_matching_loss:
+    how far the decode's change from one frame to the next is from the source's. `error_before` (B, 3, H, W),
+    the error of the frame before the chunk as the decoder saw it, adds the change into the chunk's first
+    frame for the samples `seen_before` (B,) marks. The mean over everything, or per sample (B,)."""
+    weight = t.clamp(min=MIN_T).pow(-2).clamp(max=weight_cap).view(-1, 1, 1, 1, 1)
+    error = x0_hat.float() - x0.float()
+    if error_before is not None:
+        seen = seen_before.view(-1, 1, 1, 1, 1)  # elsewhere the chunk's own first frame: no change
+        error = torch.cat([torch.where(seen, error_before[:, :, None].float(), error[:, :, :1]), error], dim=2)
+    change = (error[:, :, 1:] - error[:, :, :-1]).pow(2) * weight
+    return change.flatten(1).mean(1) if per_sample else change.mean()
+
+
 class LatentRate(nn.Module):
     """Bits of quantized latents under a learned factorized density, for the rate term of training.
 

@@ -21,7 +21,7 @@ from onedva_codec.model.sampler import mix, velocity_target
 from .config import TrainConfig
 from .ldm import LatentDiT
 from .losses import (LatentRate, RepaProjector, RepaTeacher, alignment_loss, flow_matching_loss, perceptual_loss,
-                     repa_loss)
+                     repa_loss, temporal_loss)
 
 
 @dataclass
@@ -152,6 +152,10 @@ class Objective(nn.Module):
             per_sample = flow_matching_loss(x0_hat, x0, t, cfg.x0_weight_cap, per_sample=True)
             parts["diff"] = (sample_weight * per_sample).mean()
             parts["mse"] = per_sample.detach().mean()  # logged only: comparable across rate points
+        if cfg.w_temporal > 0:
+            change = temporal_loss(x0_hat, x0, t, cfg.x0_weight_cap, self._error_before(latents, x0),
+                                   latents.has_previous, per_sample=True)
+            parts["temporal"] = (change if sample_weight is None else sample_weight * change).mean()
         if self.frozen.lpips is not None:
             frames = torch.stack([torch.randperm(mcfg.frames, generator=gen, device=device)[:cfg.perceptual_frames]
                                   for _ in range(b)])
@@ -169,7 +173,8 @@ class Objective(nn.Module):
             parts["align"] = alignment_loss(posterior.structural_mean, posterior.tokens_1d_mean)
         rd = mcfg.rate_distortion  # lambda is inside "diff", and bits are bits
         weights = {"diff": 1.0 if rd else cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa,
-                   "align": cfg.w_align, "rate": 1.0 if rd else cfg.w_rate, "mse": 0.0, "rate_key": 0.0,
+                   "align": cfg.w_align, "rate": 1.0 if rd else cfg.w_rate, "temporal": cfg.w_temporal,
+                   "mse": 0.0, "rate_key": 0.0,
                    "rate_next": 0.0}
         loss = sum(weights[k] * v for k, v in parts.items())
         return loss, parts
@@ -204,6 +209,17 @@ class Objective(nn.Module):
         has_previous = torch.arange(2 * pairs, device=device) >= pairs
         return dataclasses.replace(latents, previous=torch.cat([torch.zeros_like(last), last]),
                                    has_previous=has_previous)
+
+    @staticmethod
+    def _error_before(latents: Latents, x0: Tensor) -> Tensor | None:
+        """The error of the last frame a decoder of previous frames saw before each chunk (B, 3, H, W): for
+        the second chunk of a pair, the first chunk's decoded last frame against its source (the first
+        chunks saw none: zero). None where the model sees no previous frames."""
+        if latents.has_previous is None:
+            return None
+        pairs = x0.shape[0] // 2
+        error = latents.previous[pairs:, :, -1].float() - x0[:pairs, :, -1].float()
+        return torch.cat([torch.zeros_like(error), error])
 
     def _conditioning(self, posterior, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """The latents the decoder sees: posterior samples or noisy means (see `latents`), or, in
