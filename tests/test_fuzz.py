@@ -64,7 +64,10 @@ def test_the_cli_refuses_a_crafted_file_with_exit_1(cli, tmp_path):
     assert result.exit_code == 1 and not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))
 
 
-@pytest.mark.parametrize("weights,count", [(TINY_MODEL, 1000), (TINY_V3_MODEL, 400), (TINY_V3T_MODEL, 300)])
+@pytest.mark.parametrize("weights,count", [
+    (TINY_MODEL, 300), (TINY_V3_MODEL, 150), (TINY_V3T_MODEL, 100),  # the fast tier: every format, briefly
+    pytest.param(TINY_MODEL, 2000, marks=pytest.mark.slow), pytest.param(TINY_V3_MODEL, 800, marks=pytest.mark.slow),
+    pytest.param(TINY_V3T_MODEL, 600, marks=pytest.mark.slow)])
 def test_mutated_files_end_in_odva_errors_within_bounds(weights, count):
     """A seeded run of scripts/fuzz.py: CRC-valid mutants of a model's files (v2, v3 and dependent chunks), only
     OdvaErrors, none slow."""
