@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, WeightsError
+from ..model.config import ModelConfig
 from ..model.folder import LoadedModel, load_model
 from .coding_pool import TileCoderPool
 from .device_pool import DevicePool, Job, segment_length
@@ -63,8 +64,10 @@ class Engine:
     from the plain ones, so frames differ slightly from an uncompiled decode of the same file (as between
     two GPU kinds), but decoding a file twice gives the same frames.
 
-    coding_workers: processes that entropy-code tiles (0: on the calling thread). Default: half the
-    CPU cores, at most 8, when the model runs on a GPU, where coding would otherwise limit the speed;
+    coding_workers: processes that entropy-code tiles (0: on the calling thread). Default, when the model
+    runs on a GPU, where coding would otherwise limit the speed: half the CPU cores, at most 8, for a v1/v2
+    model; every core but one for a v3 model, whose tiles cost about eight times as much to code (a v3
+    encode at 1080p on a 16-core H100 host: 119 frames/s with 8 workers, 182 with 15; docs/performance.md).
     0 on the CPU, where the model does.
 
     device_noise: draw each tile's starting noise on the device that decodes it (the format's stream
@@ -91,12 +94,12 @@ class Engine:
         self.device_noise = device_noise
         cores, shares = os.cpu_count() or 1, len(self.devices)
         # several devices: each process gets its share of the cores (more only contend on them)
-        each = min(8, max(1, cores // (2 * shares))) if self.device.type == "cuda" else 0
+        each = max(1, _default_coding_workers(model.cfg, cores, shares)) if self.device.type == "cuda" else 0
         self._device_options = dict(batch_size=self.batch_size, compile=compile, device_noise=device_noise,
                                     coding_workers=each if coding_workers is None else coding_workers)
         self._device_threads = max(1, cores // shares)
         if coding_workers is None:
-            coding_workers = min(8, cores // 2) if self.device.type == "cuda" else 0
+            coding_workers = _default_coding_workers(model.cfg, cores, 1) if self.device.type == "cuda" else 0
         if coding_workers < 0:
             raise InputError("coding workers must be 0 or more")
         self.coding_workers = coding_workers
@@ -218,3 +221,10 @@ def _map_rows(value, fn: Callable[[torch.Tensor], torch.Tensor]):
         return dataclasses.replace(value, **{f.name: _map_rows(getattr(value, f.name), fn)
                                              for f in dataclasses.fields(value)})
     return value
+
+
+def _default_coding_workers(cfg: ModelConfig, cores: int, shares: int) -> int:
+    """Coding workers for each of `shares` processes that run a model on a GPU (the Engine's docstring)."""
+    if cfg.rate_distortion:
+        return (cores - shares) // shares
+    return min(8, cores // (2 * shares))
