@@ -26,12 +26,17 @@ from onedva_codec.evaluation.lpips import LPIPS, VGG16Features, load_network_sta
 from onedva_codec.model.network import MIN_T
 
 
+def _capped_time_weight(t: Tensor, weight_cap: float) -> Tensor:
+    """1 / t^2 (t at least MIN_T, as in sampling), at most `weight_cap`, shaped to weigh (B, 3, T, H, W)."""
+    return t.clamp(min=MIN_T).pow(-2).clamp(max=weight_cap).view(-1, 1, 1, 1, 1)
+
+
 def flow_matching_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float = 400.0, per_sample: bool = False
                        ) -> Tensor:
     """|x0^ - x0|^2 / t^2 (the v-loss), its weight capped: near t = 0 the input already holds the answer
     and the latents hardly matter, so an uncapped weight spends the model on what decoding never needs.
     The mean over everything, or with `per_sample` over each sample's values, (B,)."""
-    weight = t.clamp(min=MIN_T).pow(-2).clamp(max=weight_cap).view(-1, 1, 1, 1, 1)
+    weight = _capped_time_weight(t, weight_cap)
     loss = (x0_hat.float() - x0.float()).pow(2) * weight
     return loss.flatten(1).mean(1) if per_sample else loss.mean()
 
@@ -42,7 +47,7 @@ def temporal_loss(x0_hat: Tensor, x0: Tensor, t: Tensor, weight_cap: float, erro
     how far the decode's change from one frame to the next is from the source's. `error_before` (B, 3, H, W),
     the error of the frame before the chunk as the decoder saw it, adds the change into the chunk's first
     frame for the samples `seen_before` (B,) marks. The mean over everything, or per sample (B,)."""
-    weight = t.clamp(min=MIN_T).pow(-2).clamp(max=weight_cap).view(-1, 1, 1, 1, 1)
+    weight = _capped_time_weight(t, weight_cap)
     error = x0_hat.float() - x0.float()
     if error_before is not None:
         seen = seen_before.view(-1, 1, 1, 1, 1)  # elsewhere the chunk's own first frame: no change

@@ -174,8 +174,7 @@ class Objective(nn.Module):
         rd = mcfg.rate_distortion  # lambda is inside "diff", and bits are bits
         weights = {"diff": 1.0 if rd else cfg.w_diff, "perc": cfg.w_perc, "kl": cfg.w_kl, "repa": cfg.w_repa,
                    "align": cfg.w_align, "rate": 1.0 if rd else cfg.w_rate, "temporal": cfg.w_temporal,
-                   "mse": 0.0, "rate_key": 0.0,
-                   "rate_next": 0.0}
+                   "mse": 0.0, "rate_key": 0.0, "rate_next": 0.0}
         loss = sum(weights[k] * v for k, v in parts.items())
         return loss, parts
 
