@@ -4,9 +4,10 @@
 #   nets/   LPIPS's weights for validation, copied to /root/nets (ODVA_NETS)
 #   m3/     a model folder to start a round from (--init), copied to /root/init
 #   stageA/pack ... stageD/pack   the training pack's parts, merged into /root/data/pack; the index (in
-#           stageA) is kept whole as index.full.json and cut to the videos and photos present, so a round can start on part
-#           of the pack and see the rest once a later call brings it
+#           stageA) is kept whole as index.full.json and cut to the videos and photos present, so that a
+#           round can start on part of the pack and see the rest once a later call brings it
 # Usage (on the device machine, in the repository root): source scripts/device_stage.sh
+# (scripts/device_v3_call.sh and device_v3_measure.sh start with it)
 export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 ODVA_NETS=/root/nets
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: a v3 round (train MIN minutes on the pack in /root/data/pack, export, validate),
 # the measured --quality ladder, then GPU<->CPU bit-exactness and 1080p speed of the new model and v2.
-# Usage (on the device machine, the pack in /root/data/pack, wheels in .whl/):
+# Usage (on the device machine, the pack and wheels carried or staged by an earlier call: scripts/device_stage.sh):
 #   CONFIG=train/configs/v3t-grow-stage1.toml INIT=weights RUN=/root/v3 ROUND_S=360 LADDER_S=60 CROSS_S=100 \
 #       SPEED_S=50 BASELINE=1 bash scripts/device_v3_call.sh MINUTES [STAGE1 OPTIONS]
 #   e.g. CONFIG=train/configs/v3tp-grow-stage1.toml bash scripts/device_v3_call.sh 4 --set steps=5000; then, on the
@@ -14,10 +14,7 @@ MIN=$1; shift  # the rest: odva-train stage1 options, e.g. --set lr=1e-4
 R=${RUN:-/root/v3}
 mkdir -p $R
 rm -f $R/model.safetensors.part-* $R/done  # a resumed round's parts are its own
-export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 ODVA_NETS=/root/nets
-[ -d nets ] && mkdir -p /root/nets && cp nets/* /root/nets/
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl
-nvidia-smi --query-gpu=name --format=csv,noheader
+source scripts/device_stage.sh  # wheels, nets/ and the carried parts of the pack in place
 timeout ${ROUND_S:-360} bash scripts/v3_round.sh ${CONFIG:-train/configs/v3t-grow-stage1.toml} ${INIT:-weights} /root/data/pack $R $MIN "$@" > $R/round.log 2>&1
 echo round rc=$?; grep -v "^  " $R/round.log | tail -30
 # a round cut short after its export still brings the weights back

@@ -2,13 +2,10 @@
 # One short device call: a v3tp model grown from the shipped v2 weights and trained a few steps (its weights
 # barely moved: what this measures does not need a trained model), then GPU<->CPU bit-exactness of files
 # with dependent chunks and in-process 1080p speed (v3tp, then v2 on the same machine).
-# Usage (on the device machine, the pack in /root/data/pack, wheels in .whl/, LPIPS's weights in nets/ as
-# scripts/device_v3_call.sh says):
+# Usage (on the device machine, the pack, wheels and LPIPS's weights carried or staged by an earlier call, as
+# scripts/device_stage.sh says):
 #   STEPS=20 TRAIN_S=120 EXPORT_S=50 CROSS_S=70 SPEED_S=60 bash scripts/device_v3_measure.sh
-export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 ODVA_NETS=/root/nets
-[ -d nets ] && mkdir -p /root/nets && cp nets/* /root/nets/
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site .whl/*.whl
-nvidia-smi --query-gpu=name --format=csv,noheader
+source scripts/device_stage.sh  # wheels, nets/ and the carried parts of the pack in place
 mkdir -p /root/v3
 timeout ${TRAIN_S:-120} python3 -m train.cli stage1 --config train/configs/v3tp-grow-stage1.toml --init weights --data /root/data/pack \
     --out /root/v3/run --steps ${STEPS:-20} --set val_every=100000 --set val_clips=2 > /root/v3/run.log 2>&1
